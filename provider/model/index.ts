@@ -1,0 +1,8 @@
+/** The resource model: parse, validate, apply defaults, and write YAML or JSON. */
+export * from "./common";
+export * from "./case";
+export * from "./token";
+export * from "./installer";
+export * from "./discovery-config";
+export * from "./document";
+export { knownFieldsAt } from "./problems";
