@@ -31,6 +31,13 @@ export class ResourceDocument extends pulumi.dynamic.Resource {
 
   /** Declares a document named `name` in the stack. */
   constructor(name: string, args: ResourceDocumentArgs, opts?: pulumi.CustomResourceOptions) {
-    super(resourceDocumentProvider, name, { yaml: undefined, json: undefined, ...args }, opts, "discovery", "ResourceDocument");
+    super(
+      resourceDocumentProvider,
+      name,
+      { yaml: undefined, json: undefined, ...args },
+      opts,
+      "discovery",
+      "ResourceDocument",
+    );
   }
 }

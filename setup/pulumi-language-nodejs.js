@@ -96,7 +96,10 @@ const service = {
   },
   cancel(_call, callback) {
     for (const child of children) child.kill("SIGINT");
-    callback(null, new (require(require.resolve("google-protobuf/google/protobuf/empty_pb.js", { paths: [sdkDir] })).Empty)());
+    callback(
+      null,
+      new (require(require.resolve("google-protobuf/google/protobuf/empty_pb.js", { paths: [sdkDir] })).Empty)(),
+    );
   },
   run(call, callback) {
     const req = call.request;
@@ -177,4 +180,3 @@ const stop = () => {
 };
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
-

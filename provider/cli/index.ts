@@ -1,9 +1,23 @@
+import * as fs from "fs";
+import * as path from "path";
 import { Command } from "commander";
 import { validateCommand } from "./validate";
 
+/** This package's version, from the nearest package.json above this file (source or dist layout). */
+export function packageVersion(): string {
+  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const file = path.join(dir, "package.json");
+    if (fs.existsSync(file)) {
+      const pkg = JSON.parse(fs.readFileSync(file, "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "pulumi-discovery" && pkg.version) return pkg.version;
+    }
+  }
+  return "0.0.0";
+}
+
 /** Builds the `discovery` command line. */
 export function program(): Command {
-  const version = (require("../../../package.json") as { version: string }).version;
+  const version = packageVersion();
   return new Command("discovery")
     .description("discover cloud VMs and enroll them without shared secrets")
     .version(version)

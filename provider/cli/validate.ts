@@ -36,10 +36,18 @@ export function formatProblem(p: SourceProblem): string {
 export function validateCommand(): Command {
   return new Command("validate")
     .description("check resource documents (YAML or JSON) against the model; report every problem with its line")
-    .requiredOption("-f, --file <path>", "a file of documents; repeat for several", (v: string, prev: string[] = []) => [...prev, v])
-    .addOption(new Option("-o, --output <format>", "print the documents with defaults applied").choices(["yaml", "json"]))
-    .action((opts: { file: string[]; output?: "yaml" | "json" }) => {
-      const { resources, problems } = validateFiles(opts.file);
+    .argument("[files...]", "more files of documents")
+    .option("-f, --file <path>", "a file of documents; repeat for several", (v: string, prev: string[] = []) => [
+      ...prev,
+      v,
+    ])
+    .addOption(
+      new Option("-o, --output <format>", "print the documents with defaults applied").choices(["yaml", "json"]),
+    )
+    .action((more: string[], opts: { file?: string[]; output?: "yaml" | "json" }, cmd: Command) => {
+      const files = [...(opts.file ?? []), ...more];
+      if (files.length === 0) cmd.error("error: name at least one file: discovery validate -f FILE [-f FILE ...]");
+      const { resources, problems } = validateFiles(files);
       for (const p of problems) process.stderr.write(formatProblem(p) + "\n");
       if (problems.length > 0) {
         process.stderr.write(`${problems.length} problem${problems.length === 1 ? "" : "s"} found\n`);
@@ -50,7 +58,9 @@ export function validateCommand(): Command {
       else if (opts.output === "json") process.stdout.write(toJson(resources));
       else {
         const names = resources.map((r) => `${r.kind}/${r.metadata.name}`).join(", ");
-        process.stdout.write(`${resources.length} document${resources.length === 1 ? "" : "s"} valid${names ? `: ${names}` : ""}\n`);
+        process.stdout.write(
+          `${resources.length} document${resources.length === 1 ? "" : "s"} valid${names ? `: ${names}` : ""}\n`,
+        );
       }
     });
 }

@@ -41,7 +41,15 @@ export function suggestion(name: string, known: readonly string[]): string {
   return known.length ? `; allowed: ${known.join(", ")}` : "";
 }
 
-const DURATION_UNITS_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS_MS: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
 const DURATION_RE = /^(\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$/;
 
 /** Parses a Go-style duration ("5m", "300s", "1h30m") into milliseconds; undefined when malformed. */
@@ -55,7 +63,8 @@ export function parseDuration(text: string): number | undefined {
 /** A positive duration such as `5m` or `300s`. */
 export const duration = z.string().superRefine((v, ctx) => {
   const ms = parseDuration(v);
-  if (ms === undefined) ctx.addIssue({ code: "custom", message: `"${v}" is not a duration; write it like 5m, 300s or 1h30m` });
+  if (ms === undefined)
+    ctx.addIssue({ code: "custom", message: `"${v}" is not a duration; write it like 5m, 300s or 1h30m` });
   else if (ms <= 0) ctx.addIssue({ code: "custom", message: "duration must be greater than zero" });
 });
 
@@ -63,28 +72,26 @@ export const duration = z.string().superRefine((v, ctx) => {
 export const awsAccountId = z.preprocess(
   (v) => (typeof v === "number" && Number.isInteger(v) ? String(v) : v),
   z.string().regex(/^\d{12}$/, {
-    message: "must be a 12-digit AWS account id such as \"123456789012\" (quote it in YAML so leading zeros are kept)",
+    message: 'must be a 12-digit AWS account id such as "123456789012" (quote it in YAML so leading zeros are kept)',
   }),
 );
 
 /** An AWS region name such as us-east-1, eu-central-1 or us-gov-west-1. */
 export const AWS_REGION_RE = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$/;
-export const awsRegion = z.string().regex(AWS_REGION_RE, { message: "is not an AWS region name; use a name such as us-east-1" });
+export const awsRegion = z
+  .string()
+  .regex(AWS_REGION_RE, { message: "is not an AWS region name; use a name such as us-east-1" });
 
 /** An IAM role ARN: arn:aws:iam::123456789012:role/name. */
-export const awsRoleArn = z
-  .string()
-  .regex(/^arn:aws(-[a-z]+)*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, {
-    message: "must be an IAM role ARN such as arn:aws:iam::123456789012:role/discovery",
-  });
+export const awsRoleArn = z.string().regex(/^arn:aws(-[a-z]+)*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, {
+  message: "must be an IAM role ARN such as arn:aws:iam::123456789012:role/discovery",
+});
 
 /** A glob over caller ARNs (iam join): `*` and `?` are wildcards. */
-export const awsArnGlob = z
-  .string()
-  .regex(/^arn:aws(-[a-z]+)*:(iam|sts)::(\d{12}|[\d*?]+):[\w+=,.@/*?-]+$/, {
-    message:
-      "must be an IAM or STS ARN, optionally with * or ? wildcards, such as arn:aws:sts::123456789012:assumed-role/node/*",
-  });
+export const awsArnGlob = z.string().regex(/^arn:aws(-[a-z]+)*:(iam|sts)::(\d{12}|[\d*?]+):[\w+=,.@/*?-]+$/, {
+  message:
+    "must be an IAM or STS ARN, optionally with * or ? wildcards, such as arn:aws:sts::123456789012:assumed-role/node/*",
+});
 
 /** An AWS Organizations id: o-xxxxxxxxxx. */
 export const awsOrganizationId = z
@@ -118,12 +125,14 @@ export function wildcardList<T extends z.ZodTypeAny>(item: T, what: string) {
     .min(1, { message: `must list at least one ${what}, or "*"` })
     .superRefine((list, ctx) => {
       if (list.includes("*")) {
-        if (list.length > 1) ctx.addIssue({ code: "custom", message: `"*" must stand alone; remove the other ${what}s or the "*"` });
+        if (list.length > 1)
+          ctx.addIssue({ code: "custom", message: `"*" must stand alone; remove the other ${what}s or the "*"` });
         return;
       }
       list.forEach((v, i) => {
         const r = item.safeParse(v);
-        if (!r.success) for (const issue of r.error.issues) ctx.addIssue({ ...issue, path: [i, ...issue.path] } as z.IssueData);
+        if (!r.success)
+          for (const issue of r.error.issues) ctx.addIssue({ ...issue, path: [i, ...issue.path] } as z.IssueData);
       });
     }) as unknown as z.ZodType<string[], z.ZodTypeDef, string[]>;
 }
@@ -134,8 +143,16 @@ export const tagMap = z.record(z.unknown()).superRefine((tags, ctx) => {
     const isList = Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === "string");
     if (typeof value !== "string" && !isList)
       ctx.addIssue({ code: "custom", path: [key], message: 'must be a value, a non-empty list of values, or "*"' });
-    else if (key === "*" && value !== "*" && !(isList && (value as string[]).length === 1 && (value as string[])[0] === "*"))
-      ctx.addIssue({ code: "custom", path: [key], message: 'the "*" key matches every instance; its value must be "*"' });
+    else if (
+      key === "*" &&
+      value !== "*" &&
+      !(isList && (value as string[]).length === 1 && (value as string[])[0] === "*")
+    )
+      ctx.addIssue({
+        code: "custom",
+        path: [key],
+        message: 'the "*" key matches every instance; its value must be "*"',
+      });
     if (key.length === 0) ctx.addIssue({ code: "custom", path: [key], message: "tag keys must not be empty" });
   }
 }) as unknown as z.ZodType<Record<string, string | string[]>, z.ZodTypeDef, Record<string, string | string[]>>;
@@ -154,7 +171,9 @@ export const metadata = z
   .strict();
 
 /** An absolute filesystem path on the VM. */
-export const absolutePath = z.string().regex(/^\/[^\0]*$/, { message: "must be an absolute path such as /etc/ssh/sshd_config" });
+export const absolutePath = z
+  .string()
+  .regex(/^\/[^\0]*$/, { message: "must be an absolute path such as /etc/ssh/sshd_config" });
 
 /** host:port, or an https:// URL with an optional port. */
 export const proxyAddr = z
@@ -162,3 +181,27 @@ export const proxyAddr = z
   .regex(/^(https:\/\/)?[A-Za-z0-9.-]+(:\d{1,5})?\/?$|^(https:\/\/)?\[[0-9a-fA-F:]+\](:\d{1,5})?\/?$/, {
     message: "must be host:port or https://host[:port]",
   });
+
+/** A GCP project id: lower case letters, digits and hyphens, starting with a letter (at most 30). */
+export const gcpProjectId = z.string().regex(/^[a-z][a-z0-9-]{0,28}[a-z0-9]$/, {
+  message: "is not a GCP project id (lower case letters, digits, hyphens)",
+});
+
+/** A GCP region or zone such as us-central1 or us-central1-a. */
+export const gcpLocation = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, {
+  message: "is not a GCP region or zone such as us-central1 or us-central1-a",
+});
+
+/** Drops mapping keys whose value is null: YAML's `key:` with nothing after it means "not set". */
+export function dropNulls(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(dropNulls);
+  if (value === null || typeof value !== "object") return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (v !== null) out[k] = dropNulls(v);
+  return out;
+}
+
+/** An error map for one field: "is required" when the field is missing, else `message`. */
+export function fieldError(message: string): { errorMap: z.ZodErrorMap } {
+  return { errorMap: (_issue, ctx) => ({ message: ctx.data === undefined ? "is required" : message }) };
+}

@@ -5,6 +5,8 @@ import {
   awsRegion,
   awsRoleArn,
   duration,
+  gcpLocation,
+  gcpProjectId,
   installerName,
   metadata,
   nonEmptyList,
@@ -12,6 +14,7 @@ import {
   resourceName,
   tagMap,
   wildcardList,
+  fieldError,
 } from "./common";
 import { JoinMethod } from "./token";
 
@@ -43,15 +46,16 @@ function installSchema(cloud: Cloud) {
         .object({
           token_name: resourceName.optional(),
           method: z
-            .enum(methods as [JoinMethod, ...JoinMethod[]], {
-              errorMap: () => ({ message: `must be one of ${methods.join(", ")} for ${cloud} matchers` }),
-            })
+            .enum(
+              methods as [JoinMethod, ...JoinMethod[]],
+              fieldError(`must be one of ${methods.join(", ")} for ${cloud} matchers`),
+            )
             .optional(),
         })
         .strict()
         .optional(),
       script_name: installerName.optional(),
-      mode: z.enum(["agent", "agentless"], { errorMap: () => ({ message: "must be agent or agentless" }) }).optional(),
+      mode: z.enum(["agent", "agentless"], fieldError("must be agent or agentless")).optional(),
       install_teleport: z.boolean().optional(),
       agentless: z.boolean().optional(),
       sshd_config: absolutePath.optional(),
@@ -61,7 +65,11 @@ function installSchema(cloud: Cloud) {
     .superRefine((install, ctx) => {
       const teleportSaysAgentless = install.install_teleport === false || install.agentless === true;
       if (install.install_teleport === true && install.agentless === true)
-        ctx.addIssue({ code: "custom", path: ["agentless"], message: "contradicts install_teleport: true; keep one of them" });
+        ctx.addIssue({
+          code: "custom",
+          path: ["agentless"],
+          message: "contradicts install_teleport: true; keep one of them",
+        });
       if (install.mode === "agent" && teleportSaysAgentless)
         ctx.addIssue({
           code: "custom",
@@ -91,7 +99,7 @@ const ouId = z.string().regex(/^(\*|ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{
 /** An AWS EC2 matcher. */
 export const awsMatcher = z
   .object({
-    types: nonEmptyList(z.enum(["ec2"], { errorMap: () => ({ message: 'must be "ec2"' }) }), "type").optional(),
+    types: nonEmptyList(z.enum(["ec2"], fieldError('must be "ec2"')), "type").optional(),
     regions: wildcardList(awsRegion, "region"),
     tags: tagMap.optional(),
     assume_role: z
@@ -131,9 +139,17 @@ export const awsMatcher = z
   .superRefine((m, ctx) => {
     const ar = m.assume_role ?? {};
     if (m.assume_role_arn !== undefined && ar.role_arn !== undefined)
-      ctx.addIssue({ code: "custom", path: ["assume_role_arn"], message: "set either assume_role.role_arn or assume_role_arn, not both" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["assume_role_arn"],
+        message: "set either assume_role.role_arn or assume_role_arn, not both",
+      });
     if (m.external_id !== undefined && ar.external_id !== undefined)
-      ctx.addIssue({ code: "custom", path: ["external_id"], message: "set either assume_role.external_id or external_id, not both" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["external_id"],
+        message: "set either assume_role.external_id or external_id, not both",
+      });
     const roleArn = ar.role_arn ?? m.assume_role_arn;
     const externalId = ar.external_id ?? m.external_id;
     if (externalId !== undefined && roleArn === undefined && ar.role_name === undefined)
@@ -194,20 +210,18 @@ export const awsMatcher = z
     };
   });
 
-const gcpProjectId = z.string().regex(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, { message: "is not a GCP project id" });
-const gcpLocation = z
-  .string()
-  .regex(/^[a-z]+-[a-z]+\d+(-[a-z])?$/, { message: "is not a GCP region or zone such as us-central1 or us-central1-a" });
-
 /** A GCP Compute Engine matcher. */
 export const gcpMatcher = z
   .object({
-    types: nonEmptyList(z.enum(["gce", "vm"], { errorMap: () => ({ message: 'must be "gce" (or "vm")' }) }), "type").optional(),
+    types: nonEmptyList(z.enum(["gce", "vm"], fieldError('must be "gce" (or "vm")')), "type").optional(),
     project_ids: wildcardList(gcpProjectId, "project id"),
     locations: wildcardList(gcpLocation, "location").optional(),
     labels: tagMap.optional(),
     tags: tagMap.optional(),
-    service_accounts: nonEmptyList(z.string().email({ message: "must be a service account email" }), "service account").optional(),
+    service_accounts: nonEmptyList(
+      z.string().email({ message: "must be a service account email" }),
+      "service account",
+    ).optional(),
     install: installSchema("gcp"),
   })
   .strict()
@@ -227,10 +241,16 @@ export const gcpMatcher = z
 /** An Azure VM matcher. */
 export const azureMatcher = z
   .object({
-    types: nonEmptyList(z.enum(["vm"], { errorMap: () => ({ message: 'must be "vm"' }) }), "type").optional(),
-    subscriptions: wildcardList(z.string().uuid({ message: "must be an Azure subscription id (a UUID)" }), "subscription"),
+    types: nonEmptyList(z.enum(["vm"], fieldError('must be "vm"')), "type").optional(),
+    subscriptions: wildcardList(
+      z.string().uuid({ message: "must be an Azure subscription id (a UUID)" }),
+      "subscription",
+    ),
     resource_groups: wildcardList(z.string().min(1).max(90), "resource group").optional(),
-    regions: wildcardList(z.string().regex(/^[a-z][a-z0-9]+$/, { message: "is not an Azure region such as eastus" }), "region").optional(),
+    regions: wildcardList(
+      z.string().regex(/^[a-z][a-z0-9]+$/, { message: "is not an Azure region such as eastus" }),
+      "region",
+    ).optional(),
     tags: tagMap.optional(),
     install: installSchema("azure"),
   })
@@ -263,13 +283,18 @@ const discoveryGroup = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, {
 export const discoveryConfigDocument = z
   .object({
     kind: z.literal("discovery_config"),
-    version: z.literal("v1", { errorMap: () => ({ message: 'discovery_config documents are version "v1"' }) }),
+    version: z.literal("v1", fieldError('discovery_config documents are version "v1"')),
     metadata,
     spec: z
       .object({ discovery_group: discoveryGroup, ...matchers })
       .strict()
       .superRefine(requireAMatcher)
-      .transform((s) => ({ discovery_group: s.discovery_group, aws: s.aws ?? [], gcp: s.gcp ?? [], azure: s.azure ?? [] })),
+      .transform((s) => ({
+        discovery_group: s.discovery_group,
+        aws: s.aws ?? [],
+        gcp: s.gcp ?? [],
+        azure: s.azure ?? [],
+      })),
   })
   .strict();
 
@@ -277,7 +302,7 @@ export const discoveryConfigDocument = z
 const TRUTHY: Record<string, boolean> = { yes: true, true: true, on: true, no: false, false: false, off: false };
 const teleportBool = z.preprocess(
   (v) => (typeof v === "string" && v.toLowerCase() in TRUTHY ? TRUTHY[v.toLowerCase()] : v),
-  z.boolean({ errorMap: () => ({ message: "must be true or false (yes and no are accepted)" }) }),
+  z.boolean(fieldError("must be true or false (yes and no are accepted)")),
 );
 
 /** The `discovery_service` section of a teleport.yaml (or of the runtime config). */

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { Document, isMap, isPair, isScalar, isSeq, LineCounter, Node, parseAllDocuments, stringify } from "yaml";
-import { FieldPath, formatPath, Problem, suggestion } from "./common";
+import { dropNulls, FieldPath, formatPath, Problem, suggestion } from "./common";
 import { camelCase, snakify } from "./case";
 import { Token, tokenDocument } from "./token";
 import { Installer, installerDocument } from "./installer";
@@ -43,7 +43,8 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Validates one parsed document (a plain value) and applies defaults. */
-export function validateDocument(value: unknown): DocumentResult {
+export function validateDocument(input: unknown): DocumentResult {
+  const value = dropNulls(input);
   if (!isPlainObject(value))
     return { problems: [{ path: [], message: "a document must be a mapping with kind, version, metadata and spec" }] };
   if (value.kind === undefined && "discovery_service" in value) {
@@ -62,22 +63,34 @@ export function validateDocument(value: unknown): DocumentResult {
   if (value.kind === undefined)
     return {
       problems: [
-        { path: ["kind"], message: `is required: one of ${KIND_NAMES.join(", ")} (or a teleport.yaml with discovery_service)` },
+        {
+          path: ["kind"],
+          message: `is required: one of ${KIND_NAMES.join(", ")} (or a teleport.yaml with discovery_service)`,
+        },
       ],
     };
   if (typeof value.kind !== "string" || !(value.kind in SCHEMAS))
-    return { problems: [{ path: ["kind"], message: `unknown kind "${String(value.kind)}"${suggestion(String(value.kind), KIND_NAMES)}` }] };
+    return {
+      problems: [
+        {
+          path: ["kind"],
+          message: `unknown kind "${String(value.kind)}"${suggestion(String(value.kind), KIND_NAMES)}`,
+        },
+      ],
+    };
   const schema = SCHEMAS[value.kind as Kind];
   const r = schema.safeParse(value, { errorMap: zodErrorMap });
   if (!r.success) return { problems: zodProblems(r.error, schema) };
   return { resource: r.data as Resource, problems: [] };
 }
 
-/** Plain-language messages for zod's generic issues. */
+/** Plain-language messages for zod's generic issues; messages a schema sets itself are kept. */
 export const zodErrorMap: z.ZodErrorMap = (issue, ctx) => {
+  const builtin = z.defaultErrorMap(issue, { ...ctx, defaultError: "" }).message;
+  if (ctx.defaultError !== builtin) return { message: ctx.defaultError };
+  if (ctx.data === undefined) return { message: "is required" };
   switch (issue.code) {
     case "invalid_type":
-      if (issue.received === "undefined") return { message: "is required" };
       return { message: `must be ${article(issue.expected)}, not ${article(issue.received)}` };
     case "invalid_literal":
       return { message: `must be ${JSON.stringify(issue.expected)}` };
@@ -114,7 +127,8 @@ export function parseDocuments(text: string, file = "<input>"): ParseResult {
   const list = Array.isArray(docs) ? docs : [docs];
   for (const doc of list as Document.Parsed[]) {
     if (doc.errors.length > 0) {
-      for (const e of doc.errors) out.problems.push({ file, ...at(e.pos[0]), path: ["yaml"], message: yamlMessage(e.message) });
+      for (const e of doc.errors)
+        out.problems.push({ file, ...at(e.pos[0]), path: ["yaml"], message: yamlMessage(e.message) });
       continue;
     }
     if (doc.contents === null) continue; // an empty document, e.g. a trailing ---

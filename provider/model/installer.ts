@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { didYouMean, installerName, metadata, resourceName } from "./common";
+import { didYouMean, installerName, metadata, resourceName, fieldError } from "./common";
 
 /** Template variables an installer script may use. */
 export const INSTALLER_VARIABLES = [".PublicProxyAddr", ".ClusterName"] as const;
@@ -61,7 +61,8 @@ const installerSpec = z
       .min(1, { message: "must not be empty" })
       .max(256 * 1024, { message: "must be at most 256 KiB" })
       .superRefine((script, ctx) => {
-        for (const p of templateProblems(script)) ctx.addIssue({ code: "custom", message: p.message, params: { needle: p.text } });
+        for (const p of templateProblems(script))
+          ctx.addIssue({ code: "custom", message: p.message, params: { needle: p.text } });
       }),
   })
   .strict();
@@ -70,7 +71,7 @@ const installerSpec = z
 export const installerDocument = z
   .object({
     kind: z.literal("installer"),
-    version: z.literal("v1", { errorMap: () => ({ message: 'installer documents are version "v1"' }) }),
+    version: z.literal("v1", fieldError('installer documents are version "v1"')),
     metadata: metadata.extend({ name: resourceName.pipe(installerName) }),
     spec: installerSpec,
   })

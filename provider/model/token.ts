@@ -6,8 +6,11 @@ import {
   awsRegion,
   awsRoleArn,
   duration,
+  gcpLocation,
+  gcpProjectId,
   metadata,
   nonEmptyList,
+  fieldError,
 } from "./common";
 
 /** Join methods a token can allow. */
@@ -33,9 +36,12 @@ const awsRule = z
 
 const gcpRule = z
   .object({
-    project_ids: nonEmptyList(z.string().regex(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, { message: "is not a GCP project id" }), "project id"),
-    locations: nonEmptyList(z.string().regex(/^[a-z]+-[a-z]+\d+(-[a-z])?$/, { message: "is not a GCP region or zone such as us-central1 or us-central1-a" }), "location").optional(),
-    service_accounts: nonEmptyList(z.string().email({ message: "must be a service account email" }), "service account").optional(),
+    project_ids: nonEmptyList(gcpProjectId, "project id"),
+    locations: nonEmptyList(gcpLocation, "location").optional(),
+    service_accounts: nonEmptyList(
+      z.string().email({ message: "must be a service account email" }),
+      "service account",
+    ).optional(),
   })
   .strict();
 
@@ -53,59 +59,119 @@ const ONLY_FOR: Record<string, JoinMethod> = {
   aws_organization_id: "iam",
 };
 
+/**
+ * The join method of a token that names none, as Teleport infers it: allow rules mean ec2 (the method
+ * they were introduced for), a gcp or azure block means that cloud, and otherwise a shared-secret token.
+ */
+export function joinMethodOf(spec: {
+  join_method?: JoinMethod;
+  allow?: unknown[];
+  gcp?: unknown;
+  azure?: unknown;
+}): JoinMethod {
+  if (spec.join_method) return spec.join_method;
+  if (spec.allow?.length) return "ec2";
+  if (spec.gcp) return "gcp";
+  if (spec.azure) return "azure";
+  return "token";
+}
+
 const tokenSpec = z
   .object({
-    roles: nonEmptyList(z.enum(TOKEN_ROLES, { errorMap: () => ({ message: `must be one of ${TOKEN_ROLES.join(", ")}` }) }), "role"),
-    join_method: z.enum(JOIN_METHODS, { errorMap: () => ({ message: `must be one of ${JOIN_METHODS.join(", ")}` }) }),
+    roles: nonEmptyList(z.enum(TOKEN_ROLES, fieldError(`must be one of ${TOKEN_ROLES.join(", ")}`)), "role"),
+    join_method: z.enum(JOIN_METHODS, fieldError(`must be one of ${JOIN_METHODS.join(", ")}`)).optional(),
     aws_iid_ttl: duration.optional(),
     allow: z.array(awsRule).optional(),
-    gcp: z.object({ allow: z.array(gcpRule) }).strict().optional(),
-    azure: z.object({ allow: z.array(azureRule) }).strict().optional(),
+    gcp: z
+      .object({ allow: z.array(gcpRule) })
+      .strict()
+      .optional(),
+    azure: z
+      .object({ allow: z.array(azureRule) })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {
-    const method = spec.join_method;
+    const method = joinMethodOf(spec);
     const seen = new Set<string>();
     spec.roles.forEach((role, i) => {
       if (seen.has(role)) ctx.addIssue({ code: "custom", path: ["roles", i], message: `role ${role} is listed twice` });
       seen.add(role);
     });
     if (spec.aws_iid_ttl !== undefined && method !== "ec2")
-      ctx.addIssue({ code: "custom", path: ["aws_iid_ttl"], message: `applies only to join_method ec2, not ${method}; remove it` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["aws_iid_ttl"],
+        message: `applies only to join_method ec2, not ${method}; remove it`,
+      });
     const isAws = method === "ec2" || method === "iam";
     if (isAws) {
       if (!spec.allow || spec.allow.length === 0)
-        ctx.addIssue({ code: "custom", path: ["allow"], message: `a ${method} token needs at least one allow rule naming an aws_account` });
+        ctx.addIssue({
+          code: "custom",
+          path: ["allow"],
+          message: `an ${method} token needs at least one allow rule naming an aws_account`,
+        });
     } else if (spec.allow !== undefined) {
-      ctx.addIssue({ code: "custom", path: ["allow"], message: `allow rules apply to ec2 and iam tokens; for ${method} remove allow${method === "gcp" || method === "azure" ? ` and use ${method}.allow` : ""}` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["allow"],
+        message: `allow rules apply to ec2 and iam tokens; for ${method} remove allow${method === "gcp" || method === "azure" ? ` and use ${method}.allow` : ""}`,
+      });
     }
     (spec.allow ?? []).forEach((rule, i) => {
       for (const [field, only] of Object.entries(ONLY_FOR)) {
         if ((rule as Record<string, unknown>)[field] !== undefined && isAws && only !== method)
-          ctx.addIssue({ code: "custom", path: ["allow", i, field], message: `applies only to join_method ${only}, not ${method}` });
+          ctx.addIssue({
+            code: "custom",
+            path: ["allow", i, field],
+            message: `applies only to join_method ${only}, not ${method}`,
+          });
       }
       if (method === "ec2" && rule.aws_account === undefined)
-        ctx.addIssue({ code: "custom", path: ["allow", i, "aws_account"], message: "is required for an ec2 allow rule" });
+        ctx.addIssue({
+          code: "custom",
+          path: ["allow", i, "aws_account"],
+          message: "is required for an ec2 allow rule",
+        });
       if (method === "iam" && !rule.aws_account && !rule.aws_arn && !rule.aws_organization_id)
-        ctx.addIssue({ code: "custom", path: ["allow", i], message: "an iam allow rule needs aws_account, aws_arn or aws_organization_id" });
+        ctx.addIssue({
+          code: "custom",
+          path: ["allow", i],
+          message: "an iam allow rule needs aws_account, aws_arn or aws_organization_id",
+        });
     });
     for (const cloud of ["gcp", "azure"] as const) {
       const block = spec[cloud];
       if (method === cloud) {
         if (!block || block.allow.length === 0)
-          ctx.addIssue({ code: "custom", path: block ? [cloud, "allow"] : [], message: `a ${cloud} token needs ${cloud}.allow with at least one rule` });
+          ctx.addIssue({
+            code: "custom",
+            path: block ? [cloud, "allow"] : [],
+            message: `a ${cloud} token needs ${cloud}.allow with at least one rule`,
+          });
       } else if (block !== undefined) {
-        ctx.addIssue({ code: "custom", path: [cloud], message: `applies only to join_method ${cloud}, not ${method}; remove it` });
+        ctx.addIssue({
+          code: "custom",
+          path: [cloud],
+          message: `applies only to join_method ${cloud}, not ${method}; remove it`,
+        });
       }
     }
   })
-  .transform((spec) => (spec.join_method === "ec2" && spec.aws_iid_ttl === undefined ? { ...spec, aws_iid_ttl: DEFAULT_AWS_IID_TTL } : spec));
+  .transform((spec) => {
+    const join_method = joinMethodOf(spec);
+    return join_method === "ec2"
+      ? { ...spec, join_method, aws_iid_ttl: spec.aws_iid_ttl ?? DEFAULT_AWS_IID_TTL }
+      : { ...spec, join_method };
+  });
 
 /** kind: token, version v2: the join rules for one join method. */
 export const tokenDocument = z
   .object({
     kind: z.literal("token"),
-    version: z.literal("v2", { errorMap: () => ({ message: 'token documents are version "v2"' }) }),
+    version: z.literal("v2", fieldError('token documents are version "v2"')),
     metadata,
     spec: tokenSpec,
   })

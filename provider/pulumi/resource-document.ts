@@ -41,7 +41,10 @@ export const resourceDocumentProvider: dynamic.ResourceProvider = {
   async check(_olds: ResourceDocumentInputs, news: ResourceDocumentInputs) {
     const m = model();
     if (!(news.kind in m.KINDS))
-      return { inputs: news, failures: [{ property: "kind", reason: `must be one of ${Object.keys(m.KINDS).join(", ")}` }] };
+      return {
+        inputs: news,
+        failures: [{ property: "kind", reason: `must be one of ${Object.keys(m.KINDS).join(", ")}` }],
+      };
     const { problems } = m.validateDocument(m.fromSdkArgs(news.kind, news));
     const failures = problems.map((p) => ({ property: m.sdkPropertyPath(p.path), reason: p.message }));
     return { inputs: news, failures };
