@@ -1,6 +1,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import { Command } from "commander";
+import { adminCommands } from "./admin";
+import { serveCommand } from "./serve";
 import { validateCommand } from "./validate";
 
 /** This package's version, from the nearest package.json above this file (source or dist layout). */
@@ -18,10 +20,13 @@ export function packageVersion(): string {
 /** Builds the `discovery` command line. */
 export function program(): Command {
   const version = packageVersion();
-  return new Command("discovery")
+  const cmd = new Command("discovery")
     .description("discover cloud VMs and enroll them without shared secrets")
     .version(version)
-    .addCommand(validateCommand());
+    .addCommand(validateCommand())
+    .addCommand(serveCommand());
+  for (const c of adminCommands()) cmd.addCommand(c);
+  return cmd;
 }
 
 /** Entry point of the `discovery` bin. */

@@ -117,9 +117,26 @@ export interface ParseResult {
  * and locates every problem at its line and column. Problems in every document are reported.
  */
 export function parseDocuments(text: string, file = "<input>"): ParseResult {
+  const { values, problems } = parseYamlWith(text, file, (v) => {
+    const r = validateDocument(v);
+    return { value: r.resource, problems: r.problems };
+  });
+  return { resources: values, problems };
+}
+
+/**
+ * The YAML half of parseDocuments, for any schema: parses every document of `text` (a top-level list
+ * counts as one document per item when `splitLists`), runs `validate` on each, and locates its problems.
+ */
+export function parseYamlWith<T>(
+  text: string,
+  file: string,
+  validate: (value: unknown) => { value?: T; problems: Problem[] },
+  opts: { splitLists?: boolean } = { splitLists: true },
+): { values: T[]; problems: SourceProblem[]; documents: number } {
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  const out: ParseResult = { resources: [], problems: [] };
+  const out = { values: [] as T[], problems: [] as SourceProblem[], documents: 0 };
   const at = (offset: number) => {
     const pos = lineCounter.linePos(Math.max(0, Math.min(offset, text.length)));
     return { line: pos.line, col: pos.col };
@@ -127,16 +144,19 @@ export function parseDocuments(text: string, file = "<input>"): ParseResult {
   const list = Array.isArray(docs) ? docs : [docs];
   for (const doc of list as Document.Parsed[]) {
     if (doc.errors.length > 0) {
+      out.documents++;
       for (const e of doc.errors)
         out.problems.push({ file, ...at(e.pos[0]), path: ["yaml"], message: yamlMessage(e.message) });
       continue;
     }
     if (doc.contents === null) continue; // an empty document, e.g. a trailing ---
     const value = doc.toJS({ maxAliasCount: 100 });
-    const items: [FieldPath, unknown][] = Array.isArray(value) ? value.map((v, i) => [[i], v]) : [[[], value]];
+    const items: [FieldPath, unknown][] =
+      opts.splitLists !== false && Array.isArray(value) ? value.map((v, i) => [[i], v]) : [[[], value]];
     for (const [prefix, item] of items) {
-      const result = validateDocument(item);
-      if (result.resource) out.resources.push(result.resource);
+      out.documents++;
+      const result = validate(item);
+      if (result.value !== undefined) out.values.push(result.value);
       for (const p of result.problems) {
         const offset = locate(doc, [...prefix, ...p.path], p, text);
         out.problems.push({ file, ...at(offset), path: p.path, message: p.message });

@@ -5,4 +5,4 @@ export * from "./token";
 export * from "./installer";
 export * from "./discovery-config";
 export * from "./document";
-export { knownFieldsAt } from "./problems";
+export { knownFieldsAt, zodProblems } from "./problems";

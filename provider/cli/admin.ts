@@ -1,0 +1,152 @@
+import * as fs from "fs";
+import { Command, Option } from "commander";
+import { stringify } from "yaml";
+import { KINDS } from "../model";
+import { answerError, request, RuntimeTarget } from "./http";
+import { formatProblem, validateFiles } from "./validate";
+
+/** Adds the options that say which runtime to talk to. */
+export function withTarget(cmd: Command): Command {
+  return cmd
+    .option("--server <url>", "runtime URL (default $DISCOVERY_SERVER)")
+    .option("--admin-token-file <file>", "file holding the admin token (default $DISCOVERY_ADMIN_TOKEN)")
+    .option("--ca-cert <file>", "CA certificate for the runtime's TLS (or set NODE_EXTRA_CA_CERTS)");
+}
+
+/** The runtime and admin token from the options or the environment; errors say which is missing. */
+export function target(
+  opts: { server?: string; adminTokenFile?: string; caCert?: string },
+  admin = true,
+): RuntimeTarget {
+  const server = opts.server ?? process.env.DISCOVERY_SERVER;
+  if (!server) throw new Error("no runtime: pass --server URL or set DISCOVERY_SERVER");
+  let adminToken: string | undefined;
+  if (opts.adminTokenFile) adminToken = fs.readFileSync(opts.adminTokenFile, "utf8").trim();
+  else adminToken = process.env.DISCOVERY_ADMIN_TOKEN;
+  if (admin && !adminToken)
+    throw new Error("no admin token: pass --admin-token-file FILE or set DISCOVERY_ADMIN_TOKEN");
+  return { server, adminToken, caFile: opts.caCert };
+}
+
+const ALIASES: Record<string, string> = {
+  tokens: "token",
+  installers: "installer",
+  discovery_configs: "discovery_config",
+  "discovery-config": "discovery_config",
+  node: "nodes",
+  enrollment: "enrollments",
+};
+
+type Row = Record<string, string>;
+
+/** Prints rows as an aligned table with upper-case headers. */
+export function table(rows: Row[], columns: string[]): string {
+  const width = columns.map((c) => Math.max(c.length, ...rows.map((r) => (r[c] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(width[i]))
+      .join("  ")
+      .trimEnd();
+  return (
+    [line(columns.map((c) => c.toUpperCase())), ...rows.map((r) => line(columns.map((c) => r[c] ?? "")))].join("\n") +
+    "\n"
+  );
+}
+
+function nodeRows(
+  nodes: { name: string; labels: Record<string, string>; join_method: string; joined_at: string }[],
+): Row[] {
+  return nodes.map((n) => ({
+    name: n.name,
+    method: n.join_method,
+    account: n.labels["discovery/account-id"] ?? n.labels["discovery/project-id"] ?? "",
+    region: n.labels["discovery/region"] ?? n.labels["discovery/zone"] ?? "",
+    instance: n.labels["discovery/instance-id"] ?? "",
+    joined: n.joined_at,
+  }));
+}
+
+function resourceRows(docs: { kind: string; metadata: { name: string }; spec: Record<string, unknown> }[]): Row[] {
+  return docs.map((d) => {
+    const s = d.spec;
+    let detail = "";
+    if (d.kind === "token") detail = `${s.join_method} roles=${(s.roles as string[]).join(",")}`;
+    else if (d.kind === "discovery_config")
+      detail = `group=${s.discovery_group} aws=${(s.aws as unknown[]).length} gcp=${(s.gcp as unknown[]).length} azure=${(s.azure as unknown[]).length}`;
+    else if (d.kind === "installer") detail = `${String(s.script).length} bytes`;
+    return { name: d.metadata.name, kind: d.kind, detail };
+  });
+}
+
+/** `discovery apply`, `get` and `rm`: the admin calls of SPEC §2. */
+export function adminCommands(): Command[] {
+  const apply = withTarget(new Command("apply"))
+    .description("validate documents locally, then store them in the runtime (all or nothing)")
+    .requiredOption("-f, --file <path>", "a file of documents; repeat for several", (v: string, p: string[] = []) => [
+      ...p,
+      v,
+    ])
+    .action(async (opts) => {
+      const { problems } = validateFiles(opts.file);
+      if (problems.length) {
+        for (const p of problems) process.stderr.write(formatProblem(p) + "\n");
+        throw new Error(`${problems.length} problem(s) found; nothing was applied`);
+      }
+      const text = (opts.file as string[]).map((f) => fs.readFileSync(f, "utf8")).join("\n---\n");
+      const a = await request(target(opts), "PUT", "/v1/resources", text, "application/yaml");
+      if (a.status !== 200) throw new Error(answerError(a));
+      for (const r of (a.body as { resources: { kind: string; name: string; revision: number }[] }).resources)
+        process.stdout.write(
+          `${r.kind}/${r.name} ${r.revision === 1 ? "created" : `updated (revision ${r.revision})`}\n`,
+        );
+    });
+
+  const get = withTarget(new Command("get"))
+    .description("list resources, nodes or enrollments; or show one resource")
+    .argument("<kind>", `one of ${Object.keys(KINDS).join(", ")}, nodes, enrollments`)
+    .argument("[name]")
+    .addOption(new Option("-o, --output <format>", "output format").choices(["table", "yaml", "json"]).default("table"))
+    .action(async (kindArg: string, name: string | undefined, opts) => {
+      const kind = ALIASES[kindArg] ?? kindArg;
+      const t = target(opts);
+      const print = (value: unknown, rows: () => string) =>
+        process.stdout.write(
+          opts.output === "json"
+            ? JSON.stringify(value, null, 2) + "\n"
+            : opts.output === "yaml"
+              ? stringify(value)
+              : rows(),
+        );
+      if (kind === "nodes" || kind === "enrollments") {
+        const a = await request(t, "GET", `/v1/${kind}`);
+        if (a.status !== 200) throw new Error(answerError(a));
+        const list = (a.body as Record<string, unknown[]>)[kind] as never[];
+        print(list, () =>
+          kind === "nodes"
+            ? table(nodeRows(list), ["name", "method", "account", "region", "instance", "joined"])
+            : table(list, ["cloud", "account", "region", "instanceId", "status", "reason"]),
+        );
+        return;
+      }
+      if (!(kind in KINDS))
+        throw new Error(`unknown kind "${kindArg}"; use one of ${Object.keys(KINDS).join(", ")}, nodes, enrollments`);
+      const path = name ? `/v1/resources/${kind}/${encodeURIComponent(name)}` : `/v1/resources/${kind}`;
+      const a = await request(t, "GET", path);
+      if (a.status !== 200) throw new Error(answerError(a));
+      const docs = name ? [a.body] : (a.body as { resources: unknown[] }).resources;
+      print(name ? a.body : docs, () => table(resourceRows(docs as never[]), ["name", "kind", "detail"]));
+    });
+
+  const rm = withTarget(new Command("rm"))
+    .description("delete a resource from the runtime")
+    .argument("<kind>")
+    .argument("<name>")
+    .action(async (kindArg: string, name: string, opts) => {
+      const kind = ALIASES[kindArg] ?? kindArg;
+      const a = await request(target(opts), "DELETE", `/v1/resources/${kind}/${encodeURIComponent(name)}`);
+      if (a.status !== 200) throw new Error(answerError(a));
+      const d = (a.body as { deleted: { kind: string; name: string } }).deleted;
+      process.stdout.write(`${d.kind}/${d.name} deleted\n`);
+    });
+  return [apply, get, rm];
+}

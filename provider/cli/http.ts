@@ -1,0 +1,66 @@
+import * as fs from "fs";
+import * as https from "https";
+
+/** An HTTP answer: status and parsed body (JSON when it parses, else text). */
+export interface HttpAnswer {
+  status: number;
+  body: unknown;
+  text: string;
+}
+
+/** Where and how to reach the runtime. */
+export interface RuntimeTarget {
+  server: string;
+  adminToken?: string;
+  /** A CA certificate file to trust for the runtime's TLS (NODE_EXTRA_CA_CERTS works too). */
+  caFile?: string;
+}
+
+/** One request to the runtime with https (no redirects followed, answers capped at 16 MiB). */
+export function request(
+  target: RuntimeTarget,
+  method: string,
+  path: string,
+  body?: string | object,
+  contentType = "application/json",
+): Promise<HttpAnswer> {
+  const url = new URL(path, target.server.endsWith("/") ? target.server : target.server + "/");
+  if (url.protocol !== "https:")
+    return Promise.reject(new Error(`--server must be an https URL, not ${target.server}`));
+  const payload = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
+  const headers: Record<string, string> = {};
+  if (payload !== undefined) headers["content-type"] = contentType;
+  if (target.adminToken) headers.authorization = `Bearer ${target.adminToken}`;
+  const ca = target.caFile ? fs.readFileSync(target.caFile) : undefined;
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method, headers, ca, timeout: 60_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on("data", (c: Buffer) => {
+        size += c.length;
+        if (size > 16 * 1024 * 1024) req.destroy(new Error("answer larger than 16 MiB"));
+        else chunks.push(c);
+      });
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let parsed: unknown = text;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          // not JSON: keep the text
+        }
+        resolve({ status: res.statusCode ?? 0, body: parsed, text });
+      });
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer from ${url.origin} within 60 s`)));
+    req.on("error", (err) => reject(new Error(`cannot reach ${url.origin}: ${err.message}`)));
+    if (payload !== undefined) req.write(payload);
+    req.end();
+  });
+}
+
+/** The error message of a runtime answer, for people. */
+export function answerError(a: HttpAnswer): string {
+  const e = (a.body as { error?: { message?: string; reason?: string } })?.error;
+  return e?.message ? `${e.message}${e.reason ? ` (${e.reason})` : ""}` : `HTTP ${a.status}: ${a.text.slice(0, 500)}`;
+}

@@ -1,0 +1,207 @@
+import * as crypto from "crypto";
+import { JOIN_METHODS, Token, validateDocument } from "../model";
+import type { Store } from "../runtime/store/types";
+import { signHostCertificate, trustedPublicKeys } from "../ssh";
+import { JoinRefusal } from "./errors";
+import { AttestContext, joinMethod } from "./methods";
+import { RateLimiter } from "./rate-limit";
+import { secretTokenKey } from "./tokens";
+
+/** What a successful join returns (SPEC §4). */
+export interface JoinResponse {
+  node_name: string;
+  labels: Record<string, string>;
+  host_certificate: string;
+  host_ca_public_keys: string[];
+  user_ca_public_keys: string[];
+  expires_at: string;
+}
+
+/** Something the service reports: an accepted or refused join, for audit, logs and metrics. */
+export interface JoinEvent {
+  type: "join.accepted" | "join.refused" | "challenge.issued" | "challenge.refused";
+  source: string;
+  method?: string;
+  token?: string;
+  node?: string;
+  code?: string;
+  reason?: string;
+  status?: number;
+}
+
+/** Settings of the join service. */
+export interface JoinServiceOptions {
+  store: Store;
+  clusterName: string;
+  settings: AttestContext["settings"];
+  rateLimit: { requestsPerMinute: number; burst: number };
+  /** Lifetime of host certificates. */
+  certificateTtlSeconds: number;
+  /** Called for every accepted or refused request (audit log, metrics). */
+  onEvent?: (e: JoinEvent) => void | Promise<void>;
+  now?: () => Date;
+}
+
+const CHALLENGE_TTL_MS = 60_000;
+const PUBLIC_KEY_RE = /^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}( [^\n]{0,200})?$/;
+
+function str(body: Record<string, unknown>, field: string, max = 512): string {
+  const v = body[field];
+  if (typeof v !== "string" || v.length === 0)
+    throw new JoinRefusal("missing_field", `request field "${field}" is required and must be a string`, 400);
+  if (v.length > max) throw new JoinRefusal("field_too_long", `request field "${field}" is longer than ${max}`, 400);
+  return v;
+}
+
+/** Verifies joins against tokens, enforces one join per node, and issues host certificates. */
+export class JoinService {
+  private readonly limiter: RateLimiter;
+  private readonly now: () => Date;
+
+  /** A service over `opts.store`. */
+  constructor(private readonly opts: JoinServiceOptions) {
+    this.limiter = new RateLimiter(opts.rateLimit.requestsPerMinute, opts.rateLimit.burst);
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  /** Issues a single-use challenge valid for 60 s, for methods that sign one (iam, azure). */
+  async challenge(body: unknown, source: string): Promise<{ challenge: string; expires_at: string }> {
+    let method: string | undefined;
+    let tokenName: string | undefined;
+    try {
+      this.limit(source);
+      const b = this.object(body);
+      method = str(b, "method", 32);
+      tokenName = str(b, "token", 253);
+      if (!joinMethod(method)?.needsChallenge)
+        throw new JoinRefusal("challenge_not_used", `join method "${method}" does not use a challenge`, 400);
+      await this.token(method, tokenName);
+      const challenge = crypto.randomBytes(32).toString("base64url");
+      const expiresAt = new Date(this.now().getTime() + CHALLENGE_TTL_MS).toISOString();
+      await this.opts.store.putChallenge({ challenge, method, token: tokenName, expiresAt });
+      await this.emit({ type: "challenge.issued", source, method, token: tokenName });
+      return { challenge, expires_at: expiresAt };
+    } catch (err) {
+      if (err instanceof JoinRefusal)
+        await this.emit({ type: "challenge.refused", source, method, token: tokenName, ...this.describe(err) });
+      throw err;
+    }
+  }
+
+  /** Verifies one join request and, when every check passes, records the node and returns its credentials. */
+  async join(body: unknown, source: string): Promise<JoinResponse> {
+    let method: string | undefined;
+    let tokenName: string | undefined;
+    let node: string | undefined;
+    try {
+      this.limit(source);
+      const b = this.object(body);
+      method = str(b, "method", 32);
+      if (!(JOIN_METHODS as readonly string[]).includes(method))
+        throw new JoinRefusal("unknown_method", `method must be one of ${JOIN_METHODS.join(", ")}`, 400);
+      const rawToken = str(b, "token", 253);
+      tokenName = method === "token" ? secretTokenKey(rawToken) : rawToken;
+      const hostKey = str(b, "host_public_key", 16 * 1024).trim();
+      if (!PUBLIC_KEY_RE.test(hostKey))
+        throw new JoinRefusal("bad_host_key", "host_public_key must be one OpenSSH public key line", 400);
+      const def = joinMethod(method);
+      if (!def) throw new JoinRefusal("method_unavailable", `join method "${method}" is not available here`, 400);
+      const token = await this.token(method, rawToken);
+      const ctx: AttestContext = {
+        token,
+        tokenName,
+        now: this.now(),
+        clusterName: this.opts.clusterName,
+        settings: this.opts.settings,
+      };
+      if (def.needsChallenge) ctx.challenge = await this.takeChallenge(b, method, rawToken);
+      const attested = await def.attest(b, ctx);
+      node = attested.nodeName;
+      const hostCa = await this.opts.store.getCertAuthority("host");
+      const userCa = await this.opts.store.getCertAuthority("user");
+      if (!hostCa || !userCa) throw new Error("certificate authorities are not initialized");
+      const ttl = this.opts.certificateTtlSeconds;
+      const hostCertificate = signHostCertificate(hostCa, {
+        publicKey: hostKey,
+        principals: [...new Set(attested.principals)],
+        ttlSeconds: ttl,
+        keyId: attested.nodeName,
+      });
+      const labels = { ...attested.labels, "discovery/join-method": method };
+      const inserted = await this.opts.store.insertNode({
+        name: attested.nodeName,
+        labels,
+        joinMethod: method,
+        token: tokenName,
+        hostPublicKey: hostKey,
+        principals: attested.principals,
+        joinedAt: this.now().toISOString(),
+      });
+      if (inserted === "exists")
+        throw new JoinRefusal(
+          "already_joined",
+          `node ${attested.nodeName} has already joined; a second join is refused`,
+        );
+      await this.emit({ type: "join.accepted", source, method, token: tokenName, node });
+      return {
+        node_name: attested.nodeName,
+        labels,
+        host_certificate: hostCertificate,
+        host_ca_public_keys: trustedPublicKeys(hostCa),
+        user_ca_public_keys: trustedPublicKeys(userCa),
+        expires_at: new Date(this.now().getTime() + ttl * 1000).toISOString(),
+      };
+    } catch (err) {
+      if (err instanceof JoinRefusal)
+        await this.emit({ type: "join.refused", source, method, token: tokenName, node, ...this.describe(err) });
+      throw err;
+    }
+  }
+
+  private limit(source: string): void {
+    if (!this.limiter.take(source))
+      throw new JoinRefusal("rate_limited", `too many join requests from ${source}; retry later`, 429);
+  }
+
+  private object(body: unknown): Record<string, unknown> {
+    if (body === null || typeof body !== "object" || Array.isArray(body))
+      throw new JoinRefusal("malformed_body", "the request body must be a JSON object", 400);
+    return body as Record<string, unknown>;
+  }
+
+  /** Loads the token named by the request; secret token names are looked up by hash only. */
+  private async token(method: string, name: string): Promise<Token> {
+    const key = method === "token" ? secretTokenKey(name) : name;
+    const stored = await this.opts.store.getResource("token", key);
+    // One refusal for "no such token" and "wrong method", so names can't be probed.
+    const denied = new JoinRefusal("token_not_allowed", `no token of that name allows join method ${method}`);
+    if (!stored) throw denied;
+    const { resource } = validateDocument(stored.doc);
+    if (!resource || resource.kind !== "token" || resource.spec.join_method !== method) throw denied;
+    const expires = resource.metadata.expires;
+    if (expires && Date.parse(expires) <= this.now().getTime())
+      throw new JoinRefusal("token_expired", `the token expired at ${expires}`);
+    return resource;
+  }
+
+  private async takeChallenge(b: Record<string, unknown>, method: string, token: string) {
+    const value = str(b, "challenge", 128);
+    const c = await this.opts.store.consumeChallenge(value, this.now());
+    if (!c)
+      throw new JoinRefusal(
+        "challenge_invalid",
+        "the challenge is unknown, expired or already used; request a new one",
+      );
+    if (c.method !== method || c.token !== token)
+      throw new JoinRefusal("challenge_mismatch", "the challenge was issued for another method or token");
+    return c;
+  }
+
+  private describe(err: JoinRefusal) {
+    return { code: err.code, reason: err.reason, status: err.status };
+  }
+
+  private async emit(e: JoinEvent): Promise<void> {
+    await this.opts.onEvent?.(e);
+  }
+}

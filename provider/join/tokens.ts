@@ -1,0 +1,27 @@
+import * as crypto from "crypto";
+import type { Token } from "../model";
+import { registerJoinMethod } from "./methods";
+
+/** The store key of a token-method token: its name is the secret, so only its hash is kept. */
+export function secretTokenKey(name: string): string {
+  return `sha256:${crypto.createHash("sha256").update(name, "utf8").digest("hex")}`;
+}
+
+/** Whether a token's name is a secret (join_method token). */
+export function isSecretToken(token: Token): boolean {
+  return token.spec.join_method === "token";
+}
+
+/** What is shown instead of a secret token's name. */
+export const REDACTED_NAME = "(secret)";
+
+// The shared-secret method: knowing the token is the proof. The node is named after its host key,
+// so one host key joins once.
+registerJoinMethod("token", {
+  needsChallenge: false,
+  attest: async (body) => {
+    const key = String(body.host_public_key).trim().split(/\s+/)[1] ?? "";
+    const nodeName = `node-${crypto.createHash("sha256").update(key).digest("hex").slice(0, 16)}`;
+    return { nodeName, labels: { "discovery/origin": "token" }, principals: [nodeName] };
+  },
+});

@@ -1,0 +1,128 @@
+import * as crypto from "crypto";
+import { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { KINDS, parseDocuments, parseDuration, Resource } from "../model";
+import { isSecretToken, REDACTED_NAME, secretTokenKey } from "../join/tokens";
+import { signUserCertificate } from "../ssh";
+import type { RuntimeMetrics } from "./metrics";
+import type { Store, StoredResource } from "./store/types";
+
+const MAX_USER_CERT_TTL_MS = 30 * 24 * 3600_000;
+
+function badRequest(reply: FastifyReply, message: string, extra: Record<string, unknown> = {}) {
+  return reply.code(400).send({ error: { code: "bad_request", message, ...extra } });
+}
+
+function notFound(reply: FastifyReply, message: string) {
+  return reply.code(404).send({ error: { code: "not_found", message } });
+}
+
+/** The key a resource is stored under, and the document as stored (secret token names masked). */
+export function storageForm(r: Resource): { kind: string; key: string; doc: Record<string, unknown> } {
+  if (r.kind === "token" && isSecretToken(r)) {
+    return {
+      kind: r.kind,
+      key: secretTokenKey(r.metadata.name),
+      doc: { ...r, metadata: { ...r.metadata, name: REDACTED_NAME } },
+    };
+  }
+  return { kind: r.kind, key: r.metadata.name, doc: r as unknown as Record<string, unknown> };
+}
+
+/** The admin API of SPEC §4: resources, nodes, enrollments and user certificates, behind the bearer token. */
+export async function adminRoutes(
+  app: FastifyInstance,
+  opts: { store: Store; adminToken: string; metrics: RuntimeMetrics },
+): Promise<void> {
+  const { store } = opts;
+  const expected = crypto.createHash("sha256").update(opts.adminToken).digest();
+  app.addHook("onRequest", async (req: FastifyRequest, reply: FastifyReply) => {
+    const header = req.headers.authorization ?? "";
+    const given = header.startsWith("Bearer ") ? header.slice(7).trim() : "";
+    const ok = crypto.timingSafeEqual(crypto.createHash("sha256").update(given).digest(), expected);
+    if (!ok)
+      return reply
+        .code(401)
+        .send({ error: { code: "unauthorized", message: "a valid admin bearer token is required" } });
+  });
+
+  // Secret tokens are found by the hash of their name; everything else by name.
+  const lookup = async (kind: string, name: string): Promise<StoredResource | undefined> =>
+    (await store.getResource(kind, name)) ??
+    (kind === "token" ? store.getResource(kind, secretTokenKey(name)) : undefined);
+
+  app.put("/v1/resources", async (req, reply) => {
+    const text = typeof req.body === "string" ? req.body : JSON.stringify(req.body ?? null);
+    const { resources, problems } = parseDocuments(text, "request");
+    if (problems.length)
+      return badRequest(reply, `${problems.length} problem${problems.length === 1 ? "" : "s"}; nothing was stored`, {
+        problems: problems.map((p) => ({ line: p.line, col: p.col, path: p.path, message: p.message })),
+      });
+    if (resources.length === 0) return badRequest(reply, "the body holds no documents; nothing was stored");
+    const stored = await store.putResources(resources.map(storageForm));
+    return {
+      resources: stored.map((s) => ({
+        kind: s.kind,
+        name: (s.doc.metadata as { name: string }).name,
+        revision: s.revision,
+      })),
+    };
+  });
+
+  app.get<{ Params: { kind: string } }>("/v1/resources/:kind", async (req, reply) => {
+    if (!(req.params.kind in KINDS))
+      return notFound(reply, `unknown kind ${req.params.kind}; kinds: ${Object.keys(KINDS).join(", ")}`);
+    const all = await store.listResources(req.params.kind);
+    // Secret tokens are never listed.
+    return { resources: all.filter((r) => !r.key.startsWith("sha256:")).map((r) => r.doc) };
+  });
+
+  app.get<{ Params: { kind: string; name: string } }>("/v1/resources/:kind/:name", async (req, reply) => {
+    const found = await lookup(req.params.kind, req.params.name);
+    return found ? found.doc : notFound(reply, `no ${req.params.kind} of that name`);
+  });
+
+  app.delete<{ Params: { kind: string; name: string } }>("/v1/resources/:kind/:name", async (req, reply) => {
+    const found = await lookup(req.params.kind, req.params.name);
+    if (!found || !(await store.deleteResource(found.kind, found.key)))
+      return notFound(reply, `no ${req.params.kind} of that name`);
+    return { deleted: { kind: req.params.kind, name: found.key.startsWith("sha256:") ? REDACTED_NAME : found.key } };
+  });
+
+  app.get("/v1/nodes", async () => ({
+    nodes: (await store.listNodes()).map((n) => ({
+      name: n.name,
+      labels: n.labels,
+      join_method: n.joinMethod,
+      principals: n.principals,
+      joined_at: n.joinedAt,
+    })),
+  }));
+
+  app.get("/v1/enrollments", async () => ({ enrollments: await store.listEnrollments() }));
+  app.get("/v1/audit", async () => ({ events: await store.listAudit(500) }));
+
+  app.post("/v1/certs/user", async (req, reply) => {
+    const b = (req.body ?? {}) as { public_key?: unknown; principals?: unknown; ttl?: unknown };
+    if (typeof b.public_key !== "string")
+      return badRequest(reply, "public_key: is required (an OpenSSH public key line)");
+    if (!Array.isArray(b.principals) || b.principals.length === 0 || !b.principals.every((p) => typeof p === "string"))
+      return badRequest(reply, "principals: must be a non-empty list of login names");
+    const ttlMs = parseDuration(typeof b.ttl === "string" ? b.ttl : "1h");
+    if (ttlMs === undefined || ttlMs <= 0 || ttlMs > MAX_USER_CERT_TTL_MS)
+      return badRequest(reply, "ttl: must be a duration such as 1h, at most 720h");
+    const ca = await store.getCertAuthority("user");
+    if (!ca) throw new Error("the user certificate authority is not initialized");
+    let certificate: string;
+    try {
+      certificate = signUserCertificate(ca, {
+        publicKey: b.public_key,
+        principals: b.principals as string[],
+        ttlSeconds: Math.floor(ttlMs / 1000),
+        keyId: `user:${(b.principals as string[]).join(",")}`,
+      });
+    } catch (err) {
+      return badRequest(reply, (err as Error).message);
+    }
+    return { certificate, expires_at: new Date(Date.now() + ttlMs).toISOString() };
+  });
+}

@@ -1,0 +1,170 @@
+import * as fs from "fs";
+import * as path from "path";
+import { z } from "zod";
+import {
+  discoveryServiceSection,
+  DiscoveryServiceSection,
+  fieldError,
+  parseYamlWith,
+  SourceProblem,
+  zodErrorMap,
+  zodProblems,
+} from "../model";
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { message: "must be host:port such as 127.0.0.1:3080" });
+
+const runtimeConfigSchema = z
+  .object({
+    version: z.literal("v1", fieldError('runtime configs are version "v1"')),
+    cluster_name: z.string().regex(/^[a-z0-9][a-z0-9.-]{0,252}$/, {
+      message: "must be a DNS-style name such as discovery.local",
+    }),
+    listen_addr: hostPort.optional(),
+    public_addr: z
+      .string()
+      .url({ message: "must be an https URL such as https://discovery.example.com:3080" })
+      .refine((u) => u.startsWith("https://"), { message: "must be an https URL: nodes send identities to it" }),
+    tls: z
+      .object({ cert_file: z.string().min(1), key_file: z.string().min(1) })
+      .strict()
+      .optional(),
+    storage: z
+      .discriminatedUnion("type", [
+        z.object({ type: z.literal("sqlite"), path: z.string().min(1) }).strict(),
+        z
+          .object({
+            type: z.literal("postgres"),
+            url: z.string().regex(/^postgres(ql)?:\/\//, { message: "must be a postgres:// URL" }),
+          })
+          .strict(),
+      ])
+      .optional(),
+    admin_token_file: z.string().min(1).optional(),
+    join: z
+      .object({
+        aws: z
+          .object({
+            extra_ca_certs: z.array(z.string().min(1)).optional(),
+            sts_endpoint: z.string().url({ message: "must be a URL such as https://sts.amazonaws.com" }).optional(),
+          })
+          .strict()
+          .optional(),
+        gcp: z
+          .object({ issuer: z.string().url().optional(), jwks_url: z.string().url().optional() })
+          .strict()
+          .optional(),
+        rate_limit: z
+          .object({
+            requests_per_minute: z.number().int().positive().max(1_000_000),
+            burst: z.number().int().positive().max(1_000_000),
+          })
+          .strict()
+          .optional(),
+        certificate_ttl: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+    discovery_service: discoveryServiceSection.optional(),
+  })
+  .strict();
+
+/** The runtime's configuration with defaults applied and paths made absolute. */
+export interface RuntimeConfig {
+  /** Directory of the config file; relative paths in it are relative to this. */
+  baseDir: string;
+  clusterName: string;
+  listenAddr: { host: string; port: number };
+  publicAddr: string;
+  /** host:port of publicAddr, as installers reach it. */
+  publicHostPort: string;
+  tls?: { certFile: string; keyFile: string };
+  storage: { type: "sqlite"; path: string } | { type: "postgres"; url: string };
+  adminTokenFile: string;
+  /** Where the runtime keeps files it makes (self-signed certificate). */
+  dataDir: string;
+  join: {
+    aws: { extraCaCerts: string[]; stsEndpoint: string };
+    gcp: { issuer: string; jwksUrl: string };
+    rateLimit: { requestsPerMinute: number; burst: number };
+  };
+  discoveryService?: DiscoveryServiceSection;
+}
+
+/** Thrown when a runtime config file is invalid; carries every located problem. */
+export class ConfigError extends Error {
+  constructor(public readonly problems: SourceProblem[]) {
+    super(problems.map((p) => `${p.file}:${p.line}:${p.col}: ${p.path.join(".")}: ${p.message}`).join("\n"));
+    this.name = "ConfigError";
+  }
+}
+
+function splitHostPort(v: string): { host: string; port: number } {
+  const i = v.lastIndexOf(":");
+  return { host: v.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(v.slice(i + 1)) };
+}
+
+/** Parses runtime config text; every problem is reported at its line. */
+export function parseRuntimeConfig(text: string, file: string): RuntimeConfig {
+  const { values, problems, documents } = parseYamlWith(
+    text,
+    file,
+    (value) => {
+      const r = runtimeConfigSchema.safeParse(value, { errorMap: zodErrorMap });
+      return r.success ? { value: r.data, problems: [] } : { problems: zodProblems(r.error, runtimeConfigSchema) };
+    },
+    { splitLists: false },
+  );
+  if (problems.length) throw new ConfigError(problems);
+  if (documents !== 1)
+    throw new ConfigError([{ file, line: 1, col: 1, path: ["file"], message: "must hold exactly one YAML document" }]);
+  const c = values[0];
+  const baseDir = path.dirname(path.resolve(file));
+  const abs = (p: string) => path.resolve(baseDir, p);
+  const publicUrl = new URL(c.public_addr);
+  const storage =
+    c.storage?.type === "postgres"
+      ? { type: "postgres" as const, url: c.storage.url }
+      : { type: "sqlite" as const, path: abs(c.storage?.path ?? "./data/discovery.db") };
+  const adminTokenFile = abs(c.admin_token_file ?? "./data/admin.token");
+  return {
+    baseDir,
+    clusterName: c.cluster_name,
+    listenAddr: splitHostPort(c.listen_addr ?? "127.0.0.1:3080"),
+    publicAddr: c.public_addr.replace(/\/$/, ""),
+    publicHostPort: `${publicUrl.hostname}:${publicUrl.port || "443"}`,
+    tls: c.tls ? { certFile: abs(c.tls.cert_file), keyFile: abs(c.tls.key_file) } : undefined,
+    storage,
+    adminTokenFile,
+    dataDir: path.dirname(storage.type === "sqlite" ? storage.path : adminTokenFile),
+    join: {
+      aws: {
+        extraCaCerts: (c.join?.aws?.extra_ca_certs ?? []).map(abs),
+        stsEndpoint: c.join?.aws?.sts_endpoint ?? "https://sts.amazonaws.com",
+      },
+      gcp: {
+        issuer: c.join?.gcp?.issuer ?? "https://accounts.google.com",
+        jwksUrl: c.join?.gcp?.jwks_url ?? "https://www.googleapis.com/oauth2/v3/certs",
+      },
+      rateLimit: {
+        requestsPerMinute: c.join?.rate_limit?.requests_per_minute ?? 120,
+        burst: c.join?.rate_limit?.burst ?? 60,
+      },
+    },
+    discoveryService: c.discovery_service,
+  };
+}
+
+/** Reads and parses a runtime config file. */
+export function loadRuntimeConfig(file: string): RuntimeConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError([
+      { file, line: 1, col: 1, path: ["file"], message: `cannot read: ${(err as Error).message}` },
+    ]);
+  }
+  return parseRuntimeConfig(text, file);
+}

@@ -1,0 +1,188 @@
+#!/bin/sh
+# pulumi-discovery installer (__SCRIPT_NAME__): joins this VM to the discovery runtime without shared
+# secrets, proving its identity from the cloud metadata service, and installs what the runtime issues.
+#   curl -sS https://<runtime>/webapi/scripts/installer/__SCRIPT_NAME__ | sh -s <token>
+# Needs only sh, curl, openssl and OpenSSH. Environment (all optional):
+#   DISCOVERY_JOIN_METHOD   ec2 | iam | token (default iam)
+#   DISCOVERY_CA_PIN        sha256//<base64> public key pin of the runtime's TLS certificate
+#   DISCOVERY_CA_FILE       CA bundle for the runtime's TLS certificate (instead of a pin)
+#   DISCOVERY_DATA_DIR      where credentials are kept (default /var/lib/discovery)
+#   DISCOVERY_SSHD_CONFIG   sshd_config to edit in agentless mode (default /etc/ssh/sshd_config)
+#   DISCOVERY_HOST_KEY      host private key to certify (agentless default /etc/ssh/ssh_host_ed25519_key)
+#   DISCOVERY_SSHD_RESTART  command that restarts sshd (default: systemctl, then service, then SIGHUP)
+#   DISCOVERY_STS_ENDPOINT  STS endpoint the iam method signs for (default AWS_ENDPOINT_URL_STS,
+#                           AWS_ENDPOINT_URL, else https://sts.amazonaws.com)
+#   AWS_EC2_METADATA_SERVICE_ENDPOINT  instance metadata endpoint (default http://169.254.169.254)
+set -eu
+umask 077
+
+PROXY={{ .PublicProxyAddr }}
+CLUSTER={{ .ClusterName }}
+MODE=__MODE__
+TOKEN="${1:-${DISCOVERY_TOKEN:-}}"
+METHOD="${DISCOVERY_JOIN_METHOD:-iam}"
+DATA_DIR="${DISCOVERY_DATA_DIR:-/var/lib/discovery}"
+SSHD_CONFIG="${DISCOVERY_SSHD_CONFIG:-/etc/ssh/sshd_config}"
+IMDS="${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}"
+IMDS="${IMDS%/}"
+STS="${DISCOVERY_STS_ENDPOINT:-${AWS_ENDPOINT_URL_STS:-${AWS_ENDPOINT_URL:-https://sts.amazonaws.com}}}"
+STS="${STS%/}"
+if [ "$MODE" = agentless ]; then HOST_KEY="${DISCOVERY_HOST_KEY:-/etc/ssh/ssh_host_ed25519_key}"
+else HOST_KEY="${DISCOVERY_HOST_KEY:-$DATA_DIR/host_key}"; fi
+MARK="# managed by pulumi-discovery"
+NL='
+'
+
+die() { echo "discovery-installer: error: $*" >&2; exit 1; }
+log() { echo "discovery-installer: $*" >&2; }
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required but not found on PATH"; }
+sha256hex() { openssl dgst -sha256 | sed 's/^.*= *//'; }
+hmac() { printf '%s' "$2" | openssl dgst -sha256 -mac HMAC -macopt "$1" | sed 's/^.*= *//'; }
+json_escape() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g' | tr -d '\n\r'; }
+json_str() { printf '%s' "$1" | tr -d '\n' | sed -n "s/.*\"$2\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p"; }
+json_list() { printf '%s' "$1" | tr -d '\n' | sed -n "s/.*\"$2\"[[:space:]]*:[[:space:]]*\[\([^]]*\)\].*/\1/p" | tr ',' '\n' | sed 's/^[[:space:]]*"//; s/"[[:space:]]*$//'; }
+
+need curl
+need openssl
+need ssh-keygen
+[ -n "$TOKEN" ] || die "no join token: pass it as the first argument (sh -s TOKEN) or in DISCOVERY_TOKEN"
+case "$METHOD" in ec2 | iam | token) ;; *) die "DISCOVERY_JOIN_METHOD must be ec2, iam or token, not $METHOD" ;; esac
+
+runtime() {
+  if [ -n "${DISCOVERY_CA_PIN:-}" ]; then curl -sS --fail-with-body --max-time 60 -k --pinnedpubkey "$DISCOVERY_CA_PIN" "$@"
+  elif [ -n "${DISCOVERY_CA_FILE:-}" ]; then curl -sS --fail-with-body --max-time 60 --cacert "$DISCOVERY_CA_FILE" "$@"
+  else curl -sS --fail-with-body --max-time 60 "$@"; fi
+}
+
+# One run at a time: a second run waits for the first (up to 5 minutes), a stale lock is taken over.
+mkdir -p "$DATA_DIR"
+LOCK="$DATA_DIR/install.lock"
+waited=0
+while ! mkdir "$LOCK" 2>/dev/null; do
+  holder=$(cat "$LOCK/pid" 2>/dev/null || true)
+  if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then rm -rf "$LOCK"; continue; fi
+  [ "$waited" -lt 300 ] || die "another installer run (pid ${holder:-?}) still holds $LOCK after 5 minutes"
+  sleep 1
+  waited=$((waited + 1))
+done
+echo $$ >"$LOCK/pid"
+trap 'rm -rf "$LOCK"' EXIT
+trap 'exit 1' INT TERM
+
+imds_token=""
+imds() {
+  if [ -z "$imds_token" ]; then
+    imds_token=$(curl -sS -f --max-time 10 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/latest/api/token") ||
+      die "cannot get an IMDSv2 token from $IMDS (is this an EC2 instance with the metadata service enabled?)"
+  fi
+  curl -sS -f --max-time 10 -H "X-aws-ec2-metadata-token: $imds_token" "$IMDS$1" || die "cannot read $1 from $IMDS"
+}
+
+# sshd_config: drop the lines a previous run managed, then put ours before the first Match block.
+configure_sshd() {
+  [ -f "$SSHD_CONFIG" ] || die "sshd config $SSHD_CONFIG does not exist (set DISCOVERY_SSHD_CONFIG)"
+  lines="HostCertificate $HOST_KEY-cert.pub${NL}TrustedUserCAKeys $DATA_DIR/user_ca.pub"
+  if grep -Eiq '^[[:space:]]*HostKey[[:space:]]' "$SSHD_CONFIG" && ! grep -Eiq "^[[:space:]]*HostKey[[:space:]]+$HOST_KEY\$" "$SSHD_CONFIG"; then
+    lines="HostKey $HOST_KEY${NL}$lines"
+  fi
+  tmp="$SSHD_CONFIG.discovery.tmp"
+  awk -v mark="$MARK" -v lines="$lines" '
+    skip { skip = 0; next }
+    $0 == mark { skip = 1; next }
+    !done && /^[[:space:]]*[Mm][Aa][Tt][Cc][Hh][[:space:]]/ { emit(); done = 1 }
+    { print }
+    END { if (!done) emit() }
+    function emit(   n, i, a) { n = split(lines, a, "\n"); for (i = 1; i <= n; i++) { print mark; print a[i] } }
+  ' "$SSHD_CONFIG" >"$tmp"
+  sshd_bin=$(command -v sshd 2>/dev/null || echo /usr/sbin/sshd)
+  if [ -x "$sshd_bin" ] && ! "$sshd_bin" -t -f "$tmp" 2>"$tmp.err"; then
+    err=$(cat "$tmp.err"); rm -f "$tmp" "$tmp.err"
+    die "the edited sshd config does not pass 'sshd -t'; $SSHD_CONFIG is unchanged: $err"
+  fi
+  rm -f "$tmp.err"
+  chmod 644 "$tmp"
+  if cmp -s "$tmp" "$SSHD_CONFIG"; then rm -f "$tmp"; return 1; fi
+  mv "$tmp" "$SSHD_CONFIG"
+  return 0
+}
+
+restart_sshd() {
+  if [ -n "${DISCOVERY_SSHD_RESTART:-}" ]; then sh -c "$DISCOVERY_SSHD_RESTART" || die "DISCOVERY_SSHD_RESTART failed"
+  elif command -v systemctl >/dev/null 2>&1 && systemctl restart ssh 2>/dev/null; then :
+  elif command -v systemctl >/dev/null 2>&1 && systemctl restart sshd 2>/dev/null; then :
+  elif command -v service >/dev/null 2>&1 && service ssh restart 2>/dev/null; then :
+  elif [ -f /run/sshd.pid ] && kill -HUP "$(cat /run/sshd.pid)"; then :
+  else die "could not restart sshd; set DISCOVERY_SSHD_RESTART to the command that does"; fi
+  log "sshd restarted"
+}
+
+if [ -f "$DATA_DIR/node" ] && [ -s "$HOST_KEY-cert.pub" ] && [ -s "$DATA_DIR/user_ca.pub" ]; then
+  log "already joined as $(cat "$DATA_DIR/node")"
+  if [ "$MODE" = agentless ] && configure_sshd; then restart_sshd; fi
+  exit 0
+fi
+
+if [ ! -f "$HOST_KEY" ]; then
+  mkdir -p "$(dirname "$HOST_KEY")"
+  ssh-keygen -q -t ed25519 -N '' -C "$CLUSTER" -f "$HOST_KEY" || die "cannot create the host key $HOST_KEY"
+fi
+[ -f "$HOST_KEY.pub" ] || ssh-keygen -y -f "$HOST_KEY" >"$HOST_KEY.pub" || die "cannot read the public half of $HOST_KEY"
+pub=$(cut -d' ' -f1,2 "$HOST_KEY.pub")
+common="\"method\":\"$METHOD\",\"token\":\"$(json_escape "$TOKEN")\",\"host_public_key\":\"$(json_escape "$pub")\""
+
+case "$METHOD" in
+token) body="{$common}" ;;
+ec2)
+  iid=$(imds /latest/dynamic/instance-identity/rsa2048 | tr -d '\n\r ')
+  [ -n "$iid" ] || die "the metadata service returned an empty identity document"
+  body="{$common,\"iid\":\"$iid\"}"
+  ;;
+iam)
+  role=$(imds /latest/meta-data/iam/security-credentials/ | head -n 1)
+  [ -n "$role" ] || die "this instance has no instance profile: the iam method needs one"
+  creds=$(imds "/latest/meta-data/iam/security-credentials/$role")
+  ak=$(json_str "$creds" AccessKeyId); sk=$(json_str "$creds" SecretAccessKey); st=$(json_str "$creds" Token)
+  [ -n "$ak" ] && [ -n "$sk" ] || die "the instance profile credentials of $role are incomplete"
+  resp=$(runtime -X POST -H 'Content-Type: application/json' \
+    --data-binary "{\"method\":\"iam\",\"token\":\"$(json_escape "$TOKEN")\"}" "https://$PROXY/v1/join/challenge") ||
+    die "the runtime refused a challenge: $resp"
+  challenge=$(json_str "$resp" challenge)
+  [ -n "$challenge" ] || die "the runtime sent no challenge: $resp"
+  # A SigV4-signed sts:GetCallerIdentity that carries the challenge among its signed headers.
+  host=${STS#*://}; host=${host%%/*}
+  amzdate=$(date -u +%Y%m%dT%H%M%SZ); day=${amzdate%%T*}; region=us-east-1
+  req='Action=GetCallerIdentity&Version=2011-06-15'
+  ctype='application/x-www-form-urlencoded; charset=utf-8'
+  hdrs="content-type:$ctype${NL}host:$host${NL}x-amz-date:$amzdate${NL}"
+  signed="content-type;host;x-amz-date"
+  if [ -n "$st" ]; then hdrs="${hdrs}x-amz-security-token:$st${NL}"; signed="$signed;x-amz-security-token"; fi
+  hdrs="${hdrs}x-discovery-challenge:$challenge${NL}"; signed="$signed;x-discovery-challenge"
+  canonical="POST${NL}/${NL}${NL}${hdrs}${NL}${signed}${NL}$(printf '%s' "$req" | sha256hex)"
+  scope="$day/$region/sts/aws4_request"
+  tosign="AWS4-HMAC-SHA256${NL}$amzdate${NL}$scope${NL}$(printf '%s' "$canonical" | sha256hex)"
+  k=$(hmac "key:AWS4$sk" "$day"); k=$(hmac "hexkey:$k" "$region"); k=$(hmac "hexkey:$k" sts); k=$(hmac "hexkey:$k" aws4_request)
+  sig=$(hmac "hexkey:$k" "$tosign")
+  auth="AWS4-HMAC-SHA256 Credential=$ak/$scope, SignedHeaders=$signed, Signature=$sig"
+  h="\"content-type\":\"$ctype\",\"host\":\"$host\",\"x-amz-date\":\"$amzdate\",\"x-discovery-challenge\":\"$challenge\",\"authorization\":\"$auth\""
+  [ -z "$st" ] || h="$h,\"x-amz-security-token\":\"$(json_escape "$st")\""
+  body="{$common,\"challenge\":\"$challenge\",\"sts_request\":{\"url\":\"$STS/\",\"method\":\"POST\",\"headers\":{$h},\"body\":\"$req\"}}"
+  ;;
+esac
+
+resp=$(runtime -X POST -H 'Content-Type: application/json' --data-binary "$body" "https://$PROXY/v1/join") ||
+  die "the runtime refused the join: ${resp:-no answer from https://$PROXY}"
+node=$(json_str "$resp" node_name)
+cert=$(json_str "$resp" host_certificate)
+[ -n "$node" ] && [ -n "$cert" ] || die "unexpected answer from the runtime: $resp"
+printf '%s\n' "$cert" >"$HOST_KEY-cert.pub"
+json_list "$resp" user_ca_public_keys >"$DATA_DIR/user_ca.pub"
+json_list "$resp" host_ca_public_keys | sed "s/^/@cert-authority * /" >"$DATA_DIR/known_hosts"
+chmod 644 "$HOST_KEY-cert.pub" "$DATA_DIR/user_ca.pub" "$DATA_DIR/known_hosts"
+printf '%s\n' "$node" >"$DATA_DIR/node"
+log "joined as $node"
+
+if [ "$MODE" = agentless ]; then
+  if configure_sshd; then log "updated $SSHD_CONFIG"; fi
+  restart_sshd
+fi
+log "done"

@@ -1,0 +1,190 @@
+import * as crypto from "crypto";
+import * as fs from "fs";
+import type * as https from "https";
+import * as path from "path";
+import Fastify, { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import pino, { Logger } from "pino";
+import { JoinRefusal } from "../join/errors";
+import { JoinService } from "../join/service";
+import "../join/tokens";
+import "../clouds";
+import { generateCertAuthority } from "../ssh";
+import { adminRoutes } from "./admin-routes";
+import { RuntimeConfig } from "./config";
+import { builtinInstallers, isInstallerName, renderInstaller } from "./installers";
+import { RuntimeMetrics } from "./metrics";
+import { openStore } from "./store";
+import type { Store } from "./store/types";
+import { loadOrCreateTls, TlsMaterial } from "./tls";
+
+/** A running runtime. */
+export interface Runtime {
+  /** https://host:port it listens on. */
+  url: string;
+  store: Store;
+  tls: TlsMaterial;
+  adminToken: string;
+  logger: Logger;
+  app: FastifyInstance<https.Server>;
+  close(): Promise<void>;
+}
+
+/** The version reported by /webapi/ping. */
+export const SERVER_VERSION: string = (() => {
+  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const f = path.join(dir, "package.json");
+    if (fs.existsSync(f)) {
+      const pkg = JSON.parse(fs.readFileSync(f, "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "pulumi-discovery") return pkg.version ?? "0.0.0";
+    }
+  }
+  return "0.0.0";
+})();
+
+/** Reads the admin token, or makes one and writes it with mode 0600 on first start. */
+export function loadOrCreateAdminToken(file: string): string {
+  if (fs.existsSync(file)) {
+    const token = fs.readFileSync(file, "utf8").trim();
+    if (token.length < 32)
+      throw new Error(`${file} holds a token shorter than 32 characters; delete it to make a new one`);
+    return token;
+  }
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const token = crypto.randomBytes(32).toString("base64url");
+  fs.writeFileSync(file, token + "\n", { mode: 0o600, flag: "wx" });
+  return token;
+}
+
+/** A URL fit for logs: the names in token paths may be secrets (token-method tokens), so they are masked. */
+export function redactUrl(url: string): string {
+  return url.replace(/^(\/v1\/resources\/token\/)[^?]*/, "$1(redacted)");
+}
+
+/** Sends a refusal in SPEC's error shape; the precise refusal code rides along as `reason`. */
+export function sendRefusal(reply: FastifyReply, err: JoinRefusal): FastifyReply {
+  const code = err.status === 403 ? "access_denied" : err.status === 429 ? "rate_limited" : "bad_request";
+  return reply.code(err.status).send({ error: { code, message: err.reason, reason: err.code } });
+}
+
+/** Starts the runtime: store, certificate authorities, TLS, and the HTTP API of SPEC §4. */
+export async function startRuntime(config: RuntimeConfig, opts: { logger?: Logger } = {}): Promise<Runtime> {
+  const logger = opts.logger ?? pino({ name: "discovery" });
+  const store = await openStore(config.storage);
+  for (const type of ["host", "user"] as const) {
+    if (!(await store.getCertAuthority(type))) await store.initCertAuthority(generateCertAuthority(type));
+  }
+  const adminToken = loadOrCreateAdminToken(config.adminTokenFile);
+  const tls = await loadOrCreateTls({
+    tls: config.tls,
+    dataDir: config.dataDir,
+    clusterName: config.clusterName,
+    hosts: [new URL(config.publicAddr).hostname, config.listenAddr.host],
+  });
+  if (!config.tls)
+    logger.info(
+      { fingerprint: tls.fingerprint, pin: tls.publicKeyPin, certFile: tls.certFile },
+      "self-signed TLS certificate",
+    );
+
+  const metrics = new RuntimeMetrics(store);
+  const joins = new JoinService({
+    store,
+    clusterName: config.clusterName,
+    settings: {
+      aws: {
+        extraCaPems: config.join.aws.extraCaCerts.map((f) => fs.readFileSync(f, "utf8")),
+        stsEndpoint: config.join.aws.stsEndpoint,
+      },
+      gcp: config.join.gcp,
+    },
+    rateLimit: config.join.rateLimit,
+    certificateTtlSeconds: 30 * 24 * 3600,
+    onEvent: async (e) => {
+      metrics.joinEvent(e);
+      if (e.type.endsWith("refused")) logger.warn({ audit: e }, `${e.type}: ${e.reason}`);
+      else logger.info({ audit: e }, e.type);
+      await store.appendAudit({ at: new Date().toISOString(), ...e });
+    },
+  });
+
+  const app = Fastify({
+    loggerInstance: logger.child(
+      { component: "http" },
+      {
+        serializers: {
+          req: (req: FastifyRequest) => ({ method: req.method, url: redactUrl(req.url), remoteAddress: req.ip }),
+        },
+      },
+    ) as FastifyBaseLogger,
+    disableRequestLogging: false,
+    bodyLimit: 64 * 1024,
+    https: { cert: tls.cert, key: tls.key },
+    trustProxy: false,
+  });
+  app.addContentTypeParser(
+    ["application/yaml", "text/yaml", "application/x-yaml", "text/plain"],
+    { parseAs: "string" },
+    (_req, body, done) => done(null, body),
+  );
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    if (err instanceof JoinRefusal) return sendRefusal(reply, err);
+    if (err.code === "FST_ERR_CTP_BODY_TOO_LARGE")
+      return sendRefusal(reply, new JoinRefusal("body_too_large", "the request body is larger than 64 KiB", 400));
+    if (err.statusCode && err.statusCode < 500)
+      return sendRefusal(reply, new JoinRefusal("malformed_request", err.message, 400));
+    logger.error({ err }, "request failed");
+    return reply.code(500).send({ error: { code: "internal", message: "internal error; see the runtime log" } });
+  });
+
+  app.get("/webapi/ping", async () => ({
+    cluster_name: config.clusterName,
+    server_version: SERVER_VERSION,
+    public_addr: config.publicAddr,
+  }));
+  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/readyz", async (_req, reply) => {
+    try {
+      await store.getCertAuthority("host");
+      return { status: "ready" };
+    } catch (err) {
+      return reply.code(503).send({ status: "not ready", reason: (err as Error).message });
+    }
+  });
+  app.get("/metrics", async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
+
+  const installer = async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply) => {
+    const { name } = req.params;
+    // The pattern is checked before any lookup: no path, no traversal, no other key reaches the store.
+    if (!isInstallerName(name)) return reply.code(404).type("text/plain").send("no such installer\n");
+    const stored = await store.getResource("installer", name);
+    const script = (stored?.doc.spec as { script?: string } | undefined)?.script ?? builtinInstallers().get(name);
+    if (!script) return reply.code(404).type("text/plain").send("no such installer\n");
+    const body = renderInstaller(script, { PublicProxyAddr: config.publicHostPort, ClusterName: config.clusterName });
+    return reply.type("text/plain; charset=utf-8").header("cache-control", "no-store").send(body);
+  };
+  app.get("/webapi/scripts/installer/:name", installer);
+  app.get("/v1/webapi/scripts/installer/:name", installer);
+
+  app.post("/v1/join/challenge", async (req) => joins.challenge(req.body, req.ip));
+  app.post("/v1/join", async (req) => joins.join(req.body, req.ip));
+
+  await app.register(adminRoutes, { store, adminToken, metrics });
+  await app.listen({ host: config.listenAddr.host, port: config.listenAddr.port });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : config.listenAddr.port;
+  const host = config.listenAddr.host.includes(":") ? `[${config.listenAddr.host}]` : config.listenAddr.host;
+  const url = `https://${host}:${port}`;
+  logger.info({ url, cluster: config.clusterName, storage: config.storage.type }, "discovery runtime listening");
+  return {
+    url,
+    store,
+    tls,
+    adminToken,
+    logger,
+    app,
+    close: async () => {
+      await app.close();
+      await store.close();
+    },
+  };
+}

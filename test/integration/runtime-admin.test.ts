@@ -1,0 +1,153 @@
+import * as fs from "fs";
+import * as path from "path";
+import { startTestRuntime, TestRuntime } from "../fixtures/runtime";
+
+const TOKEN_YAML = `kind: token
+version: v2
+metadata: {name: ec2-token}
+spec:
+  roles: [Node]
+  join_method: ec2
+  allow: [{aws_account: "123456789012", aws_regions: [us-east-1]}]
+`;
+const SECRET_TOKEN = "s3cr3t-join-token-0123456789";
+const SECRET_YAML = `kind: token\nversion: v2\nmetadata: {name: ${SECRET_TOKEN}}\nspec: {roles: [Node], join_method: token}\n`;
+
+describe("the runtime's HTTP API", () => {
+  let rt: TestRuntime;
+  beforeAll(async () => {
+    rt = await startTestRuntime();
+  });
+  afterAll(async () => rt?.stop());
+
+  it("answers ping, health, readiness and metrics without a token", async () => {
+    const ping = await rt.call("GET", "/webapi/ping");
+    expect(ping.status).toBe(200);
+    expect(ping.body).toEqual({
+      cluster_name: "discovery.test",
+      server_version: expect.any(String),
+      public_addr: rt.url,
+    });
+    expect((await rt.call("GET", "/healthz")).status).toBe(200);
+    expect((await rt.call("GET", "/readyz")).body).toEqual({ status: "ready" });
+    const metrics = await rt.call("GET", "/metrics");
+    expect(metrics.text).toContain("discovery_nodes 0");
+  });
+
+  it("writes the admin token with mode 0600 and refuses admin calls without it (401)", async () => {
+    const file = path.join(rt.dir, "data", "admin.token");
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    for (const [method, p] of [
+      ["GET", "/v1/nodes"],
+      ["GET", "/v1/resources/token"],
+      ["PUT", "/v1/resources"],
+      ["POST", "/v1/certs/user"],
+    ]) {
+      const r = await rt.call(method, p, method === "GET" ? undefined : {});
+      expect(r.status).toBe(401);
+      expect(r.body.error.code).toBe("unauthorized");
+    }
+  });
+
+  it("stores valid documents and refuses an invalid batch without storing any of it", async () => {
+    const ok = await rt.call("PUT", "/v1/resources", TOKEN_YAML, { admin: true, contentType: "application/yaml" });
+    expect(ok.status).toBe(200);
+    expect(ok.body.resources).toEqual([{ kind: "token", name: "ec2-token", revision: 1 }]);
+
+    const bad = TOKEN_YAML.replace("123456789012", "999") + "---\n" + TOKEN_YAML.replace("ec2-token", "other");
+    const refused = await rt.call("PUT", "/v1/resources", bad, { admin: true, contentType: "application/yaml" });
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.problems).toEqual([
+      expect.objectContaining({ line: 7, path: ["spec", "allow", 0, "aws_account"] }),
+    ]);
+    // Neither the other document of the batch nor a change to the stored one was written.
+    expect((await rt.call("GET", "/v1/resources/token/other", undefined, { admin: true })).status).toBe(404);
+    const stored = await rt.call("GET", "/v1/resources/token/ec2-token", undefined, { admin: true });
+    expect(stored.body.spec.allow[0].aws_account).toBe("123456789012");
+    expect(stored.body.spec.aws_iid_ttl).toBe("5m");
+  });
+
+  it("keeps token-method names secret: stored hashed, never listed, masked when read", async () => {
+    const put = await rt.call("PUT", "/v1/resources", SECRET_YAML, { admin: true, contentType: "application/yaml" });
+    expect(put.status).toBe(200);
+    expect(put.text).not.toContain(SECRET_TOKEN);
+    const list = await rt.call("GET", "/v1/resources/token", undefined, { admin: true });
+    expect(list.text).not.toContain(SECRET_TOKEN);
+    expect(list.body.resources.map((r: any) => r.metadata.name)).toEqual(["ec2-token"]);
+    const one = await rt.call("GET", `/v1/resources/token/${SECRET_TOKEN}`, undefined, { admin: true });
+    expect(one.status).toBe(200);
+    expect(one.text).not.toContain(SECRET_TOKEN);
+    expect(one.body.spec.join_method).toBe("token");
+    const db = fs.readFileSync(path.join(rt.dir, "data", "discovery.db"));
+    expect(db.includes(Buffer.from(SECRET_TOKEN))).toBe(false);
+    const log = fs.readFileSync(path.join(rt.dir, "runtime.log"), "utf8");
+    expect(log).not.toContain(SECRET_TOKEN);
+    const rm = await rt.call("DELETE", `/v1/resources/token/${SECRET_TOKEN}`, undefined, { admin: true });
+    expect(rm.status).toBe(200);
+    expect(rm.text).not.toContain(SECRET_TOKEN);
+    expect((await rt.call("DELETE", `/v1/resources/token/${SECRET_TOKEN}`, undefined, { admin: true })).status).toBe(
+      404,
+    );
+  });
+
+  it("serves the built-in installers and custom ones with shell-escaped values", async () => {
+    for (const name of ["default-installer", "default-agentless-installer"]) {
+      for (const prefix of ["/webapi", "/v1/webapi"]) {
+        const r = await rt.call("GET", `${prefix}/scripts/installer/${name}`);
+        expect(r.status).toBe(200);
+        expect(r.headers["content-type"]).toMatch(/^text\/plain/);
+        expect(r.text.startsWith("#!/bin/sh\n")).toBe(true);
+        expect(r.text).toContain(`PROXY='127.0.0.1:${new URL(rt.url).port}'`);
+        expect(r.text).toContain("CLUSTER='discovery.test'");
+        expect(r.text).toContain(`MODE=${name === "default-installer" ? "agent" : "agentless"}`);
+      }
+    }
+    const custom = `kind: installer\nversion: v1\nmetadata: {name: mine}\nspec:\n  script: "echo {{ .ClusterName }} {{.PublicProxyAddr}}"\n`;
+    expect(
+      (await rt.call("PUT", "/v1/resources", custom, { admin: true, contentType: "application/yaml" })).status,
+    ).toBe(200);
+    expect((await rt.call("GET", "/webapi/scripts/installer/mine")).text).toBe(
+      `echo 'discovery.test' '127.0.0.1:${new URL(rt.url).port}'`,
+    );
+  });
+
+  it("answers 404 for unknown installers and for names outside the pattern, without lookups", async () => {
+    for (const name of ["nope", "Default-Installer", "..%2F..%2Fetc%2Fpasswd", "a".repeat(64), "-x", "x%00y"]) {
+      const r = await rt.call("GET", `/webapi/scripts/installer/${name}`);
+      expect([name, r.status]).toEqual([name, 404]);
+    }
+  });
+
+  it("issues user certificates and refuses bad requests naming the field", async () => {
+    const { execFileSync } = await import("child_process");
+    const keyFile = path.join(rt.dir, "user_key");
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", keyFile]);
+    const pub = fs.readFileSync(keyFile + ".pub", "utf8").trim();
+    const r = await rt.call(
+      "POST",
+      "/v1/certs/user",
+      { public_key: pub, principals: ["root"], ttl: "10m" },
+      { admin: true },
+    );
+    expect(r.status).toBe(200);
+    fs.writeFileSync(keyFile + "-cert.pub", r.body.certificate + "\n");
+    const shown = execFileSync("ssh-keygen", ["-L", "-f", keyFile + "-cert.pub"], { encoding: "utf8" });
+    expect(shown).toContain("user certificate");
+    expect(shown).toMatch(/Principals: \n\s+root/);
+    const noKey = await rt.call("POST", "/v1/certs/user", { principals: ["root"] }, { admin: true });
+    expect([noKey.status, noKey.body.error.message]).toEqual([
+      400,
+      "public_key: is required (an OpenSSH public key line)",
+    ]);
+    const longTtl = await rt.call(
+      "POST",
+      "/v1/certs/user",
+      { public_key: pub, principals: ["root"], ttl: "9999h" },
+      { admin: true },
+    );
+    expect([longTtl.status, longTtl.body.error.message]).toEqual([
+      400,
+      "ttl: must be a duration such as 1h, at most 720h",
+    ]);
+  });
+});
