@@ -2,6 +2,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { Command } from "commander";
 import { adminCommands } from "./admin";
+import { joinCommand } from "./join";
 import { serveCommand } from "./serve";
 import { validateCommand } from "./validate";
 
@@ -24,7 +25,8 @@ export function program(): Command {
     .description("discover cloud VMs and enroll them without shared secrets")
     .version(version)
     .addCommand(validateCommand())
-    .addCommand(serveCommand());
+    .addCommand(serveCommand())
+    .addCommand(joinCommand());
   for (const c of adminCommands()) cmd.addCommand(c);
   return cmd;
 }

@@ -82,8 +82,10 @@ export class JoinService {
       await this.emit({ type: "challenge.issued", source, method, token: tokenName });
       return { challenge, expires_at: expiresAt };
     } catch (err) {
-      if (err instanceof JoinRefusal)
-        await this.emit({ type: "challenge.refused", source, method, token: tokenName, ...this.describe(err) });
+      if (err instanceof JoinRefusal) {
+        const token = tokenName === undefined ? undefined : await this.auditName(tokenName);
+        await this.emit({ type: "challenge.refused", source, method, token, ...this.describe(err) });
+      }
       throw err;
     }
   }
@@ -152,10 +154,22 @@ export class JoinService {
         expires_at: new Date(this.now().getTime() + ttl * 1000).toISOString(),
       };
     } catch (err) {
-      if (err instanceof JoinRefusal)
-        await this.emit({ type: "join.refused", source, method, token: tokenName, node, ...this.describe(err) });
+      if (err instanceof JoinRefusal) {
+        const token = tokenName === undefined ? undefined : await this.auditName(tokenName);
+        await this.emit({ type: "join.refused", source, method, token, node, ...this.describe(err) });
+      }
       throw err;
     }
+  }
+
+  /**
+   * The token name as it may appear in logs: a name that is the secret of a token-method token (sent with
+   * the wrong method, say) is replaced by its hash, so a refusal never writes a secret down.
+   */
+  private async auditName(name: string): Promise<string> {
+    if (name.startsWith("sha256:")) return name;
+    const key = secretTokenKey(name);
+    return (await this.opts.store.getResource("token", key)) ? key : name;
   }
 
   private limit(source: string): void {
@@ -176,7 +190,10 @@ export class JoinService {
     // One refusal for "no such token" and "wrong method", so names can't be probed.
     const denied = new JoinRefusal("token_not_allowed", `no token of that name allows join method ${method}`);
     if (!stored) throw denied;
-    const { resource } = validateDocument(stored.doc);
+    // Secret tokens are stored with their name masked; the caller just proved it knows the name.
+    const doc =
+      method === "token" ? { ...stored.doc, metadata: { ...(stored.doc.metadata as object), name } } : stored.doc;
+    const { resource } = validateDocument(doc);
     if (!resource || resource.kind !== "token" || resource.spec.join_method !== method) throw denied;
     const expires = resource.metadata.expires;
     if (expires && Date.parse(expires) <= this.now().getTime())

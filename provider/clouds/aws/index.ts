@@ -2,8 +2,10 @@
 import { JoinRefusal } from "../../join/errors";
 import { registerJoinMethod } from "../../join/methods";
 import { attestIam, OrganizationCache } from "./attest-iam";
+import { organizationsDescribeAccount } from "./organizations";
 
 const orgCache = new OrganizationCache();
+let describeAccount: ReturnType<typeof organizationsDescribeAccount> | undefined;
 
 registerJoinMethod("iam", {
   needsChallenge: true,
@@ -15,6 +17,7 @@ registerJoinMethod("iam", {
       stsEndpoint: ctx.settings.aws.stsEndpoint,
       now: ctx.now,
       orgCache,
+      describeAccount: (id) => (describeAccount ??= organizationsDescribeAccount())(id),
     });
     return { nodeName: a.nodeName, labels: a.labels, principals: a.principals };
   },

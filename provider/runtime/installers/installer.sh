@@ -78,21 +78,41 @@ imds() {
   curl -sS -f --max-time 10 -H "X-aws-ec2-metadata-token: $imds_token" "$IMDS$1" || die "cannot read $1 from $IMDS"
 }
 
-# sshd_config: drop the lines a previous run managed, then put ours before the first Match block.
+# sshd_config: drop the block a previous run managed (the marker line and the HostKey, HostCertificate and
+# TrustedUserCAKeys lines after it), then write one block before the first Match, Include or TrustedUserCAKeys
+# (sshd keeps the first TrustedUserCAKeys it reads) - the same edit as `discovery join --openssh-config`.
 configure_sshd() {
   [ -f "$SSHD_CONFIG" ] || die "sshd config $SSHD_CONFIG does not exist (set DISCOVERY_SSHD_CONFIG)"
-  lines="HostCertificate $HOST_KEY-cert.pub${NL}TrustedUserCAKeys $DATA_DIR/user_ca.pub"
-  if grep -Eiq '^[[:space:]]*HostKey[[:space:]]' "$SSHD_CONFIG" && ! grep -Eiq "^[[:space:]]*HostKey[[:space:]]+$HOST_KEY\$" "$SSHD_CONFIG"; then
-    lines="HostKey $HOST_KEY${NL}$lines"
-  fi
+  case "$HOST_KEY$DATA_DIR" in *[[:space:]]* | *'"'*) die "paths for sshd_config must not contain spaces or quotes" ;; esac
   tmp="$SSHD_CONFIG.discovery.tmp"
-  awk -v mark="$MARK" -v lines="$lines" '
-    skip { skip = 0; next }
-    $0 == mark { skip = 1; next }
-    !done && /^[[:space:]]*[Mm][Aa][Tt][Cc][Hh][[:space:]]/ { emit(); done = 1 }
-    { print }
-    END { if (!done) emit() }
-    function emit(   n, i, a) { n = split(lines, a, "\n"); for (i = 1; i <= n; i++) { print mark; print a[i] } }
+  awk -v mark="$MARK" -v lines="HostKey $HOST_KEY${NL}HostCertificate $HOST_KEY-cert.pub${NL}TrustedUserCAKeys $DATA_DIR/user_ca.pub" '
+    function kw(line,   m) {
+      if (!match(line, /^[ \t]*[A-Za-z]+([ \t]|=)/)) return ""
+      m = substr(line, RSTART, RLENGTH); gsub(/[ \t=]/, "", m); return tolower(m)
+    }
+    function owned(w) { return w == "hostkey" || w == "hostcertificate" || w == "trustedusercakeys" }
+    { raw[NR] = $0 }
+    END {
+      n = split(lines, L, "\n"); k = 0; first = -1
+      for (i = 1; i <= NR; i++) {
+        line = raw[i]; sub(/[ \t\r]+$/, "", line)
+        if (line == mark) {
+          if (first < 0) first = k
+          split("", seen)
+          while (i < NR && owned(kw(raw[i + 1])) && !(kw(raw[i + 1]) in seen)) { seen[kw(raw[i + 1])] = 1; i++ }
+          continue
+        }
+        kept[++k] = raw[i]
+      }
+      at = 0
+      for (i = 1; i <= k; i++) { w = kw(kept[i]); if (w == "match" || w == "include" || w == "trustedusercakeys") { at = i; break } }
+      if (first >= 0 && (at == 0 || first + 1 < at)) at = first + 1
+      if (at == 0) at = k + 1
+      for (i = 1; i <= k + 1; i++) {
+        if (i == at) { print mark; for (j = 1; j <= n; j++) print L[j] }
+        if (i <= k) print kept[i]
+      }
+    }
   ' "$SSHD_CONFIG" >"$tmp"
   sshd_bin=$(command -v sshd 2>/dev/null || echo /usr/sbin/sshd)
   if [ -x "$sshd_bin" ] && ! "$sshd_bin" -t -f "$tmp" 2>"$tmp.err"; then

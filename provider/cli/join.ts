@@ -1,0 +1,132 @@
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { Command, Option } from "commander";
+import { InstanceMetadata } from "../clouds/aws/imds";
+import { signedGetCallerIdentity } from "../clouds/aws/sts-request";
+import { editSshdConfig } from "../ssh";
+import { answerError, request, RuntimeTarget } from "./http";
+
+/** Options of `discovery join`. */
+export interface JoinOptions {
+  method: "token" | "ec2" | "iam";
+  token: string;
+  server: string;
+  caCert?: string;
+  opensshConfig?: string;
+  restartSshd?: boolean;
+  hostKey?: string;
+  dataDir: string;
+  stsEndpoint?: string;
+}
+
+function ensureHostKey(file: string): string {
+  if (!fs.existsSync(file)) {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", file]);
+  }
+  if (!fs.existsSync(file + ".pub")) fs.writeFileSync(file + ".pub", execFileSync("ssh-keygen", ["-y", "-f", file]));
+  return fs
+    .readFileSync(file + ".pub", "utf8")
+    .trim()
+    .split(/\s+/)
+    .slice(0, 2)
+    .join(" ");
+}
+
+/** Joins this machine: proves its identity with the method, then installs the host certificate and CA keys. */
+export async function joinNode(o: JoinOptions): Promise<{ nodeName: string; files: string[] }> {
+  const target: RuntimeTarget = { server: o.server, caFile: o.caCert };
+  const hostKey = o.hostKey ?? (o.opensshConfig ? "/etc/ssh/ssh_host_ed25519_key" : path.join(o.dataDir, "host_key"));
+  const body: Record<string, unknown> = { method: o.method, token: o.token, host_public_key: ensureHostKey(hostKey) };
+  const imds = new InstanceMetadata();
+  if (o.method === "ec2") body.iid = (await imds.get("/latest/dynamic/instance-identity/rsa2048")).replace(/\s+/g, "");
+  if (o.method === "iam") {
+    const c = await request(target, "POST", "/v1/join/challenge", { method: "iam", token: o.token });
+    if (c.status !== 200) throw new Error(`the runtime refused a challenge: ${answerError(c)}`);
+    const challenge = (c.body as { challenge: string }).challenge;
+    const stsEndpoint =
+      o.stsEndpoint ?? process.env.AWS_ENDPOINT_URL_STS ?? process.env.AWS_ENDPOINT_URL ?? "https://sts.amazonaws.com";
+    body.challenge = challenge;
+    body.sts_request = await signedGetCallerIdentity({
+      challenge,
+      stsEndpoint,
+      region: "us-east-1",
+      credentials: await imds.credentials(),
+    });
+  }
+  const a = await request(target, "POST", "/v1/join", body);
+  if (a.status !== 200) throw new Error(`the runtime refused the join: ${answerError(a)}`);
+  const r = a.body as {
+    node_name: string;
+    host_certificate: string;
+    host_ca_public_keys: string[];
+    user_ca_public_keys: string[];
+  };
+  fs.mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+  const files = {
+    cert: `${hostKey}-cert.pub`,
+    userCa: path.join(o.dataDir, "user_ca.pub"),
+    knownHosts: path.join(o.dataDir, "known_hosts"),
+    node: path.join(o.dataDir, "node"),
+  };
+  fs.writeFileSync(files.cert, r.host_certificate + "\n", { mode: 0o644 });
+  fs.writeFileSync(files.userCa, r.user_ca_public_keys.join("\n") + "\n", { mode: 0o644 });
+  fs.writeFileSync(files.knownHosts, r.host_ca_public_keys.map((k) => `@cert-authority * ${k}`).join("\n") + "\n");
+  fs.writeFileSync(files.node, r.node_name + "\n");
+  const written = Object.values(files);
+  if (o.opensshConfig) {
+    const before = fs.readFileSync(o.opensshConfig, "utf8");
+    const after = editSshdConfig(before, {
+      hostKeyPath: hostKey,
+      hostCertificatePath: files.cert,
+      trustedUserCaKeysPath: files.userCa,
+    });
+    if (after !== before) fs.writeFileSync(o.opensshConfig, after);
+    written.push(o.opensshConfig);
+    if (o.restartSshd) restartSshd();
+  }
+  return { nodeName: r.node_name, files: written };
+}
+
+function restartSshd(): void {
+  const custom = process.env.DISCOVERY_SSHD_RESTART;
+  const tries = custom
+    ? [["sh", "-c", custom]]
+    : [
+        ["systemctl", "restart", "ssh"],
+        ["systemctl", "restart", "sshd"],
+        ["service", "ssh", "restart"],
+      ];
+  for (const [cmd, ...args] of tries) {
+    try {
+      execFileSync(cmd, args, { stdio: "ignore" });
+      return;
+    } catch {
+      // try the next way
+    }
+  }
+  throw new Error("could not restart sshd; set DISCOVERY_SSHD_RESTART to the command that does");
+}
+
+/** `discovery join`: the node side of SPEC §4, for machines with Node.js. */
+export function joinCommand(): Command {
+  return new Command("join")
+    .description("join this machine to the runtime without shared secrets (node side)")
+    .addOption(new Option("--method <method>", "join method").choices(["token", "ec2", "iam"]).makeOptionMandatory())
+    .requiredOption("--token <name>", "the token's name")
+    .requiredOption("--server <url>", "the runtime's public https URL")
+    .option("--openssh-config <path>", "agentless: sshd_config to point at the host certificate and user CA")
+    .option("--restart-sshd", "restart sshd after editing its config")
+    .option("--host-key <path>", "host private key to certify (made if missing)")
+    .option("--data-dir <dir>", "where credentials are written", "/var/lib/discovery")
+    .option("--ca-cert <file>", "CA certificate for the runtime's TLS (or NODE_EXTRA_CA_CERTS)")
+    .option(
+      "--sts-endpoint <url>",
+      "iam: the STS endpoint to sign for (default AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL)",
+    )
+    .action(async (opts) => {
+      const r = await joinNode(opts as JoinOptions);
+      process.stdout.write(`joined as ${r.nodeName}\n${r.files.map((f) => `  wrote ${f}`).join("\n")}\n`);
+    });
+}

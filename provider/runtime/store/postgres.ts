@@ -1,0 +1,348 @@
+import { Pool, PoolClient } from "pg";
+import { applyPostgresMigrations } from "./migrations";
+import type {
+  AuditEvent,
+  CaKey,
+  CertAuthorityRecord,
+  ChallengeRecord,
+  EnrollmentRecord,
+  NodeRecord,
+  Store,
+  StoredResource,
+} from "./types";
+
+interface ResourceRow {
+  kind: string;
+  key: string;
+  doc: Record<string, unknown>;
+  revision: number;
+  created_at: Date;
+  updated_at: Date;
+}
+interface NodeRow {
+  name: string;
+  labels: Record<string, string>;
+  join_method: string;
+  token: string;
+  host_public_key: string;
+  principals: string[];
+  joined_at: Date;
+}
+interface ChallengeRow {
+  challenge: string;
+  method: string;
+  token: string;
+  expires_at: Date;
+}
+interface CaRow {
+  type: "host" | "user";
+  active: CaKey;
+  previous: CaKey[];
+  revision: number;
+}
+/** `id` is BIGINT, which pg returns as a string to avoid losing precision. */
+type AuditRow = { id: string; at: Date; type: string } & Record<
+  "source" | "method" | "token" | "node" | "code" | "reason",
+  string | null
+>;
+interface EnrollmentRow {
+  cloud: string;
+  account: string;
+  region: string;
+  instance_id: string;
+  node_name: string;
+  status: string;
+  reason: string | null;
+  detail: Record<string, unknown> | null;
+  updated_at: Date;
+}
+
+const OPTIONAL_AUDIT_FIELDS = ["source", "method", "token", "node", "code", "reason"] as const;
+
+// pg turns a JS array parameter into a PostgreSQL array literal, not JSON, so JSONB values are always sent as text.
+const json = (v: unknown) => JSON.stringify(v);
+
+const toResource = (r: ResourceRow): StoredResource => ({
+  kind: r.kind,
+  key: r.key,
+  doc: r.doc,
+  revision: r.revision,
+  createdAt: r.created_at.toISOString(),
+  updatedAt: r.updated_at.toISOString(),
+});
+
+const toNode = (r: NodeRow): NodeRecord => ({
+  name: r.name,
+  labels: r.labels,
+  joinMethod: r.join_method,
+  token: r.token,
+  hostPublicKey: r.host_public_key,
+  principals: r.principals,
+  joinedAt: r.joined_at.toISOString(),
+});
+
+const toCa = (r: CaRow): CertAuthorityRecord => ({
+  type: r.type,
+  active: r.active,
+  previous: r.previous,
+  revision: r.revision,
+});
+
+const toAudit = (r: AuditRow): AuditEvent => {
+  const e: AuditEvent = { id: Number(r.id), at: r.at.toISOString(), type: r.type };
+  for (const f of OPTIONAL_AUDIT_FIELDS) if (r[f] !== null) e[f] = r[f];
+  return e;
+};
+
+const toEnrollment = (r: EnrollmentRow): EnrollmentRecord => ({
+  cloud: r.cloud,
+  account: r.account,
+  region: r.region,
+  instanceId: r.instance_id,
+  nodeName: r.node_name,
+  status: r.status,
+  ...(r.reason !== null && { reason: r.reason }),
+  ...(r.detail !== null && { detail: r.detail }),
+  updatedAt: r.updated_at.toISOString(),
+});
+
+/** The store on PostgreSQL, shared by several replicas; uniqueness and races are settled by the database. */
+export class PostgresStore implements Store {
+  private readonly pool: Pool;
+  private closed = false;
+
+  /** Creates the connection pool; nothing connects until the first query. */
+  constructor(url: string) {
+    this.pool = new Pool({ connectionString: url });
+    // An idle client whose server went away emits here; without a listener that would crash the process. The pool
+    // drops the client, and the next query reconnects or fails with a proper error.
+    this.pool.on("error", () => undefined);
+  }
+
+  /** Runs `fn` in BEGIN/COMMIT on one client; any error rolls back everything `fn` wrote. */
+  private async tx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken = false;
+    try {
+      await client.query("BEGIN");
+      const result = await fn(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (err) {
+      // A client that cannot even roll back is discarded rather than handed to the next caller mid-transaction.
+      await client.query("ROLLBACK").catch(() => (broken = true));
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async migrate(): Promise<void> {
+    await this.tx((c) => applyPostgresMigrations(c));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+
+  async putResources(items: { kind: string; key: string; doc: Record<string, unknown> }[]): Promise<StoredResource[]> {
+    // Rows are locked in one global order, so two batches touching the same keys cannot deadlock each other.
+    const order = items
+      .map((_, i) => i)
+      .sort((a, b) => cmp(items[a].kind, items[b].kind) || cmp(items[a].key, items[b].key));
+    return this.tx(async (c) => {
+      const now = new Date().toISOString();
+      const stored: StoredResource[] = new Array(items.length);
+      for (const i of order) {
+        const { kind, key, doc } = items[i];
+        const { rows } = await c.query<ResourceRow>(
+          `INSERT INTO resources (kind, key, doc, revision, created_at, updated_at) VALUES ($1, $2, $3, 1, $4, $4)
+           ON CONFLICT (kind, key) DO UPDATE SET doc = EXCLUDED.doc, revision = resources.revision + 1,
+             updated_at = EXCLUDED.updated_at
+           RETURNING *`,
+          [kind, key, json(doc), now],
+        );
+        stored[i] = toResource(rows[0]);
+      }
+      return stored;
+    });
+  }
+
+  async getResource(kind: string, key: string): Promise<StoredResource | undefined> {
+    const { rows } = await this.pool.query<ResourceRow>("SELECT * FROM resources WHERE kind = $1 AND key = $2", [
+      kind,
+      key,
+    ]);
+    return rows[0] && toResource(rows[0]);
+  }
+
+  async listResources(kind?: string): Promise<StoredResource[]> {
+    // COLLATE "C" sorts bytewise, as SQLite does, so both backends list in the same order.
+    const { rows } =
+      kind === undefined
+        ? await this.pool.query<ResourceRow>(`SELECT * FROM resources ORDER BY kind COLLATE "C", key COLLATE "C"`)
+        : await this.pool.query<ResourceRow>(`SELECT * FROM resources WHERE kind = $1 ORDER BY key COLLATE "C"`, [
+            kind,
+          ]);
+    return rows.map(toResource);
+  }
+
+  async deleteResource(kind: string, key: string): Promise<boolean> {
+    return this.tx(async (c) => {
+      const r = await c.query("DELETE FROM resources WHERE kind = $1 AND key = $2", [kind, key]);
+      return (r.rowCount ?? 0) > 0;
+    });
+  }
+
+  async insertNode(node: NodeRecord): Promise<"inserted" | "exists"> {
+    return this.tx(async (c) => {
+      const r = await c.query(
+        `INSERT INTO nodes (name, labels, join_method, token, host_public_key, principals, joined_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING`,
+        [
+          node.name,
+          json(node.labels),
+          node.joinMethod,
+          node.token,
+          node.hostPublicKey,
+          json(node.principals),
+          node.joinedAt,
+        ],
+      );
+      return r.rowCount === 1 ? "inserted" : "exists";
+    });
+  }
+
+  async getNode(name: string): Promise<NodeRecord | undefined> {
+    const { rows } = await this.pool.query<NodeRow>("SELECT * FROM nodes WHERE name = $1", [name]);
+    return rows[0] && toNode(rows[0]);
+  }
+
+  async listNodes(): Promise<NodeRecord[]> {
+    const { rows } = await this.pool.query<NodeRow>(`SELECT * FROM nodes ORDER BY name COLLATE "C"`);
+    return rows.map(toNode);
+  }
+
+  async deleteNode(name: string): Promise<boolean> {
+    return this.tx(async (c) => ((await c.query("DELETE FROM nodes WHERE name = $1", [name])).rowCount ?? 0) > 0);
+  }
+
+  async putChallenge(ch: ChallengeRecord): Promise<void> {
+    await this.tx((c) =>
+      c.query("INSERT INTO challenges (challenge, method, token, expires_at) VALUES ($1, $2, $3, $4)", [
+        ch.challenge,
+        ch.method,
+        ch.token,
+        ch.expiresAt,
+      ]),
+    );
+  }
+
+  async consumeChallenge(challenge: string, now: Date): Promise<ChallengeRecord | undefined> {
+    const at = now.toISOString();
+    const row = await this.tx(async (c) => {
+      // Concurrent DELETEs of one row queue on its lock; only the first finds it, so the challenge is taken once.
+      const { rows } = await c.query<ChallengeRow>(
+        "DELETE FROM challenges WHERE challenge = $1 AND expires_at > $2 RETURNING *",
+        [challenge, at],
+      );
+      // Abandoned challenges are never consumed; sweep them here. SKIP LOCKED keeps concurrent sweeps from waiting
+      // on (or deadlocking over) rows another transaction is already deleting.
+      await c.query(
+        `DELETE FROM challenges WHERE challenge IN
+           (SELECT challenge FROM challenges WHERE expires_at <= $1 FOR UPDATE SKIP LOCKED)`,
+        [at],
+      );
+      return rows[0];
+    });
+    return (
+      row && { challenge: row.challenge, method: row.method, token: row.token, expiresAt: row.expires_at.toISOString() }
+    );
+  }
+
+  async getCertAuthority(type: "host" | "user"): Promise<CertAuthorityRecord | undefined> {
+    const { rows } = await this.pool.query<CaRow>("SELECT * FROM cert_authorities WHERE type = $1", [type]);
+    return rows[0] && toCa(rows[0]);
+  }
+
+  async initCertAuthority(ca: Omit<CertAuthorityRecord, "revision">): Promise<CertAuthorityRecord> {
+    return this.tx(async (c) => {
+      // A losing INSERT waits for the winner to commit, and the SELECT (a new snapshot under READ COMMITTED) then
+      // sees the winner's key.
+      await c.query(
+        `INSERT INTO cert_authorities (type, active, previous, revision) VALUES ($1, $2, $3, 1)
+         ON CONFLICT (type) DO NOTHING`,
+        [ca.type, json(ca.active), json(ca.previous)],
+      );
+      const { rows } = await c.query<CaRow>("SELECT * FROM cert_authorities WHERE type = $1", [ca.type]);
+      return toCa(rows[0]);
+    });
+  }
+
+  async updateCertAuthority(ca: CertAuthorityRecord): Promise<boolean> {
+    return this.tx(async (c) => {
+      const r = await c.query(
+        `UPDATE cert_authorities SET active = $1, previous = $2, revision = revision + 1
+         WHERE type = $3 AND revision = $4`,
+        [json(ca.active), json(ca.previous), ca.type, ca.revision],
+      );
+      return r.rowCount === 1;
+    });
+  }
+
+  async appendAudit(event: AuditEvent): Promise<void> {
+    await this.tx((c) =>
+      c.query(
+        `INSERT INTO audit_events (at, type, source, method, token, node, code, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        [event.at, event.type, ...OPTIONAL_AUDIT_FIELDS.map((f) => event[f] ?? null)],
+      ),
+    );
+  }
+
+  async listAudit(limit: number): Promise<AuditEvent[]> {
+    const { rows } = await this.pool.query<AuditRow>("SELECT * FROM audit_events ORDER BY id DESC LIMIT $1", [
+      Math.max(0, Math.floor(limit)),
+    ]);
+    return rows.map(toAudit);
+  }
+
+  async upsertEnrollment(e: EnrollmentRecord): Promise<void> {
+    // A whole-record replace: a reason or detail from an earlier status must not linger on the new one.
+    await this.tx((c) =>
+      c.query(
+        `INSERT INTO enrollments (cloud, account, region, instance_id, node_name, status, reason, detail, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (cloud, account, region, instance_id) DO UPDATE SET node_name = EXCLUDED.node_name,
+           status = EXCLUDED.status, reason = EXCLUDED.reason, detail = EXCLUDED.detail,
+           updated_at = EXCLUDED.updated_at`,
+        [
+          e.cloud,
+          e.account,
+          e.region,
+          e.instanceId,
+          e.nodeName,
+          e.status,
+          e.reason ?? null,
+          e.detail === undefined ? null : json(e.detail),
+          e.updatedAt,
+        ],
+      ),
+    );
+  }
+
+  async listEnrollments(): Promise<EnrollmentRecord[]> {
+    const { rows } = await this.pool.query<EnrollmentRow>(
+      `SELECT * FROM enrollments
+       ORDER BY cloud COLLATE "C", account COLLATE "C", region COLLATE "C", instance_id COLLATE "C"`,
+    );
+    return rows.map(toEnrollment);
+  }
+}
+
+/** A fixed total order on strings; for lock ordering any order works as long as every replica uses the same one. */
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,297 @@
+import Database from "better-sqlite3";
+import * as fs from "fs";
+import * as path from "path";
+import { applySqliteMigrations } from "./migrations";
+import type {
+  AuditEvent,
+  CertAuthorityRecord,
+  ChallengeRecord,
+  EnrollmentRecord,
+  NodeRecord,
+  Store,
+  StoredResource,
+} from "./types";
+
+interface ResourceRow {
+  kind: string;
+  key: string;
+  doc: string;
+  revision: number;
+  created_at: string;
+  updated_at: string;
+}
+interface NodeRow {
+  name: string;
+  labels: string;
+  join_method: string;
+  token: string;
+  host_public_key: string;
+  principals: string;
+  joined_at: string;
+}
+interface ChallengeRow {
+  challenge: string;
+  method: string;
+  token: string;
+  expires_at: string;
+}
+interface CaRow {
+  type: "host" | "user";
+  active: string;
+  previous: string;
+  revision: number;
+}
+type AuditRow = { id: number; at: string; type: string } & Record<
+  "source" | "method" | "token" | "node" | "code" | "reason",
+  string | null
+>;
+interface EnrollmentRow {
+  cloud: string;
+  account: string;
+  region: string;
+  instance_id: string;
+  node_name: string;
+  status: string;
+  reason: string | null;
+  detail: string | null;
+  updated_at: string;
+}
+
+const OPTIONAL_AUDIT_FIELDS = ["source", "method", "token", "node", "code", "reason"] as const;
+
+// Normalised on write, so `expires_at > ?` compares correctly as text and both backends return the same form.
+const iso = (t: string | Date) => new Date(t).toISOString();
+
+const toResource = (r: ResourceRow): StoredResource => ({
+  kind: r.kind,
+  key: r.key,
+  doc: JSON.parse(r.doc) as Record<string, unknown>,
+  revision: r.revision,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+const toNode = (r: NodeRow): NodeRecord => ({
+  name: r.name,
+  labels: JSON.parse(r.labels) as Record<string, string>,
+  joinMethod: r.join_method,
+  token: r.token,
+  hostPublicKey: r.host_public_key,
+  principals: JSON.parse(r.principals) as string[],
+  joinedAt: r.joined_at,
+});
+
+const toCa = (r: CaRow): CertAuthorityRecord => ({
+  type: r.type,
+  active: JSON.parse(r.active) as CertAuthorityRecord["active"],
+  previous: JSON.parse(r.previous) as CertAuthorityRecord["previous"],
+  revision: r.revision,
+});
+
+const toAudit = (r: AuditRow): AuditEvent => {
+  const e: AuditEvent = { id: r.id, at: r.at, type: r.type };
+  for (const f of OPTIONAL_AUDIT_FIELDS) if (r[f] !== null) e[f] = r[f];
+  return e;
+};
+
+const toEnrollment = (r: EnrollmentRow): EnrollmentRecord => ({
+  cloud: r.cloud,
+  account: r.account,
+  region: r.region,
+  instanceId: r.instance_id,
+  nodeName: r.node_name,
+  status: r.status,
+  ...(r.reason !== null && { reason: r.reason }),
+  ...(r.detail !== null && { detail: JSON.parse(r.detail) as Record<string, unknown> }),
+  updatedAt: r.updated_at,
+});
+
+/**
+ * The store on a local SQLite file, for a single replica. better-sqlite3 is synchronous; the async methods only honour
+ * the `Store` contract, and a thrown error surfaces as a rejected promise.
+ */
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
+
+  /** Opens (and creates, with its parent directory) the database file; `migrate()` creates the tables. */
+  constructor(file: string) {
+    if (file !== ":memory:") fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    this.db = new Database(file);
+    // busy_timeout first: switching to WAL itself needs the lock another process may hold.
+    this.db.pragma("busy_timeout = 5000");
+    // WAL lets the status page and the join service read while the scheduler writes.
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("foreign_keys = ON");
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (!s) this.statements.set(sql, (s = this.db.prepare(sql)));
+    return s;
+  }
+
+  /** IMMEDIATE takes the write lock up front: a deferred read-then-write can fail with SQLITE_BUSY past busy_timeout. */
+  private write<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  async migrate(): Promise<void> {
+    applySqliteMigrations(this.db);
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  async putResources(items: { kind: string; key: string; doc: Record<string, unknown> }[]): Promise<StoredResource[]> {
+    const upsert = this.stmt(
+      `INSERT INTO resources (kind, key, doc, revision, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)
+       ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc, revision = resources.revision + 1,
+         updated_at = excluded.updated_at
+       RETURNING *`,
+    );
+    return this.write(() => {
+      const now = new Date().toISOString();
+      // JSON.stringify runs inside the transaction, so a document that cannot be serialised rolls back the batch.
+      return items.map((i) => toResource(upsert.get(i.kind, i.key, JSON.stringify(i.doc), now, now) as ResourceRow));
+    });
+  }
+
+  async getResource(kind: string, key: string): Promise<StoredResource | undefined> {
+    const row = this.stmt("SELECT * FROM resources WHERE kind = ? AND key = ?").get(kind, key) as
+      ResourceRow | undefined;
+    return row && toResource(row);
+  }
+
+  async listResources(kind?: string): Promise<StoredResource[]> {
+    const rows =
+      kind === undefined
+        ? this.stmt("SELECT * FROM resources ORDER BY kind, key").all()
+        : this.stmt("SELECT * FROM resources WHERE kind = ? ORDER BY key").all(kind);
+    return (rows as ResourceRow[]).map(toResource);
+  }
+
+  async deleteResource(kind: string, key: string): Promise<boolean> {
+    const del = this.stmt("DELETE FROM resources WHERE kind = ? AND key = ?");
+    return this.write(() => del.run(kind, key).changes > 0);
+  }
+
+  async insertNode(node: NodeRecord): Promise<"inserted" | "exists"> {
+    const insert = this.stmt(
+      `INSERT INTO nodes (name, labels, join_method, token, host_public_key, principals, joined_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING`,
+    );
+    const changes = this.write(
+      () =>
+        insert.run(
+          node.name,
+          JSON.stringify(node.labels),
+          node.joinMethod,
+          node.token,
+          node.hostPublicKey,
+          JSON.stringify(node.principals),
+          iso(node.joinedAt),
+        ).changes,
+    );
+    return changes === 1 ? "inserted" : "exists";
+  }
+
+  async getNode(name: string): Promise<NodeRecord | undefined> {
+    const row = this.stmt("SELECT * FROM nodes WHERE name = ?").get(name) as NodeRow | undefined;
+    return row && toNode(row);
+  }
+
+  async listNodes(): Promise<NodeRecord[]> {
+    return (this.stmt("SELECT * FROM nodes ORDER BY name").all() as NodeRow[]).map(toNode);
+  }
+
+  async deleteNode(name: string): Promise<boolean> {
+    const del = this.stmt("DELETE FROM nodes WHERE name = ?");
+    return this.write(() => del.run(name).changes > 0);
+  }
+
+  async putChallenge(c: ChallengeRecord): Promise<void> {
+    const insert = this.stmt("INSERT INTO challenges (challenge, method, token, expires_at) VALUES (?, ?, ?, ?)");
+    this.write(() => insert.run(c.challenge, c.method, c.token, iso(c.expiresAt)));
+  }
+
+  async consumeChallenge(challenge: string, now: Date): Promise<ChallengeRecord | undefined> {
+    const take = this.stmt("DELETE FROM challenges WHERE challenge = ? AND expires_at > ? RETURNING *");
+    // Abandoned challenges are never consumed; sweeping them here keeps the table small without a timer.
+    const sweep = this.stmt("DELETE FROM challenges WHERE expires_at <= ?");
+    const row = this.write(() => {
+      const taken = take.get(challenge, iso(now)) as ChallengeRow | undefined;
+      sweep.run(iso(now));
+      return taken;
+    });
+    return row && { challenge: row.challenge, method: row.method, token: row.token, expiresAt: row.expires_at };
+  }
+
+  async getCertAuthority(type: "host" | "user"): Promise<CertAuthorityRecord | undefined> {
+    const row = this.stmt("SELECT * FROM cert_authorities WHERE type = ?").get(type) as CaRow | undefined;
+    return row && toCa(row);
+  }
+
+  async initCertAuthority(ca: Omit<CertAuthorityRecord, "revision">): Promise<CertAuthorityRecord> {
+    const insert = this.stmt(
+      "INSERT INTO cert_authorities (type, active, previous, revision) VALUES (?, ?, ?, 1) ON CONFLICT (type) DO NOTHING",
+    );
+    const select = this.stmt("SELECT * FROM cert_authorities WHERE type = ?");
+    return this.write(() => {
+      insert.run(ca.type, JSON.stringify(ca.active), JSON.stringify(ca.previous));
+      return toCa(select.get(ca.type) as CaRow);
+    });
+  }
+
+  async updateCertAuthority(ca: CertAuthorityRecord): Promise<boolean> {
+    const update = this.stmt(
+      "UPDATE cert_authorities SET active = ?, previous = ?, revision = revision + 1 WHERE type = ? AND revision = ?",
+    );
+    return this.write(
+      () => update.run(JSON.stringify(ca.active), JSON.stringify(ca.previous), ca.type, ca.revision).changes === 1,
+    );
+  }
+
+  async appendAudit(event: AuditEvent): Promise<void> {
+    const insert = this.stmt(
+      `INSERT INTO audit_events (at, type, source, method, token, node, code, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.write(() => insert.run(iso(event.at), event.type, ...OPTIONAL_AUDIT_FIELDS.map((f) => event[f] ?? null)));
+  }
+
+  async listAudit(limit: number): Promise<AuditEvent[]> {
+    // SQLite reads a negative LIMIT as "no limit"; clamp so both backends agree.
+    const rows = this.stmt("SELECT * FROM audit_events ORDER BY id DESC LIMIT ?").all(Math.max(0, Math.floor(limit)));
+    return (rows as AuditRow[]).map(toAudit);
+  }
+
+  async upsertEnrollment(e: EnrollmentRecord): Promise<void> {
+    // A whole-record replace: a reason or detail from an earlier status must not linger on the new one.
+    const upsert = this.stmt(
+      `INSERT INTO enrollments (cloud, account, region, instance_id, node_name, status, reason, detail, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (cloud, account, region, instance_id) DO UPDATE SET node_name = excluded.node_name,
+         status = excluded.status, reason = excluded.reason, detail = excluded.detail, updated_at = excluded.updated_at`,
+    );
+    const detail = e.detail === undefined ? null : JSON.stringify(e.detail);
+    this.write(() =>
+      upsert.run(
+        e.cloud,
+        e.account,
+        e.region,
+        e.instanceId,
+        e.nodeName,
+        e.status,
+        e.reason ?? null,
+        detail,
+        iso(e.updatedAt),
+      ),
+    );
+  }
+
+  async listEnrollments(): Promise<EnrollmentRecord[]> {
+    const rows = this.stmt("SELECT * FROM enrollments ORDER BY cloud, account, region, instance_id").all();
+    return (rows as EnrollmentRow[]).map(toEnrollment);
+  }
+}

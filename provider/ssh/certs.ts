@@ -1,0 +1,176 @@
+/**
+ * Issues OpenSSH host and user certificates signed by a CA's active key. Requests are checked here, not only at
+ * the edge, because a malformed principal list silently widens what a certificate grants.
+ */
+import { randomBytes } from "crypto";
+import * as sshpk from "sshpk";
+import type { CertAuthority } from "./ca";
+
+/** The longest certificate we issue; longer-lived certificates outlast a CA rotation and cannot be revoked. */
+export const MAX_CERT_TTL_SECONDS = 30 * 24 * 3600;
+
+/** How far validity is back-dated, so a host whose clock runs slightly behind still accepts a fresh certificate. */
+export const CLOCK_SKEW_SECONDS = 60;
+
+/** The extensions `ssh-keygen` grants user certificates by default; without permit-pty a login gets no terminal. */
+export const USER_CERT_EXTENSIONS = [
+  "permit-X11-forwarding",
+  "permit-agent-forwarding",
+  "permit-port-forwarding",
+  "permit-pty",
+  "permit-user-rc",
+] as const;
+
+/** What to certify. */
+export interface CertificateRequest {
+  /** The subject's public key: one OpenSSH line, e.g. the contents of `/etc/ssh/ssh_host_ed25519_key.pub`. */
+  publicKey: string;
+  /** Host certificates: node name, private IP and hostnames. User certificates: login names. */
+  principals: string[];
+  /** Lifetime in whole seconds, at most `MAX_CERT_TTL_SECONDS`. */
+  ttlSeconds: number;
+  /** Shown by sshd in its logs for every login with the certificate, so name the node or user. */
+  keyId: string;
+  /** The instant to issue at; defaults to now. */
+  now?: Date;
+}
+
+/** A refused certificate request: a stable code, the offending field, and a message naming the fix. */
+export class CertificateRequestError extends Error {
+  /** Builds the error; the message starts with the field so it reads well in logs and API replies. */
+  constructor(
+    /** Stable machine-readable code, e.g. `principal_invalid`. */
+    public readonly code: string,
+    /** The request field at fault, e.g. `principals[2]`. */
+    public readonly field: string,
+    detail: string,
+  ) {
+    super(`${field}: ${detail}`);
+    this.name = "CertificateRequestError";
+  }
+}
+
+// OpenSSH splits principal lists on commas, and whitespace or control characters cannot survive a config line.
+const BAD_PRINCIPAL_CHARS = /[\s,\x00-\x1f\x7f]/;
+
+/** Parses the subject key, refusing anything that is not a bare public key line (private keys, certificates). */
+function parseSubjectKey(publicKey: string): sshpk.Key {
+  const line = typeof publicKey === "string" ? publicKey.trim() : "";
+  try {
+    if (line !== "" && !line.includes("\n")) return sshpk.parseKey(line, "ssh");
+  } catch {
+    // Fall through to the one message that tells the caller what to pass instead.
+  }
+  throw new CertificateRequestError(
+    "public_key_invalid",
+    "publicKey",
+    'is not an OpenSSH public key; pass one line such as "ssh-ed25519 AAAA... comment", ' +
+      "e.g. the contents of a .pub file (not the private key, not a certificate)",
+  );
+}
+
+/** Checks principals; an empty list must be refused because OpenSSH reads it as "valid for every name". */
+function checkPrincipals(principals: string[], kind: "host" | "user"): void {
+  if (!Array.isArray(principals) || principals.length === 0) {
+    const what = kind === "host" ? "the node name, private IP and hostnames" : 'the login names, e.g. ["root"]';
+    throw new CertificateRequestError(
+      "principals_empty",
+      "principals",
+      `must list at least one principal (an empty list would make the certificate valid for any name); pass ${what}`,
+    );
+  }
+  principals.forEach((p, i) => {
+    if (typeof p !== "string" || p === "") {
+      throw new CertificateRequestError("principal_invalid", `principals[${i}]`, "is empty; remove it");
+    }
+    if (BAD_PRINCIPAL_CHARS.test(p)) {
+      throw new CertificateRequestError(
+        "principal_invalid",
+        `principals[${i}]`,
+        `${JSON.stringify(p)} contains a space, comma or control character; pass each name as its own entry`,
+      );
+    }
+  });
+}
+
+/** Checks the lifetime: whole seconds, positive, and bounded so a leaked certificate expires on its own. */
+function checkTtl(ttlSeconds: number): void {
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
+    throw new CertificateRequestError(
+      "ttl_invalid",
+      "ttlSeconds",
+      `must be a whole number of seconds greater than 0, got ${String(ttlSeconds)}`,
+    );
+  }
+  if (ttlSeconds > MAX_CERT_TTL_SECONDS) {
+    throw new CertificateRequestError(
+      "ttl_invalid",
+      "ttlSeconds",
+      `${ttlSeconds} exceeds the maximum of ${MAX_CERT_TTL_SECONDS} (30 days); issue a shorter certificate and renew it`,
+    );
+  }
+}
+
+/** Checks the key id, which sshd writes into its log line for every login. */
+function checkKeyId(keyId: string): void {
+  if (typeof keyId !== "string" || keyId.trim() === "") {
+    throw new CertificateRequestError(
+      "key_id_invalid",
+      "keyId",
+      "must not be empty; use a name that identifies the certificate in sshd logs, e.g. the node name",
+    );
+  }
+  if (/[\x00-\x1f\x7f]/.test(keyId)) {
+    throw new CertificateRequestError(
+      "key_id_invalid",
+      "keyId",
+      "must not contain control characters such as newlines, which would forge extra sshd log lines",
+    );
+  }
+}
+
+/** Validates the request and signs it with the CA's active key. */
+function sign(ca: CertAuthority, kind: "host" | "user", req: CertificateRequest): string {
+  if (ca.type !== kind) {
+    throw new CertificateRequestError(
+      "ca_type_mismatch",
+      "ca.type",
+      `is "${ca.type}", but ${kind} certificates must be signed by the ${kind} CA; pass the ${kind} CertAuthorityRecord`,
+    );
+  }
+  const subjectKey = parseSubjectKey(req.publicKey);
+  checkPrincipals(req.principals, kind);
+  checkTtl(req.ttlSeconds);
+  checkKeyId(req.keyId);
+
+  const caKey = sshpk.parsePrivateKey(ca.active.privateKey, "auto");
+  const now = (req.now ?? new Date()).getTime();
+  const subjects = req.principals.map((p) => (kind === "host" ? sshpk.identityForHost(p) : sshpk.identityForUser(p)));
+  // A random serial lets a KRL revoke this one certificate without revoking the key. The top bit stays clear
+  // because sshpk also encodes the serial as an X.509 INTEGER, where it would read as negative.
+  const serial = randomBytes(8);
+  serial[0] &= 0x7f;
+  const cert = sshpk.createCertificate(subjects, subjectKey, sshpk.identityForHost(`${kind}-ca`), caKey, {
+    validFrom: new Date(now - CLOCK_SKEW_SECONDS * 1000),
+    validUntil: new Date(now + req.ttlSeconds * 1000),
+    serial,
+  });
+  const openssh = cert.signatures.openssh;
+  if (!openssh) throw new Error(`sshpk did not produce an OpenSSH signature for a ${subjectKey.type} key`);
+  // sshpk has no options for the key id or extensions; set them and sign again so the signature covers them.
+  openssh.keyId = req.keyId;
+  openssh.exts =
+    kind === "user" ? USER_CERT_EXTENSIONS.map((name) => ({ critical: false, name, data: Buffer.alloc(0) })) : [];
+  cert.signWith(caKey);
+  return cert.toString("openssh");
+}
+
+/** Signs a host certificate (principals: node name, private IP, hostnames) with the host CA's active key. */
+export function signHostCertificate(ca: CertAuthority, req: CertificateRequest): string {
+  return sign(ca, "host", req);
+}
+
+/** Signs a user certificate (principals: login names, with the standard permit-* extensions) with the user CA. */
+export function signUserCertificate(ca: CertAuthority, req: CertificateRequest): string {
+  return sign(ca, "user", req);
+}

@@ -1,0 +1,4 @@
+/** SSH certificate authority: CA key pairs and rotation, host and user certificates, sshd_config editing. */
+export * from "./ca";
+export * from "./certs";
+export * from "./sshd-config";

@@ -1,0 +1,284 @@
+import { startMoto, Moto } from "../fixtures/moto";
+import { startTestRuntime, TestRuntime } from "../fixtures/runtime";
+import { iamJoinBody, instanceCredentials, newHostKey } from "../fixtures/joins";
+
+/**
+ * The join API under attack: every request below is forged, replayed, malformed or out of policy, and must be
+ * refused with the exact status and reason code; the accepted joins show the checks are not refusing everything.
+ */
+const ACCOUNT = "123456789012";
+const SECRET = "tok-3f9c2a7e51d04b8c9e6a";
+const TOKENS = `
+kind: token
+version: v2
+metadata: {name: ${SECRET}}
+spec: {roles: [Node], join_method: token}
+---
+kind: token
+version: v2
+metadata: {name: expired-secret-7c1d9e, expires: "2020-01-01T00:00:00Z"}
+spec: {roles: [Node], join_method: token}
+---
+kind: token
+version: v2
+metadata: {name: iam-token}
+spec: {roles: [Node], join_method: iam, allow: [{aws_account: "${ACCOUNT}"}]}
+---
+kind: token
+version: v2
+metadata: {name: iam-other-account}
+spec: {roles: [Node], join_method: iam, allow: [{aws_account: "999999999999"}]}
+---
+kind: token
+version: v2
+metadata: {name: iam-arn}
+spec: {roles: [Node], join_method: iam, allow: [{aws_arn: "arn:aws:sts::${ACCOUNT}:assumed-role/discovery-node/*"}]}
+---
+kind: token
+version: v2
+metadata: {name: ec2-token}
+spec: {roles: [Node], join_method: ec2, allow: [{aws_account: "${ACCOUNT}", aws_regions: [us-east-1]}]}
+`;
+
+type Answer = Awaited<ReturnType<TestRuntime["call"]>>;
+function refused(r: Answer, status: number, reason: string): void {
+  const code = status === 403 ? "access_denied" : status === 429 ? "rate_limited" : "bad_request";
+  expect({ status: r.status, code: r.body?.error?.code, reason: r.body?.error?.reason }).toEqual({
+    status,
+    code,
+    reason,
+  });
+  expect(typeof r.body.error.message).toBe("string");
+}
+
+describe("join API red team: generic, token and iam refusals", () => {
+  let moto: Moto;
+  let rt: TestRuntime;
+  const join = (body: unknown) => rt.call("POST", "/v1/join", body);
+  const iamBody = async (token: string, instance: string, role = "node") =>
+    iamJoinBody(rt, {
+      token,
+      motoEndpoint: moto.endpoint,
+      credentials: await instanceCredentials(moto.endpoint, ACCOUNT, instance, role),
+    });
+
+  beforeAll(async () => {
+    moto = await startMoto();
+    rt = await startTestRuntime({
+      join: { aws: { sts_endpoint: moto.endpoint }, rate_limit: { requests_per_minute: 100000, burst: 100000 } },
+    });
+    const put = await rt.call("PUT", "/v1/resources", TOKENS, { admin: true, contentType: "application/yaml" });
+    expect(put.status).toBe(200);
+  });
+  afterAll(async () => {
+    await rt?.stop();
+    await moto?.stop();
+  });
+
+  describe("malformed requests (400)", () => {
+    it("a body that is not JSON", async () =>
+      refused(await rt.call("POST", "/v1/join", undefined, { raw: "{not json" }), 400, "malformed_request"));
+    it("a JSON list instead of an object", async () => refused(await join([1, 2]), 400, "malformed_body"));
+    it("no method", async () =>
+      refused(await join({ token: "x", host_public_key: newHostKey() }), 400, "missing_field"));
+    it("an unknown method", async () =>
+      refused(await join({ method: "saml", token: "x", host_public_key: newHostKey() }), 400, "unknown_method"));
+    it("no token", async () =>
+      refused(await join({ method: "token", host_public_key: newHostKey() }), 400, "missing_field"));
+    it("a token name of 300 characters", async () =>
+      refused(
+        await join({ method: "token", token: "a".repeat(300), host_public_key: newHostKey() }),
+        400,
+        "field_too_long",
+      ));
+    it("no host key", async () => refused(await join({ method: "token", token: SECRET }), 400, "missing_field"));
+    it("a host key that is not an OpenSSH key", async () =>
+      refused(await join({ method: "token", token: SECRET, host_public_key: "hello" }), 400, "bad_host_key"));
+    it("two host keys smuggled on two lines", async () =>
+      refused(
+        await join({ method: "token", token: SECRET, host_public_key: `${newHostKey()}\n${newHostKey()}` }),
+        400,
+        "bad_host_key",
+      ));
+    it("a body over 64 KiB", async () =>
+      refused(
+        await join({ method: "token", token: SECRET, host_public_key: newHostKey(), pad: "x".repeat(70_000) }),
+        400,
+        "body_too_large",
+      ));
+    it("a challenge for a method that uses none", async () =>
+      refused(
+        await rt.call("POST", "/v1/join/challenge", { method: "ec2", token: "ec2-token" }),
+        400,
+        "challenge_not_used",
+      ));
+  });
+
+  describe("token method", () => {
+    it("a wrong secret is refused without saying whether the token exists", async () =>
+      refused(
+        await join({ method: "token", token: "guess-1234", host_public_key: newHostKey() }),
+        403,
+        "token_not_allowed",
+      ));
+    it("the name of an ec2 token used as a shared secret", async () =>
+      refused(
+        await join({ method: "token", token: "ec2-token", host_public_key: newHostKey() }),
+        403,
+        "token_not_allowed",
+      ));
+    it("a secret token used with another method", async () =>
+      refused(
+        await join({ method: "ec2", token: SECRET, host_public_key: newHostKey(), iid: "x" }),
+        403,
+        "token_not_allowed",
+      ));
+    it("an expired token", async () =>
+      refused(
+        await join({ method: "token", token: "expired-secret-7c1d9e", host_public_key: newHostKey() }),
+        403,
+        "token_expired",
+      ));
+    it("joins once; the same host joining again is refused and audited", async () => {
+      const key = newHostKey();
+      const ok = await join({ method: "token", token: SECRET, host_public_key: key });
+      expect(ok.status).toBe(200);
+      expect(ok.body.host_certificate).toMatch(/^ssh-ed25519-cert-v01@openssh.com /);
+      expect(ok.body.labels).toEqual({ "discovery/origin": "token", "discovery/join-method": "token" });
+      refused(await join({ method: "token", token: SECRET, host_public_key: key }), 403, "already_joined");
+    });
+  });
+
+  describe("iam method", () => {
+    it("accepts a signed GetCallerIdentity from an instance profile and names the node after the instance", async () => {
+      const r = await join(await iamBody("iam-token", "i-0a1b2c3d4e5f60001"));
+      expect(r.status).toBe(200);
+      expect(r.body.node_name).toBe(`${ACCOUNT}-i-0a1b2c3d4e5f60001`);
+      expect(r.body.labels).toMatchObject({
+        "discovery/origin": "cloud",
+        "discovery/account-id": ACCOUNT,
+        "discovery/instance-id": "i-0a1b2c3d4e5f60001",
+      });
+    });
+    it("the same instance joining again with a fresh challenge", async () =>
+      refused(await join(await iamBody("iam-token", "i-0a1b2c3d4e5f60001")), 403, "already_joined"));
+    it("a replayed challenge", async () => {
+      const body = await iamBody("iam-token", "i-0a1b2c3d4e5f60002");
+      expect((await join(body)).status).toBe(200);
+      refused(await join({ ...body, host_public_key: newHostKey() }), 403, "challenge_invalid");
+    });
+    it("a challenge never issued", async () => {
+      const body = await iamBody("iam-token", "i-0a1b2c3d4e5f60003");
+      refused(await join({ ...body, challenge: "A".repeat(43) }), 403, "challenge_invalid");
+    });
+    it("no challenge at all", async () => {
+      const { challenge: _c, ...body } = await iamBody("iam-token", "i-0a1b2c3d4e5f60004");
+      refused(await join(body), 400, "missing_field");
+    });
+    it("a challenge issued for another token", async () => {
+      const body = await iamBody("iam-arn", "i-0a1b2c3d4e5f60005");
+      refused(await join({ ...body, token: "iam-token" }), 403, "challenge_mismatch");
+    });
+    it("a challenge for a token that does not exist", async () =>
+      refused(
+        await rt.call("POST", "/v1/join/challenge", { method: "iam", token: "no-such-token" }),
+        403,
+        "token_not_allowed",
+      ));
+    it("a signed request carrying another challenge than the one presented", async () => {
+      const a = await iamBody("iam-token", "i-0a1b2c3d4e5f60006");
+      const b = await iamBody("iam-token", "i-0a1b2c3d4e5f60006");
+      refused(await join({ ...a, challenge: b.challenge }), 403, "sts_challenge_mismatch");
+    });
+    it("a request steered to another host (Vault CVE-2020-16250 class)", async () => {
+      const body = await iamBody("iam-token", "i-0a1b2c3d4e5f60007");
+      refused(
+        await join({ ...body, sts_request: { ...body.sts_request, url: "https://evil.example.com/" } }),
+        403,
+        "sts_host_not_allowed",
+      );
+    });
+    it("a request for another STS action (GetSessionToken)", async () => {
+      const body = await iamBody("iam-token", "i-0a1b2c3d4e5f60008");
+      const sts = { ...body.sts_request, body: "Action=GetSessionToken&Version=2011-06-15" };
+      refused(await join({ ...body, sts_request: sts }), 403, "sts_body_not_allowed");
+    });
+    it("a request with a query string", async () => {
+      const body = await iamBody("iam-token", "i-0a1b2c3d4e5f60009");
+      refused(
+        await join({
+          ...body,
+          sts_request: { ...body.sts_request, url: `${moto.endpoint}/?Action=GetCallerIdentity` },
+        }),
+        403,
+        "sts_url_query",
+      );
+    });
+    it("a GET instead of a POST", async () => {
+      const body = await iamBody("iam-token", "i-0a1b2c3d4e5f60010");
+      refused(
+        await join({ ...body, sts_request: { ...body.sts_request, method: "GET" } }),
+        403,
+        "sts_method_not_allowed",
+      );
+    });
+    it("an extra header the signature does not need", async () => {
+      const body = await iamBody("iam-token", "i-0a1b2c3d4e5f60011");
+      const headers = { ...body.sts_request.headers, "x-forwarded-host": "evil.example.com" };
+      refused(await join({ ...body, sts_request: { ...body.sts_request, headers } }), 403, "sts_header_not_allowed");
+    });
+    it("a challenge header left out of the signature", async () => {
+      const body = await iamBody("iam-token", "i-0a1b2c3d4e5f60012");
+      const headers = { ...body.sts_request.headers };
+      headers.authorization = headers.authorization.replace(";x-discovery-challenge", "");
+      refused(await join({ ...body, sts_request: { ...body.sts_request, headers } }), 403, "sts_challenge_not_signed");
+    });
+    it("an unsigned request", async () => {
+      const body = await iamBody("iam-token", "i-0a1b2c3d4e5f60013");
+      const { authorization: _a, ...headers } = body.sts_request.headers;
+      refused(await join({ ...body, sts_request: { ...body.sts_request, headers } }), 400, "sts_authorization_missing");
+    });
+    it("a caller in an account the token does not allow", async () =>
+      refused(await join(await iamBody("iam-other-account", "i-0a1b2c3d4e5f60014")), 403, "iam_no_matching_rule"));
+    it("a caller whose role does not match the token's ARN glob", async () =>
+      refused(await join(await iamBody("iam-arn", "i-0a1b2c3d4e5f60015", "other-role")), 403, "iam_no_matching_rule"));
+    it("a caller whose role matches the ARN glob is accepted", async () =>
+      expect((await join(await iamBody("iam-arn", "i-0a1b2c3d4e5f60016", "discovery-node"))).status).toBe(200));
+  });
+
+  it("records every refusal in the audit log with its reason", async () => {
+    const audit = await rt.call("GET", "/v1/audit", undefined, { admin: true });
+    const refusals = audit.body.events.filter((e: { type: string }) => e.type.endsWith(".refused"));
+    expect(refusals.length).toBeGreaterThanOrEqual(25);
+    for (const e of refusals)
+      expect(e).toEqual(expect.objectContaining({ code: expect.any(String), reason: expect.any(String) }));
+    expect(audit.text).not.toContain(SECRET);
+    const metrics = await rt.call("GET", "/metrics");
+    expect(metrics.text).toMatch(
+      /discovery_join_requests_total\{method="iam",result="join_refused",reason="already_joined"\} 1/,
+    );
+  });
+});
+
+describe("join API red team: rate limits", () => {
+  let rt: TestRuntime;
+  beforeAll(async () => {
+    rt = await startTestRuntime({ join: { rate_limit: { requests_per_minute: 1, burst: 3 } } });
+  });
+  afterAll(async () => rt?.stop());
+
+  it("answers 429 once a source exceeds its burst, before looking at the request", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++)
+      statuses.push(
+        (await rt.call("POST", "/v1/join", { method: "token", token: "x", host_public_key: newHostKey() })).status,
+      );
+    expect(statuses).toEqual([403, 403, 403]);
+    refused(
+      await rt.call("POST", "/v1/join", { method: "token", token: "x", host_public_key: newHostKey() }),
+      429,
+      "rate_limited",
+    );
+    refused(await rt.call("POST", "/v1/join/challenge", { method: "iam", token: "x" }), 429, "rate_limited");
+  });
+});

@@ -1,0 +1,364 @@
+import Database from "better-sqlite3";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { Client } from "pg";
+import {
+  AuditEvent,
+  CaKey,
+  ChallengeRecord,
+  EnrollmentRecord,
+  migrationsFor,
+  NodeRecord,
+  openStore,
+  Store,
+  StoreConfig,
+} from "../../provider/runtime/store";
+import { Postgres, startPostgres } from "../fixtures/postgres";
+
+/** One empty database of a backend, which a test may open several times to play several replicas. */
+interface TestDatabase {
+  config: StoreConfig;
+  /** Rows of the migration ledger, read behind the store's back. */
+  ledger(): Promise<{ version: number; name: string; applied_at: string }[]>;
+}
+
+/** A backend the suite runs on. */
+interface Backend {
+  name: string;
+  newDatabase(): Promise<TestDatabase>;
+}
+
+let tmp: string;
+let pg: Postgres;
+let databases = 0;
+
+beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pd-store-"));
+  pg = await startPostgres();
+});
+afterAll(async () => {
+  await pg?.stop();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+async function pgQuery<T>(url: string, sql: string): Promise<T[]> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}
+
+const LEDGER = "SELECT version, name, CAST(applied_at AS TEXT) AS applied_at FROM schema_migrations ORDER BY version";
+
+const backends: Backend[] = [
+  {
+    name: "sqlite",
+    newDatabase: async () => {
+      // A parent directory that does not exist yet: the store must create it.
+      const file = path.join(tmp, `db-${++databases}`, "state", "store.db");
+      return {
+        config: { type: "sqlite", path: file },
+        ledger: async () => {
+          const db = new Database(file, { readonly: true });
+          try {
+            return db.prepare(LEDGER).all() as { version: number; name: string; applied_at: string }[];
+          } finally {
+            db.close();
+          }
+        },
+      };
+    },
+  },
+  {
+    name: "postgres",
+    newDatabase: async () => {
+      const name = `store_${++databases}`;
+      await pgQuery(pg.url, `CREATE DATABASE ${name}`);
+      const url = new URL(pg.url);
+      url.pathname = `/${name}`;
+      return { config: { type: "postgres", url: url.href }, ledger: () => pgQuery(url.href, LEDGER) };
+    },
+  },
+];
+
+const key = (n: number): CaKey => ({
+  publicKey: `ssh-ed25519 AAAA${n}`,
+  privateKey: `-----BEGIN OPENSSH PRIVATE KEY-----\n${n}`,
+  createdAt: new Date(Date.UTC(2025, 0, 1, 0, 0, n)).toISOString(),
+});
+
+const node = (name: string, hostKey: string): NodeRecord => ({
+  name,
+  labels: { env: "prod", "aws/InstanceId": "i-0abc" },
+  joinMethod: "ec2",
+  token: "ec2-token",
+  hostPublicKey: hostKey,
+  principals: ["10.0.0.5", "ip-10-0-0-5.ec2.internal"],
+  joinedAt: "2025-01-02T03:04:05.678Z",
+});
+
+const inAMinute = () => new Date(Date.now() + 60_000).toISOString();
+
+describe.each(backends)("the $name store", (backend) => {
+  let db: TestDatabase;
+  let store: Store;
+  const opened: Store[] = [];
+  /** Another replica on the same database. */
+  const open = async (config = db.config) => {
+    const s = await openStore(config);
+    opened.push(s);
+    return s;
+  };
+
+  beforeEach(async () => {
+    db = await backend.newDatabase();
+    store = await open();
+  });
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((s) => s.close()));
+  });
+
+  describe("resources", () => {
+    it("are stored, read back by kind and key, listed, and deleted", async () => {
+      const doc = { kind: "token", version: "v2", spec: { join_method: "ec2", allow: [{ aws_account: "1" }] } };
+      const [token, installer] = await store.putResources([
+        { kind: "token", key: "ec2-token", doc },
+        { kind: "installer", key: "default", doc: { script: "#!/bin/sh\n" } },
+      ]);
+      expect(token).toEqual({
+        kind: "token",
+        key: "ec2-token",
+        doc,
+        revision: 1,
+        createdAt: token.updatedAt,
+        updatedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      });
+      expect(await store.getResource("token", "ec2-token")).toEqual(token);
+      expect(await store.getResource("installer", "ec2-token")).toBeUndefined();
+      expect(await store.listResources()).toEqual([installer, token]);
+      expect(await store.listResources("token")).toEqual([token]);
+      expect(await store.listResources("discovery_config")).toEqual([]);
+
+      expect(await store.deleteResource("token", "ec2-token")).toBe(true);
+      expect(await store.deleteResource("token", "ec2-token")).toBe(false);
+      expect(await store.getResource("token", "ec2-token")).toBeUndefined();
+      expect(await store.listResources()).toEqual([installer]);
+    });
+
+    it("get a revision one higher on every write, keeping createdAt", async () => {
+      const first = (await store.putResources([{ kind: "token", key: "t", doc: { n: 1 } }]))[0];
+      await new Promise((r) => setTimeout(r, 5));
+      await store.putResources([{ kind: "token", key: "t", doc: { n: 2 } }]);
+      const third = (await store.putResources([{ kind: "token", key: "t", doc: { n: 3 } }]))[0];
+      expect(third).toMatchObject({ revision: 3, doc: { n: 3 }, createdAt: first.createdAt });
+      expect(third.updatedAt > first.updatedAt).toBe(true);
+      expect(await store.getResource("token", "t")).toEqual(third);
+    });
+
+    it("written concurrently from two replicas each get their own revision", async () => {
+      const replicas = [store, await open()];
+      const writes = Array.from({ length: 10 }, (_, n) =>
+        replicas[n % 2].putResources([{ kind: "token", key: "shared", doc: { n } }]),
+      );
+      const revisions = (await Promise.all(writes)).map(([r]) => r.revision).sort((a, b) => a - b);
+      expect(revisions).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      expect((await store.getResource("token", "shared"))?.revision).toBe(10);
+    });
+
+    it.each([
+      ["a document that cannot be serialised as JSON", { kind: "token", key: "c", doc: { big: 10n } }],
+      ["an empty key, refused by a database constraint", { kind: "token", key: "", doc: {} }],
+    ])("are not stored at all when a batch holds %s, and the previous version survives", async (_, bad) => {
+      const before = (await store.putResources([{ kind: "token", key: "a", doc: { v: 1 } }]))[0];
+      await expect(
+        store.putResources([
+          { kind: "token", key: "a", doc: { v: 2 } },
+          { kind: "installer", key: "b", doc: { v: 1 } },
+          bad,
+        ]),
+      ).rejects.toThrow();
+      expect(await store.getResource("token", "a")).toEqual(before);
+      expect(await store.listResources()).toEqual([before]);
+      // The failed transaction is over: the next write goes through and continues the old revision.
+      const [after] = await store.putResources([{ kind: "token", key: "a", doc: { v: 3 } }]);
+      expect(after).toMatchObject({ revision: 2, doc: { v: 3 } });
+    });
+  });
+
+  describe("nodes", () => {
+    it("keep the first record when a second node of the same name joins", async () => {
+      const first = node("123456789012-i-0abc", "ssh-ed25519 FIRST");
+      expect(await store.insertNode(first)).toBe("inserted");
+      expect(await store.insertNode({ ...first, hostPublicKey: "ssh-ed25519 SECOND", token: "other" })).toBe("exists");
+      expect(await store.getNode(first.name)).toEqual(first);
+      expect(await store.listNodes()).toEqual([first]);
+      expect(await store.getNode("123456789012-i-0def")).toBeUndefined();
+    });
+
+    it("can join again once deleted", async () => {
+      const n = node("n1", "ssh-ed25519 A");
+      await store.insertNode(n);
+      expect(await store.deleteNode("n1")).toBe(true);
+      expect(await store.deleteNode("n1")).toBe(false);
+      expect(await store.getNode("n1")).toBeUndefined();
+      expect(await store.insertNode({ ...n, hostPublicKey: "ssh-ed25519 B" })).toBe("inserted");
+      expect((await store.getNode("n1"))?.hostPublicKey).toBe("ssh-ed25519 B");
+    });
+
+    it("let exactly one of 20 concurrent joins of one name from two replicas in", async () => {
+      const replicas = [store, await open()];
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => replicas[i % 2].insertNode(node("racy", `ssh-ed25519 K${i}`))),
+      );
+      expect(results.filter((r) => r === "inserted")).toHaveLength(1);
+      const winner = results.indexOf("inserted");
+      expect((await store.getNode("racy"))?.hostPublicKey).toBe(`ssh-ed25519 K${winner}`);
+    });
+  });
+
+  describe("challenges", () => {
+    const challenge = (c: string, expiresAt = inAMinute()): ChallengeRecord => ({
+      challenge: c,
+      method: "iam",
+      token: "iam-token",
+      expiresAt,
+    });
+
+    it("are handed out once, then never again", async () => {
+      const c = challenge("c1");
+      await store.putChallenge(c);
+      expect(await store.consumeChallenge("c1", new Date())).toEqual(c);
+      expect(await store.consumeChallenge("c1", new Date())).toBeUndefined();
+      expect(await store.consumeChallenge("never-issued", new Date())).toBeUndefined();
+    });
+
+    it("are refused once expired, including at the exact expiry instant", async () => {
+      const now = new Date("2025-06-01T12:00:00.000Z");
+      await store.putChallenge(challenge("old", "2025-06-01T11:59:59.000Z"));
+      await store.putChallenge(challenge("edge", now.toISOString()));
+      expect(await store.consumeChallenge("old", now)).toBeUndefined();
+      expect(await store.consumeChallenge("edge", now)).toBeUndefined();
+      // The clock is the caller's: the same challenge is still good a moment before it expires.
+      await store.putChallenge(challenge("fresh", "2025-06-01T12:00:00.001Z"));
+      expect(await store.consumeChallenge("fresh", now)).toMatchObject({ challenge: "fresh" });
+    });
+
+    it("are taken by exactly one of 20 concurrent consumers on two replicas", async () => {
+      const replicas = [store, await open()];
+      await store.putChallenge(challenge("contested"));
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => replicas[i % 2].consumeChallenge("contested", new Date())),
+      );
+      expect(results.filter((r) => r !== undefined)).toEqual([challenge("contested", expect.any(String))]);
+    });
+  });
+
+  describe("certificate authorities", () => {
+    it("are created by the first of several concurrent replicas, and every replica gets that key", async () => {
+      expect(await store.getCertAuthority("host")).toBeUndefined();
+      const replicas = [store, await open()];
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          replicas[i % 2].initCertAuthority({ type: "host", active: key(i), previous: [] }),
+        ),
+      );
+      const stored = await store.getCertAuthority("host");
+      expect(stored).toMatchObject({ type: "host", previous: [], revision: 1 });
+      expect(Array.from({ length: 10 }, (_, i) => key(i))).toContainEqual(stored?.active);
+      for (const r of results) expect(r).toEqual(stored);
+      // The user CA is a separate authority, not a second try at the host CA.
+      const user = await store.initCertAuthority({ type: "user", active: key(99), previous: [] });
+      expect(user).toEqual({ type: "user", active: key(99), previous: [], revision: 1 });
+      expect(await store.getCertAuthority("host")).toEqual(stored);
+    });
+
+    it("refuse an update made from a stale revision and keep the newer state", async () => {
+      const v1 = await store.initCertAuthority({ type: "user", active: key(1), previous: [] });
+      const rotated = { ...v1, active: key(2), previous: [key(1)] };
+      expect(await store.updateCertAuthority(rotated)).toBe(true);
+      const v2 = await store.getCertAuthority("user");
+      expect(v2).toEqual({ ...rotated, revision: 2 });
+
+      expect(await store.updateCertAuthority({ ...v1, active: key(3) })).toBe(false);
+      expect(await store.getCertAuthority("user")).toEqual(v2);
+      expect(await store.updateCertAuthority({ ...v1, type: "host" })).toBe(false);
+      expect(await store.getCertAuthority("host")).toBeUndefined();
+    });
+  });
+
+  it("lists audit events newest first, at most `limit` of them", async () => {
+    const events: AuditEvent[] = [
+      { at: "2025-01-01T00:00:01.000Z", type: "join.accepted", source: "127.0.0.1", method: "ec2", node: "n1" },
+      { at: "2025-01-01T00:00:02.000Z", type: "join.refused", method: "iam", code: "token_expired", reason: "gone" },
+      { at: "2025-01-01T00:00:03.000Z", type: "join.accepted", token: "t", node: "n2" },
+      { at: "2025-01-01T00:00:04.000Z", type: "ca.rotated" },
+    ];
+    for (const e of events) await store.appendAudit(e);
+    const all = await store.listAudit(100);
+    expect(all).toEqual([...events].reverse().map((e) => ({ ...e, id: expect.any(Number) })));
+    expect(all.map((e) => e.id)).toEqual([...all.map((e) => e.id)].sort((a, b) => b! - a!));
+    expect(await store.listAudit(2)).toEqual(all.slice(0, 2));
+    expect(await store.listAudit(0)).toEqual([]);
+  });
+
+  it("keeps one enrollment per cloud, account, region and instance, replaced whole on upsert", async () => {
+    const base: EnrollmentRecord = {
+      cloud: "aws",
+      account: "123456789012",
+      region: "us-east-1",
+      instanceId: "i-0abc",
+      nodeName: "123456789012-i-0abc",
+      status: "failed",
+      reason: "SSM agent not online",
+      detail: { commandId: "c-1" },
+      updatedAt: "2025-01-01T00:00:00.000Z",
+    };
+    const otherRegion = { ...base, region: "eu-west-1", status: "enrolled", reason: undefined, detail: undefined };
+    await store.upsertEnrollment(base);
+    await store.upsertEnrollment(otherRegion);
+    const enrolled: EnrollmentRecord = { ...base, status: "enrolled", updatedAt: "2025-01-01T00:05:00.000Z" };
+    delete enrolled.reason;
+    delete enrolled.detail;
+    await store.upsertEnrollment(enrolled);
+    expect(await store.listEnrollments()).toEqual([otherRegion, enrolled]);
+    expect((await store.listEnrollments())[1]).not.toHaveProperty("reason");
+  });
+
+  describe("migrations", () => {
+    it("running migrate() again changes neither the schema ledger nor the data", async () => {
+      await store.putResources([{ kind: "token", key: "t", doc: { v: 1 } }]);
+      const ledger = await db.ledger();
+      expect(ledger.map((m) => m.version)).toEqual(migrationsFor("sqlite").map((m) => m.version));
+      await store.migrate();
+      await store.migrate();
+      expect(await db.ledger()).toEqual(ledger);
+      expect((await store.getResource("token", "t"))?.doc).toEqual({ v: 1 });
+    });
+
+    it("several replicas migrating a new database at the same moment all succeed", async () => {
+      const fresh = await backend.newDatabase();
+      const replicas = await Promise.all(Array.from({ length: 5 }, () => open(fresh.config)));
+      expect((await fresh.ledger()).map((m) => m.version)).toEqual(migrationsFor("postgres").map((m) => m.version));
+      await replicas[0].putResources([{ kind: "token", key: "t", doc: { v: 1 } }]);
+      expect((await replicas[4].getResource("token", "t"))?.doc).toEqual({ v: 1 });
+    });
+
+    it("keep the data when the store is closed and opened again", async () => {
+      const [res] = await store.putResources([{ kind: "token", key: "t", doc: { v: 1 } }]);
+      await store.insertNode(node("n1", "ssh-ed25519 A"));
+      const ca = await store.initCertAuthority({ type: "host", active: key(1), previous: [] });
+      await store.appendAudit({ at: "2025-01-01T00:00:00.000Z", type: "join.accepted" });
+      await store.close();
+
+      const reopened = await open();
+      expect(await reopened.getResource("token", "t")).toEqual(res);
+      expect(await reopened.getNode("n1")).toEqual(node("n1", "ssh-ed25519 A"));
+      expect(await reopened.getCertAuthority("host")).toEqual(ca);
+      expect(await reopened.listAudit(10)).toMatchObject([{ type: "join.accepted" }]);
+    });
+  });
+});
