@@ -1,4 +1,9 @@
-import { startMoto, Moto } from "../fixtures/moto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { DescribeImagesCommand, EC2Client, RunInstancesCommand, StopInstancesCommand } from "@aws-sdk/client-ec2";
+import { createSigner, identityDocument, signIdentityDocument, testCa, TestSigner } from "../fixtures/iid-signer";
+import { MOTO_CREDENTIALS, startMoto, Moto } from "../fixtures/moto";
 import { startTestRuntime, TestRuntime } from "../fixtures/runtime";
 import { iamJoinBody, instanceCredentials, newHostKey } from "../fixtures/joins";
 
@@ -281,4 +286,174 @@ describe("join API red team: rate limits", () => {
     );
     refused(await rt.call("POST", "/v1/join/challenge", { method: "iam", token: "x" }), 429, "rate_limited");
   });
+});
+
+describe("join API red team: ec2 identity documents", () => {
+  let moto: Moto;
+  let rt: TestRuntime;
+  let signer: TestSigner;
+  let running: string[];
+  let stopped: string;
+  const savedEndpoint = process.env.AWS_ENDPOINT_URL;
+  const join = (iid: string, token = "ec2-token") =>
+    rt.call("POST", "/v1/join", { method: "ec2", token, host_public_key: newHostKey(), iid });
+  const doc = (instance: string, overrides: Record<string, unknown> = {}) =>
+    identityDocument({ instanceId: instance, ...overrides });
+  let next = 0;
+  const fresh = () => running[next++];
+
+  beforeAll(async () => {
+    moto = await startMoto();
+    // The runtime runs in this process: its EC2 client reaches moto through the standard variable.
+    process.env.AWS_ENDPOINT_URL = moto.endpoint;
+    process.env.AWS_ACCESS_KEY_ID = "testing";
+    process.env.AWS_SECRET_ACCESS_KEY = "testing";
+    signer = await testCa();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-ec2-"));
+    fs.writeFileSync(path.join(dir, "test-ca.pem"), signer.certPem);
+    rt = await startTestRuntime(
+      {
+        join: {
+          aws: { extra_ca_certs: ["./test-ca.pem"] },
+          rate_limit: { requests_per_minute: 100000, burst: 100000 },
+        },
+      },
+      { dir },
+    );
+    const tokens = `kind: token\nversion: v2\nmetadata: {name: ec2-token}\nspec: {roles: [Node], join_method: ec2, allow: [{aws_account: "${ACCOUNT}", aws_regions: [us-east-1]}]}\n`;
+    expect(
+      (await rt.call("PUT", "/v1/resources", tokens, { admin: true, contentType: "application/yaml" })).status,
+    ).toBe(200);
+    const ec2 = new EC2Client({ region: "us-east-1", endpoint: moto.endpoint, credentials: MOTO_CREDENTIALS });
+    const image = (await ec2.send(new DescribeImagesCommand({}))).Images![0].ImageId;
+    const launched = await ec2.send(
+      new RunInstancesCommand({ ImageId: image, MinCount: 20, MaxCount: 20, InstanceType: "t3.micro" }),
+    );
+    const ids = launched.Instances!.map((i) => i.InstanceId!);
+    stopped = ids.pop()!;
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [stopped] }));
+    running = ids;
+  });
+  afterAll(async () => {
+    await rt?.stop();
+    if (rt) fs.rmSync(rt.dir, { recursive: true, force: true });
+    await moto?.stop();
+    if (savedEndpoint === undefined) delete process.env.AWS_ENDPOINT_URL;
+    else process.env.AWS_ENDPOINT_URL = savedEndpoint;
+  });
+
+  it("accepts a document signed by a trusted CA for a running instance, once", async () => {
+    const id = fresh();
+    const iid = await signIdentityDocument(doc(id), signer);
+    const ok = await join(iid);
+    expect(ok.status).toBe(200);
+    expect(ok.body.node_name).toBe(`${ACCOUNT}-${id}`);
+    expect(ok.body.labels).toEqual({
+      "discovery/origin": "cloud",
+      "discovery/account-id": ACCOUNT,
+      "discovery/instance-id": id,
+      "discovery/region": "us-east-1",
+      "discovery/join-method": "ec2",
+    });
+    refused(await join(iid), 403, "already_joined");
+  });
+  it("accepts PEM armour around the PKCS7", async () =>
+    expect((await join(await signIdentityDocument(doc(fresh()), signer, { pemArmour: true }))).status).toBe(200));
+  it("takes the identity only from the signed content, never from an unsigned attribute (SPIRE 1.14.6 class)", async () => {
+    const id = fresh();
+    const iid = await signIdentityDocument(doc(id), signer, {
+      unsignedAttributes: { "1.2.3.4": JSON.stringify({ instanceId: "i-0fffffffffffffff0" }) },
+    });
+    const r = await join(iid);
+    expect([r.status, r.body.node_name]).toEqual([200, `${ACCOUNT}-${id}`]);
+  });
+  it("a document signed by a key nobody trusts", async () => {
+    const stranger = await createSigner({ commonName: "stranger" });
+    refused(await join(await signIdentityDocument(doc(fresh()), stranger)), 403, "iid_untrusted_signer");
+  });
+  it("a signature made with another key than the named signer's", async () => {
+    const stranger = await createSigner({ commonName: "impostor" });
+    refused(
+      await join(await signIdentityDocument(doc(fresh()), signer, { signWith: stranger })),
+      403,
+      "iid_signature_invalid",
+    );
+  });
+  it("content changed after signing (another instance id)", async () => {
+    const iid = await signIdentityDocument(doc(fresh()), signer, {
+      tamperContent: (t) => t.replace(/i-[0-9a-f]+/, running[running.length - 1]),
+    });
+    refused(await join(iid), 403, "iid_signature_invalid");
+  });
+  it("a certificate embedded in the PKCS7 that no trusted CA issued", async () => {
+    const rogue = await createSigner({ commonName: "rogue CA" });
+    const leaf = await createSigner({ commonName: "rogue leaf", issuer: rogue });
+    refused(
+      await join(await signIdentityDocument(doc(fresh()), leaf, { embedCerts: [leaf, rogue] })),
+      403,
+      "iid_untrusted_signer",
+    );
+  });
+  it("two signers", async () => {
+    const other = await createSigner({ commonName: "second" });
+    refused(
+      await join(await signIdentityDocument(doc(fresh()), signer, { extraSigners: [other] })),
+      400,
+      "iid_signer_count",
+    );
+  });
+  it("a region that is not an AWS region", async () =>
+    refused(
+      await join(await signIdentityDocument(doc(fresh(), { region: "xx-fake-9" }), signer)),
+      403,
+      "iid_unknown_region",
+    ));
+  it("a region the token does not allow", async () =>
+    refused(
+      await join(await signIdentityDocument(doc(fresh(), { region: "eu-west-1" }), signer)),
+      403,
+      "ec2_region_not_allowed",
+    ));
+  it("an account the token does not allow", async () =>
+    refused(
+      await join(await signIdentityDocument(doc(fresh(), { accountId: "210987654321" }), signer)),
+      403,
+      "ec2_account_not_allowed",
+    ));
+  it("a stale document (pending 10 minutes ago, TTL 5m)", async () =>
+    refused(
+      await join(
+        await signIdentityDocument(
+          doc(fresh(), { pendingTime: new Date(Date.now() - 600_000).toISOString().replace(/\.\d+Z$/, "Z") }),
+          signer,
+        ),
+      ),
+      403,
+      "iid_expired",
+    ));
+  it("a document from the future (pending in 5 minutes)", async () =>
+    refused(
+      await join(
+        await signIdentityDocument(
+          doc(fresh(), { pendingTime: new Date(Date.now() + 300_000).toISOString().replace(/\.\d+Z$/, "Z") }),
+          signer,
+        ),
+      ),
+      403,
+      "iid_from_future",
+    ));
+  it("an instance that is stopped", async () =>
+    refused(await join(await signIdentityDocument(doc(stopped), signer)), 403, "ec2_instance_not_running"));
+  it("an instance that does not exist", async () =>
+    refused(await join(await signIdentityDocument(doc("i-0deadbeefdeadbeef"), signer)), 403, "ec2_instance_not_found"));
+  it("an instance id that is not one", async () =>
+    refused(await join(await signIdentityDocument(doc("../../etc"), signer)), 400, "iid_field_invalid"));
+  it("base64 that is not base64", async () => refused(await join("%%%not-base64%%%"), 400, "iid_malformed"));
+  it("a PKCS7 larger than 16 KiB", async () => refused(await join("A".repeat(20_000)), 400, "iid_too_large"));
+  it("no identity document at all", async () =>
+    refused(
+      await rt.call("POST", "/v1/join", { method: "ec2", token: "ec2-token", host_public_key: newHostKey() }),
+      400,
+      "missing_field",
+    ));
 });

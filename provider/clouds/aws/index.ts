@@ -1,6 +1,7 @@
 /** AWS: registers the ec2 and iam join methods with the join service. */
 import { JoinRefusal } from "../../join/errors";
 import { registerJoinMethod } from "../../join/methods";
+import { attestEc2 } from "./attest-ec2";
 import { attestIam, OrganizationCache } from "./attest-iam";
 import { organizationsDescribeAccount } from "./organizations";
 
@@ -19,6 +20,16 @@ registerJoinMethod("iam", {
       orgCache,
       describeAccount: (id) => (describeAccount ??= organizationsDescribeAccount())(id),
     });
+    return { nodeName: a.nodeName, labels: a.labels, principals: a.principals };
+  },
+});
+
+registerJoinMethod("ec2", {
+  needsChallenge: false,
+  attest: async (body, ctx) => {
+    if (typeof body.iid !== "string" || body.iid.length === 0)
+      throw new JoinRefusal("missing_field", 'request field "iid" is required: the IMDS rsa2048 PKCS7, base64', 400);
+    const a = await attestEc2(body.iid, { token: ctx.token, extraCaPems: ctx.settings.aws.extraCaPems, now: ctx.now });
     return { nodeName: a.nodeName, labels: a.labels, principals: a.principals };
   },
 });

@@ -1,0 +1,424 @@
+import * as crypto from "crypto";
+import { isIPv4 } from "net";
+import * as asn1js from "asn1js";
+import * as pkijs from "pkijs";
+import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
+import { JoinRefusal } from "../../join/errors";
+import { DEFAULT_AWS_IID_TTL, parseDuration, type Token } from "../../model";
+import { awsRegionCertificate } from "./region-certs";
+
+/** Largest PKCS7 text accepted; AWS's is about 1.5 KiB, so this leaves room for armour and a certificate or two. */
+export const MAX_IID_CHARS = 16 * 1024;
+/** How far `pendingTime` may lie ahead of the server's clock before the document is refused. */
+export const MAX_PENDING_TIME_SKEW_MS = 60_000;
+const MAX_CHAIN_DEPTH = 4;
+
+const OID = {
+  data: "1.2.840.113549.1.7.1",
+  signedData: "1.2.840.113549.1.7.2",
+  contentType: "1.2.840.113549.1.9.3",
+  messageDigest: "1.2.840.113549.1.9.4",
+} as const;
+const [SHA2, PKCS1] = ["2.16.840.1.101.3.4.2.", "1.2.840.113549.1.1."];
+const DIGESTS: Record<string, string> = { [`${SHA2}1`]: "sha256", [`${SHA2}2`]: "sha384", [`${SHA2}3`]: "sha512" };
+// rsaEncryption (what AWS writes) leaves the hash to digestAlgorithm; the combined OIDs must agree with it.
+const RSA_SIGNATURES: Record<string, string | null> = {
+  [`${PKCS1}1`]: null,
+  [`${PKCS1}11`]: "sha256",
+  [`${PKCS1}12`]: "sha384",
+  [`${PKCS1}13`]: "sha512",
+};
+
+/** What a verified instance identity document says about the instance; every field comes from the signed content. */
+export interface InstanceIdentity {
+  /** 12-digit account that owns the instance. */
+  accountId: string;
+  region: string;
+  instanceId: string;
+  /** When the instance last entered `pending` (launch or start). */
+  pendingTime: Date;
+  /** Primary private IPv4 address; absent on IPv6-only instances. */
+  privateIp?: string;
+  availabilityZone: string;
+  imageId: string;
+  instanceType: string;
+  architecture: string;
+}
+
+/** Trust and clock settings for {@link verifyInstanceIdentity}. */
+export interface VerifyIdentityOptions {
+  /** PEM certificates trusted beside AWS's region certificates (`join.aws.extra_ca_certs`), e.g. a test CA. */
+  extraCaPems: string[];
+  now: Date;
+  /** The token's `aws_iid_ttl` in milliseconds: how long after `pendingTime` the document is accepted. */
+  ttlMs: number;
+}
+
+const iid = (code: string, reason: string, status: 400 | 403 = 403) =>
+  new JoinRefusal(code, `instance identity document: ${reason}`, status);
+const malformed = (reason: string) => iid("iid_malformed", reason, 400);
+const fieldInvalid = (reason: string) => iid("iid_field_invalid", reason, 400);
+// Values from the request end up in reasons and logs: quoted, and cut short so a caller can't flood either.
+const quote = (v: unknown) => (JSON.stringify(v) ?? String(v)).slice(0, 80);
+function parsed<T>(parse: () => T, reason: string): T {
+  try {
+    return parse();
+  } catch {
+    throw malformed(reason);
+  }
+}
+
+function decodeBase64(pkcs7: unknown): Uint8Array {
+  if (typeof pkcs7 !== "string" || pkcs7.trim() === "") throw malformed("iid must be the base64 PKCS7 from IMDS");
+  if (pkcs7.length > MAX_IID_CHARS)
+    throw iid("iid_too_large", `${pkcs7.length} characters, over the ${MAX_IID_CHARS} accepted`, 400);
+  let text = pkcs7.trim();
+  const armoured = /^-----BEGIN PKCS7-----([^-]*)-----END PKCS7-----$/.exec(text);
+  if (armoured) text = armoured[1];
+  const b64 = text.replace(/\s+/g, "");
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64) || b64.length % 4 !== 0)
+    throw malformed("iid is not base64 (PEM armour, if any, must be BEGIN/END PKCS7)");
+  return new Uint8Array(Buffer.from(b64, "base64"));
+}
+
+function parseSignedData(der: Uint8Array): pkijs.SignedData {
+  const asn1 = asn1js.fromBER(der);
+  if (asn1.offset === -1 || asn1.offset !== der.byteLength) throw malformed("not a BER-encoded PKCS7 structure");
+  const info = parsed(() => new pkijs.ContentInfo({ schema: asn1.result }), "not a PKCS7 ContentInfo");
+  if (info.contentType !== OID.signedData)
+    throw iid("iid_not_signed_data", `PKCS7 content type ${info.contentType} is not SignedData`, 400);
+  return parsed(() => new pkijs.SignedData({ schema: info.content }), "SignedData does not parse");
+}
+
+// The encapsulated content is the only source of the identity: nothing outside the signature is ever read.
+function signedContent(sd: pkijs.SignedData): Uint8Array {
+  const { eContentType, eContent } = sd.encapContentInfo;
+  if (eContentType !== OID.data) throw malformed(`encapsulated content type ${eContentType} is not data`);
+  if (!(eContent instanceof asn1js.OctetString)) throw malformed("SignedData carries no content");
+  if (!eContent.idBlock.isConstructed) return eContent.valueBlock.valueHexView;
+  const pieces = eContent.valueBlock.value;
+  if (!pieces.every((p) => p instanceof asn1js.OctetString && !p.idBlock.isConstructed))
+    throw malformed("content is not a simple OCTET STRING");
+  return Buffer.concat(pieces.map((p) => (p as asn1js.OctetString).valueBlock.valueHexView));
+}
+
+function parseJsonObject(content: Uint8Array): Record<string, unknown> {
+  const text = () => new TextDecoder("utf-8", { fatal: true }).decode(content);
+  const doc: unknown = parsed(() => JSON.parse(text()), "signed content is not JSON");
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc))
+    throw malformed("signed content is not a JSON object");
+  return doc as Record<string, unknown>;
+}
+
+type Cert = { x509: crypto.X509Certificate; pki: pkijs.Certificate };
+
+function certsFromPems(pems: string[], what: string): Cert[] {
+  return pems.flatMap((pem, i) => {
+    const blocks = pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g);
+    if (!blocks) throw new Error(`${what} ${i + 1} holds no PEM certificate`);
+    return blocks.map((block) => {
+      const x509 = new crypto.X509Certificate(block);
+      return { x509, pki: pkijs.Certificate.fromBER(x509.raw) };
+    });
+  });
+}
+
+function derOf(name: pkijs.RelativeDistinguishedNames): Buffer {
+  return Buffer.from(name.valueBeforeDecode.byteLength ? name.valueBeforeDecode : name.toSchema().toBER(false));
+}
+
+// Issuer and serial, compared byte for byte: the SignerInfo names its certificate, and only that one may verify.
+function isNamedBy(cert: pkijs.Certificate, sid: pkijs.IssuerAndSerialNumber): boolean {
+  return (
+    derOf(cert.issuer).equals(derOf(sid.issuer)) &&
+    Buffer.from(cert.serialNumber.valueBlock.valueHexView).equals(Buffer.from(sid.serialNumber.valueBlock.valueHexView))
+  );
+}
+
+const validAt = (c: crypto.X509Certificate, now: Date) => new Date(c.validFrom) <= now && now <= new Date(c.validTo);
+const issuedBy = (child: crypto.X509Certificate, parent: crypto.X509Certificate, now: Date) =>
+  parent.ca && validAt(parent, now) && child.checkIssued(parent) && child.verify(parent.publicKey);
+
+function chainsTo(leaf: crypto.X509Certificate, bag: crypto.X509Certificate[], anchors: Cert[], now: Date): boolean {
+  let current = leaf;
+  for (let depth = 0; depth < MAX_CHAIN_DEPTH; depth++) {
+    if (anchors.some((a) => issuedBy(current, a.x509, now))) return true;
+    const next = bag.find((c) => c !== current && issuedBy(current, c, now));
+    if (!next) return false;
+    current = next;
+  }
+  return false;
+}
+
+/**
+ * The certificate the SignerInfo names, if it is trusted: AWS's certificate for the document's region, an extra
+ * CA itself, or a certificate from the PKCS7's bag that an extra CA issued. A bag certificate is never trusted
+ * for merely being there (SPIRE's Azure fix: trust the signer, not the first certificate in the bag).
+ */
+function trustedSigner(sd: pkijs.SignedData, info: pkijs.SignerInfo, region: string, opts: VerifyIdentityOptions) {
+  if (!(info.sid instanceof pkijs.IssuerAndSerialNumber))
+    throw iid("iid_untrusted_signer", "the signer must be named by issuer and serial number, as AWS does");
+  const sid = info.sid;
+  const regionPem = awsRegionCertificate(region);
+  if (!regionPem)
+    throw iid("iid_unknown_region", `region ${quote(region)} is not an AWS region with a known signing certificate`);
+  const extraCas = certsFromPems(opts.extraCaPems, "extra CA certificate");
+  const anchors = [...certsFromPems([regionPem], `AWS certificate of ${region}`), ...extraCas];
+  const anchor = anchors.find((c) => isNamedBy(c.pki, sid))?.x509;
+  if (anchor && !validAt(anchor, opts.now))
+    throw iid("iid_untrusted_signer", `signing certificate is outside its validity (${anchor.validTo})`);
+  if (anchor) return anchor;
+  const bag = (sd.certificates ?? []).flatMap((c) => {
+    if (!(c instanceof pkijs.Certificate)) return [];
+    try {
+      return [{ pki: c, x509: new crypto.X509Certificate(Buffer.from(c.toSchema().toBER(false))) }];
+    } catch {
+      return []; // unparseable certificates can't sign anything
+    }
+  });
+  const named = bag.find((c) => isNamedBy(c.pki, sid))?.x509;
+  const bagX509 = bag.map((c) => c.x509);
+  if (named && validAt(named, opts.now) && chainsTo(named, bagX509, extraCas, opts.now)) return named;
+  const why = named
+    ? "its signing certificate (carried in the PKCS7) is not issued by a CA in join.aws.extra_ca_certs"
+    : `signed by a certificate that is neither AWS's for region ${region} nor in join.aws.extra_ca_certs`;
+  throw iid("iid_untrusted_signer", why);
+}
+
+function singleAttribute(info: pkijs.SignerInfo, type: string): unknown {
+  const found = (info.signedAttrs?.attributes ?? []).filter((a) => a.type === type);
+  return found.length === 1 && found[0].values.length === 1 ? found[0].values[0] : undefined;
+}
+
+function verifySignature(info: pkijs.SignerInfo, content: Uint8Array, signer: crypto.X509Certificate): void {
+  const hash = DIGESTS[info.digestAlgorithm.algorithmId];
+  const sigAlg = info.signatureAlgorithm.algorithmId;
+  const sigHash = Object.hasOwn(RSA_SIGNATURES, sigAlg) ? RSA_SIGNATURES[sigAlg] : undefined;
+  const rsa = signer.publicKey.asymmetricKeyType === "rsa";
+  if (!hash || sigHash === undefined || (sigHash !== null && sigHash !== hash) || !rsa)
+    throw iid(
+      "iid_unsupported_algorithm",
+      `signature ${sigAlg} / ${info.digestAlgorithm.algorithmId} is not RSA, SHA-2`,
+    );
+  let signed = content;
+  if (info.signedAttrs) {
+    // With signed attributes the signature covers them, so they must bind the content: type and digest.
+    const type = singleAttribute(info, OID.contentType);
+    if (!(type instanceof asn1js.ObjectIdentifier) || type.valueBlock.toString() !== OID.data)
+      throw iid("iid_signature_invalid", "signed attributes lack a content type of data");
+    const digest = singleAttribute(info, OID.messageDigest);
+    const actual = crypto.createHash(hash).update(content).digest();
+    if (!(digest instanceof asn1js.OctetString) || !actual.equals(Buffer.from(digest.valueBlock.valueHexView)))
+      throw iid("iid_signature_invalid", "the signed message digest does not match the content");
+    signed = new Uint8Array(info.signedAttrs.encodedValue);
+  }
+  const key = { key: signer.publicKey, padding: crypto.constants.RSA_PKCS1_PADDING };
+  if (!crypto.verify(hash, signed, key, Buffer.from(info.signature.valueBlock.valueHexView)))
+    throw iid("iid_signature_invalid", "the signature does not verify with the signing certificate");
+}
+
+function field(doc: Record<string, unknown>, name: string, re: RegExp, what: string): string {
+  const v = doc[name];
+  if (v === undefined || v === null) throw fieldInvalid(`${name} is missing`);
+  if (typeof v !== "string" || !re.test(v)) throw fieldInvalid(`${name} ${quote(v)} is not ${what}`);
+  return v;
+}
+
+function identityOf(doc: Record<string, unknown>, region: string): InstanceIdentity {
+  const pendingText = field(doc, "pendingTime", /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/, "a UTC time");
+  const pendingTime = new Date(pendingText);
+  if (Number.isNaN(pendingTime.getTime())) throw fieldInvalid(`pendingTime ${quote(pendingText)} is not a valid time`);
+  const privateIp = doc.privateIp;
+  if (privateIp !== undefined && privateIp !== null && (typeof privateIp !== "string" || !isIPv4(privateIp)))
+    throw fieldInvalid(`privateIp ${quote(privateIp)} is not an IPv4 address`);
+  const az = field(doc, "availabilityZone", /^[a-z0-9-]{1,64}$/, "an availability zone name");
+  if (!az.startsWith(region)) throw fieldInvalid(`availabilityZone ${quote(az)} is not in region ${region}`);
+  return {
+    accountId: field(doc, "accountId", /^\d{12}$/, "a 12-digit AWS account id"),
+    region,
+    instanceId: field(doc, "instanceId", /^i-[0-9a-f]{8,17}$/, "an EC2 instance id (i- and 8 to 17 hex digits)"),
+    pendingTime,
+    ...(typeof privateIp === "string" && { privateIp }),
+    availabilityZone: az,
+    imageId: field(doc, "imageId", /^ami-[0-9a-f]{8,17}$/, "an AMI id"),
+    instanceType: field(doc, "instanceType", /^[a-z0-9][a-z0-9.-]{1,40}$/, "an instance type"),
+    architecture: field(doc, "architecture", /^[a-z0-9_]{1,32}$/, "an architecture name"),
+  };
+}
+
+/**
+ * Verifies the PKCS7 of IMDS `/latest/dynamic/instance-identity/rsa2048` (base64, PEM armour optional) and returns
+ * the identity it signs. Throws {@link JoinRefusal}: 400 for malformed input, 403 for an untrusted or stale one.
+ */
+export function verifyInstanceIdentity(pkcs7: string, opts: VerifyIdentityOptions): InstanceIdentity {
+  const sd = parseSignedData(decodeBase64(pkcs7));
+  if (sd.signerInfos.length !== 1)
+    throw iid("iid_signer_count", `${sd.signerInfos.length} signers; AWS signs with exactly one`, 400);
+  const [info] = sd.signerInfos;
+  const content = signedContent(sd);
+  // Read before the signature is checked only to pick the certificate; the region is trusted once it verifies.
+  const doc = parseJsonObject(content);
+  if (typeof doc.region !== "string") throw fieldInvalid("region is missing");
+  const signer = trustedSigner(sd, info, doc.region, opts);
+  verifySignature(info, content, signer);
+  const identity = identityOf(doc, doc.region);
+  const age = opts.now.getTime() - identity.pendingTime.getTime();
+  const pending = `pendingTime ${identity.pendingTime.toISOString()}`;
+  const [ageS, ttlS] = [Math.round(age / 1000), Math.round(opts.ttlMs / 1000)];
+  if (age > opts.ttlMs)
+    throw iid("iid_expired", `${pending} is ${ageS} s old, over the token's aws_iid_ttl of ${ttlS} s; join sooner`);
+  if (-age > MAX_PENDING_TIME_SKEW_MS)
+    throw iid("iid_from_future", `${pending} is ${-ageS} s ahead of this server's clock (at most 60 s allowed)`);
+  return identity;
+}
+
+/** An ec2 allow rule of a token. */
+export type Ec2AllowRule = NonNullable<Token["spec"]["allow"]>[number];
+
+/** The first allow rule of `token` for the document's account whose `aws_regions`, if set, include its region. */
+export function matchEc2Rule(identity: InstanceIdentity, token: Token): Ec2AllowRule {
+  const name = quote(token.metadata.name);
+  const forAccount = (token.spec.allow ?? []).filter((r) => r.aws_account === identity.accountId);
+  const rule = forAccount.find((r) => !r.aws_regions || r.aws_regions.includes(identity.region));
+  if (rule) return rule;
+  const [code, what] = forAccount.length
+    ? ["ec2_region_not_allowed", `AWS account ${identity.accountId} in region ${identity.region}`]
+    : ["ec2_account_not_allowed", `AWS account ${identity.accountId}`];
+  throw new JoinRefusal(code, `${what}: no rule of token ${name} allows it`, 403);
+}
+
+/** Static AWS credentials, e.g. moto's or an assumed role's. */
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
+/** How {@link checkInstanceRunning} reaches AWS; everything defaults to the SDK's own environment handling. */
+export interface Ec2CheckOptions {
+  /** The runtime's credentials; default the SDK provider chain (env, profile, instance role). */
+  credentials?: AwsCredentials;
+  /** One endpoint for EC2 and STS (tests); default `AWS_ENDPOINT_URL`, read by the SDK, or AWS itself. */
+  endpoint?: string;
+  /** Session name for AssumeRole, shown in the foreign account's CloudTrail. */
+  roleSessionName?: string;
+}
+
+/** Names and addresses of a running instance, for the host certificate's principals. */
+export type InstanceAddresses = Partial<Record<"privateDnsName" | "publicDnsName" | "privateIp" | "publicIp", string>>;
+
+function errorName(err: unknown): string {
+  const e = err as { name?: string; Code?: string };
+  return e?.Code ?? e?.name ?? "Error";
+}
+
+const THROTTLED = new Set(["RequestLimitExceeded", "ThrottlingException", "Throttling", "TooManyRequestsException"]);
+
+// When AWS answered, only its error code reaches the reason: its message can name the runtime's own role. A
+// network failure has no code, and its message names nothing but the endpoint.
+function awsFailure(err: unknown, code: string, doing: string): JoinRefusal {
+  const name = errorName(err);
+  if (THROTTLED.has(name)) return new JoinRefusal("aws_throttled", `AWS throttled ${doing}; retry shortly`, 429);
+  const answered = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode !== undefined;
+  const unreachable = String((err as Error)?.message).replace(/^AWS SDK error wrapper for /, "");
+  return new JoinRefusal(code, `${doing} failed: ${answered ? name : unreachable.slice(0, 160)}`, 403);
+}
+
+/**
+ * Asks EC2 whether the instance exists in its account and region and is running, assuming the rule's `aws_role`
+ * when it names one (a foreign account). A document alone proves the instance once lived; this proves it still does.
+ */
+export async function checkInstanceRunning(
+  identity: InstanceIdentity,
+  rule: Ec2AllowRule,
+  opts: Ec2CheckOptions = {},
+): Promise<InstanceAddresses> {
+  const base = { region: identity.region, maxAttempts: 2, ...(opts.endpoint && { endpoint: opts.endpoint }) };
+  let credentials = opts.credentials;
+  if (rule.aws_role) {
+    const sts = new STSClient({ ...base, ...(credentials && { credentials }) });
+    try {
+      const session = opts.roleSessionName ?? "discovery-ec2-join";
+      const out = await sts.send(new AssumeRoleCommand({ RoleArn: rule.aws_role, RoleSessionName: session }));
+      const c = out.Credentials;
+      if (!c?.AccessKeyId || !c.SecretAccessKey) throw new Error("AssumeRole returned no credentials");
+      credentials = { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken };
+    } catch (err) {
+      throw awsFailure(err, "ec2_assume_role_failed", `assuming ${rule.aws_role} to check ${identity.instanceId}`);
+    } finally {
+      sts.destroy();
+    }
+  }
+  const ec2 = new EC2Client({ ...base, ...(credentials && { credentials }) });
+  const id = identity.instanceId;
+  const where = `account ${identity.accountId}, region ${identity.region}`;
+  const refuse = (code: string, reason: string) => new JoinRefusal(code, `instance ${id} ${reason}`, 403);
+  try {
+    const out = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }));
+    const found = (out.Reservations ?? []).flatMap((r) => (r.Instances ?? []).map((i) => ({ i, owner: r.OwnerId })));
+    const match = found.find((x) => x.i.InstanceId === id);
+    if (!match) throw refuse("ec2_instance_not_found", `does not exist in ${where}`);
+    if (match.owner && match.owner !== identity.accountId)
+      throw refuse("ec2_account_mismatch", `belongs to account ${match.owner}, not ${identity.accountId}`);
+    const state = match.i.State?.Name ?? "unknown";
+    if (state !== "running") throw refuse("ec2_instance_not_running", `is ${state}, not running`);
+    return {
+      privateDnsName: match.i.PrivateDnsName || undefined,
+      publicDnsName: match.i.PublicDnsName || undefined,
+      privateIp: match.i.PrivateIpAddress || undefined,
+      publicIp: match.i.PublicIpAddress || undefined,
+    };
+  } catch (err) {
+    if (err instanceof JoinRefusal) throw err;
+    if (/^InvalidInstanceID\./.test(errorName(err)))
+      throw refuse("ec2_instance_not_found", `does not exist in ${where}`);
+    throw awsFailure(err, "ec2_describe_failed", `DescribeInstances for ${id} in ${identity.region}`);
+  } finally {
+    ec2.destroy();
+  }
+}
+
+/** What the join service needs of an ec2 join: the node's name, labels, certificate principals and identity. */
+export interface Ec2Attestation {
+  /** `<account>-<instance-id>`: unique per instance, so one join per instance. */
+  nodeName: string;
+  labels: Record<string, string>;
+  principals: string[];
+  identity: InstanceIdentity;
+}
+
+/** Inputs of {@link attestEc2} besides the document. */
+export interface Ec2AttestContext {
+  /** The token named by the join request; its join_method must be ec2. */
+  token: Token;
+  extraCaPems: string[];
+  now: Date;
+  aws?: Ec2CheckOptions;
+}
+
+/** The whole ec2 join check: signed document, allow rule, and a live running instance. */
+export async function attestEc2(iid: string, ctx: Ec2AttestContext): Promise<Ec2Attestation> {
+  const { spec, metadata } = ctx.token;
+  if (spec.join_method !== "ec2") {
+    const reason = `token ${quote(metadata.name)} is for join_method ${spec.join_method}, not ec2`;
+    throw new JoinRefusal("join_method_mismatch", reason, 403);
+  }
+  const ttlMs = parseDuration(spec.aws_iid_ttl ?? DEFAULT_AWS_IID_TTL) ?? 5 * 60_000;
+  const identity = verifyInstanceIdentity(iid, { extraCaPems: ctx.extraCaPems, now: ctx.now, ttlMs });
+  const rule = matchEc2Rule(identity, ctx.token);
+  const live = await checkInstanceRunning(identity, rule, ctx.aws);
+  const nodeName = `${identity.accountId}-${identity.instanceId}`;
+  const principals = [nodeName, identity.privateIp ?? live.privateIp, live.privateDnsName, live.publicDnsName];
+  return {
+    nodeName,
+    labels: {
+      "discovery/origin": "cloud",
+      "discovery/account-id": identity.accountId,
+      "discovery/instance-id": identity.instanceId,
+      "discovery/region": identity.region,
+    },
+    principals: [...new Set(principals.filter((p): p is string => !!p))],
+    identity,
+  };
+}
