@@ -1,0 +1,276 @@
+import { spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { DescribeImagesCommand, EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
+import { editSshdConfig } from "../../provider/ssh";
+import { identityDocument, signIdentityDocument, testCa, TestSigner } from "../fixtures/iid-signer";
+import { FakeImds, startImds } from "../fixtures/imds";
+import { instanceCredentials } from "../fixtures/joins";
+import { Moto, MOTO_CREDENTIALS, startMoto } from "../fixtures/moto";
+import { startTestRuntime, TestRuntime } from "../fixtures/runtime";
+import { startVm, TestVm } from "../fixtures/vm";
+
+/**
+ * The built-in installers run for real: fetched with curl from the runtime and piped into `sh`, on a simulated
+ * VM whose metadata service serves a signed identity, with a real sshd that ends up trusting the runtime's CAs.
+ */
+const ACCOUNT = "123456789012";
+
+describe("the default installers under sh, against a real sshd", () => {
+  let moto: Moto;
+  let rt: TestRuntime;
+  let signer: TestSigner;
+  let instances: { id: string; ip: string }[];
+  const cleanups: (() => Promise<unknown>)[] = [];
+
+  beforeAll(async () => {
+    moto = await startMoto();
+    Object.assign(process.env, {
+      AWS_ENDPOINT_URL: moto.endpoint,
+      AWS_ACCESS_KEY_ID: "testing",
+      AWS_SECRET_ACCESS_KEY: "testing",
+    });
+    signer = await testCa();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-e2e-"));
+    fs.writeFileSync(path.join(dir, "test-ca.pem"), signer.certPem);
+    rt = await startTestRuntime(
+      { join: { aws: { extra_ca_certs: ["./test-ca.pem"], sts_endpoint: moto.endpoint } } },
+      { dir },
+    );
+    const tokens =
+      `kind: token\nversion: v2\nmetadata: {name: ec2-token}\nspec: {roles: [Node], join_method: ec2, allow: [{aws_account: "${ACCOUNT}"}]}\n---\n` +
+      `kind: token\nversion: v2\nmetadata: {name: iam-token}\nspec: {roles: [Node], join_method: iam, allow: [{aws_account: "${ACCOUNT}"}]}\n`;
+    expect(
+      (await rt.call("PUT", "/v1/resources", tokens, { admin: true, contentType: "application/yaml" })).status,
+    ).toBe(200);
+    const ec2 = new EC2Client({ region: "us-east-1", endpoint: moto.endpoint, credentials: MOTO_CREDENTIALS });
+    const image = (await ec2.send(new DescribeImagesCommand({}))).Images![0].ImageId;
+    const out = await ec2.send(
+      new RunInstancesCommand({ ImageId: image, MinCount: 6, MaxCount: 6, InstanceType: "t3.micro" }),
+    );
+    instances = out.Instances!.map((i) => ({ id: i.InstanceId!, ip: i.PrivateIpAddress! }));
+  });
+  afterAll(async () => {
+    for (const c of cleanups.reverse()) await c();
+    await rt?.stop();
+    if (rt) fs.rmSync(rt.dir, { recursive: true, force: true });
+    await moto?.stop();
+  });
+
+  async function vmWithImds(
+    instance: { id: string; ip: string },
+    withRole = false,
+  ): Promise<{ vm: TestVm; imds: FakeImds }> {
+    const vm = await startVm();
+    const doc = identityDocument({ instanceId: instance.id, privateIp: instance.ip });
+    const role = withRole
+      ? { name: "node", credentials: await instanceCredentials(moto.endpoint, ACCOUNT, instance.id) }
+      : undefined;
+    const imds = await startImds({ document: doc, rsa2048: await signIdentityDocument(doc, signer), role });
+    cleanups.push(
+      () => imds.stop(),
+      () => vm.stop(),
+    );
+    return { vm, imds };
+  }
+
+  /** `curl .../installer/NAME | sh -s TOKEN`, as the SSM command runs it. */
+  function install(
+    script: string,
+    token: string,
+    vm: TestVm,
+    imds: FakeImds,
+    method: string,
+  ): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    const env = {
+      PATH: `/usr/sbin:/usr/bin:/bin`,
+      DISCOVERY_JOIN_METHOD: method,
+      DISCOVERY_CA_PIN: rt.runtime.tls.publicKeyPin,
+      DISCOVERY_DATA_DIR: vm.dataDir,
+      DISCOVERY_SSHD_CONFIG: vm.sshdConfig,
+      DISCOVERY_HOST_KEY: vm.hostKey,
+      DISCOVERY_SSHD_RESTART: vm.restartCommand,
+      AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
+      AWS_ENDPOINT_URL: moto.endpoint,
+    };
+    const cmd = `curl -sS --fail -k --pinnedpubkey "$DISCOVERY_CA_PIN" ${rt.url}/webapi/scripts/installer/${script} | sh -s ${token}`;
+    return new Promise((resolve) => {
+      const child = spawn("bash", ["-c", `set -o pipefail; ${cmd}`], { env, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => (stdout += d));
+      child.stderr.on("data", (d) => (stderr += d));
+      child.on("exit", (status) => resolve({ status, stdout, stderr }));
+    });
+  }
+
+  /** ssh root@127.0.0.1 verifying the host certificate for `hostName` (a principal of it) through @cert-authority. */
+  function sshLogin(
+    vm: TestVm,
+    certificate: string,
+    key: string,
+    hostName: string,
+  ): { status: number | null; out: string } {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-client-"));
+    try {
+      fs.writeFileSync(path.join(dir, "id-cert.pub"), certificate + "\n");
+      const hostCas = fs.readFileSync(path.join(vm.dataDir, "known_hosts"), "utf8");
+      fs.writeFileSync(
+        path.join(dir, "known_hosts"),
+        hostCas.replace(/^@cert-authority \* /gm, `@cert-authority ${hostName} `),
+      );
+      const r = spawnSync(
+        "ssh",
+        [
+          "-F",
+          "/dev/null",
+          "-p",
+          String(vm.sshPort),
+          "-i",
+          key,
+          "-o",
+          `CertificateFile=${path.join(dir, "id-cert.pub")}`,
+          "-o",
+          `UserKnownHostsFile=${path.join(dir, "known_hosts")}`,
+          "-o",
+          "StrictHostKeyChecking=yes",
+          "-o",
+          "BatchMode=yes",
+          "-o",
+          "IdentitiesOnly=yes",
+          "-o",
+          "ConnectTimeout=10",
+          "-o",
+          `HostKeyAlias=${hostName}`,
+          "root@127.0.0.1",
+          "echo logged-in",
+        ],
+        { encoding: "utf8" },
+      );
+      return { status: r.status, out: r.stdout + r.stderr };
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  async function userCertificate(): Promise<{ key: string; certificate: string }> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-user-"));
+    cleanups.push(async () => fs.rmSync(dir, { recursive: true, force: true }));
+    const key = path.join(dir, "id");
+    spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key]);
+    const r = await rt.call(
+      "POST",
+      "/v1/certs/user",
+      { public_key: fs.readFileSync(key + ".pub", "utf8"), principals: ["root"], ttl: "10m" },
+      { admin: true },
+    );
+    expect(r.status).toBe(200);
+    return { key, certificate: r.body.certificate };
+  }
+
+  it("agentless, ec2: joins, rewrites sshd_config like `discovery join` would, and an SSH login with a user certificate works", async () => {
+    const instance = instances[0];
+    const { vm, imds } = await vmWithImds(instance);
+    const original = fs.readFileSync(vm.sshdConfig, "utf8");
+    const user = await userCertificate();
+
+    const r = await install("default-agentless-installer", "ec2-token", vm, imds, "ec2");
+    expect(r.stderr).toContain(`joined as ${ACCOUNT}-${instance.id}`);
+    expect(r.status).toBe(0);
+    // The shell edit and the TypeScript edit of sshd_config agree byte for byte.
+    expect(fs.readFileSync(vm.sshdConfig, "utf8")).toBe(
+      editSshdConfig(original, {
+        hostKeyPath: vm.hostKey,
+        hostCertificatePath: `${vm.hostKey}-cert.pub`,
+        trustedUserCaKeysPath: path.join(vm.dataDir, "user_ca.pub"),
+      }),
+    );
+    expect(imds.requests.every((q) => q.method === "PUT" || q.withToken)).toBe(true);
+    const cert = spawnSync("ssh-keygen", ["-L", "-f", `${vm.hostKey}-cert.pub`], { encoding: "utf8" }).stdout;
+    expect(cert).toContain("host certificate");
+    expect(cert).toContain(instance.ip);
+
+    const nodes = await rt.call("GET", "/v1/nodes", undefined, { admin: true });
+    expect(nodes.body.nodes.find((n: { name: string }) => n.name === `${ACCOUNT}-${instance.id}`).labels).toMatchObject(
+      {
+        "discovery/instance-id": instance.id,
+        "discovery/region": "us-east-1",
+      },
+    );
+
+    await vm.ready();
+    const login = sshLogin(vm, user.certificate, user.key, `${ACCOUNT}-${instance.id}`);
+    expect(login.out).toContain("logged-in");
+    expect(login.status).toBe(0);
+    // The host certificate names this node only: the client refuses it for another name.
+    expect(sshLogin(vm, user.certificate, user.key, `${ACCOUNT}-i-0ffffffffffffffff`).out).toContain(
+      "not a listed principal",
+    );
+  });
+
+  it("is idempotent: a second run changes nothing and sends no second join", async () => {
+    const instance = instances[1];
+    const { vm, imds } = await vmWithImds(instance);
+    expect((await install("default-agentless-installer", "ec2-token", vm, imds, "ec2")).status).toBe(0);
+    const config = fs.readFileSync(vm.sshdConfig, "utf8");
+    const before = (await rt.call("GET", "/v1/audit", undefined, { admin: true })).body.events.length;
+    await vm.ready();
+    const again = await install("default-agentless-installer", "ec2-token", vm, imds, "ec2");
+    expect(again.status).toBe(0);
+    expect(again.stderr).toContain(`already joined as ${ACCOUNT}-${instance.id}`);
+    expect(fs.readFileSync(vm.sshdConfig, "utf8")).toBe(config);
+    expect((await rt.call("GET", "/v1/audit", undefined, { admin: true })).body.events.length).toBe(before);
+  });
+
+  it("holds a lock: two runs at once never interleave and the node joins once", async () => {
+    const instance = instances[2];
+    const { vm, imds } = await vmWithImds(instance);
+    const [a, b] = await Promise.all([
+      install("default-agentless-installer", "ec2-token", vm, imds, "ec2"),
+      install("default-agentless-installer", "ec2-token", vm, imds, "ec2"),
+    ]);
+    expect([a.status, b.status]).toEqual([0, 0]);
+    expect([a.stderr, b.stderr].filter((e) => e.includes("already joined as"))).toHaveLength(1);
+    const audit = (await rt.call("GET", "/v1/audit", undefined, { admin: true })).body.events;
+    expect(audit.filter((e: { node?: string }) => e.node === `${ACCOUNT}-${instance.id}`)).toEqual([
+      expect.objectContaining({ type: "join.accepted" }),
+    ]);
+  });
+
+  it("agent mode, iam: signs GetCallerIdentity with openssl from instance-profile credentials and leaves sshd alone", async () => {
+    const instance = instances[3];
+    const { vm, imds } = await vmWithImds(instance, true);
+    const original = fs.readFileSync(vm.sshdConfig, "utf8");
+    const r = await install("default-installer", "iam-token", vm, imds, "iam");
+    expect(r.stderr).toContain(`joined as ${ACCOUNT}-${instance.id}`);
+    expect(r.status).toBe(0);
+    expect(fs.readFileSync(vm.sshdConfig, "utf8")).toBe(original);
+    expect(fs.readFileSync(`${vm.hostKey}-cert.pub`, "utf8")).toMatch(/^ssh-ed25519-cert-v01@openssh.com /);
+    expect(fs.readFileSync(path.join(vm.dataDir, "user_ca.pub"), "utf8")).toMatch(/^ssh-ed25519 /);
+  });
+
+  it("fails with the runtime's reason, and leaves sshd_config untouched, when the token is wrong", async () => {
+    const { vm, imds } = await vmWithImds(instances[4]);
+    const original = fs.readFileSync(vm.sshdConfig, "utf8");
+    const r = await install("default-agentless-installer", "iam-token", vm, imds, "ec2");
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("discovery-installer: error: the runtime refused the join:");
+    expect(r.stderr).toContain("no token of that name allows join method ec2");
+    expect(fs.readFileSync(vm.sshdConfig, "utf8")).toBe(original);
+  });
+
+  it("fails clearly when there is no metadata service", async () => {
+    const vm = await startVm();
+    cleanups.push(() => vm.stop());
+    const r = await install(
+      "default-agentless-installer",
+      "ec2-token",
+      vm,
+      { endpoint: "http://127.0.0.1:9", requests: [], stop: async () => {} },
+      "ec2",
+    );
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain("cannot get an IMDSv2 token from http://127.0.0.1:9");
+  });
+});
