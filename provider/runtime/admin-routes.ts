@@ -2,7 +2,7 @@ import * as crypto from "crypto";
 import { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { KINDS, parseDocuments, parseDuration, Resource } from "../model";
 import { isSecretToken, REDACTED_NAME, secretTokenKey } from "../join/tokens";
-import { signUserCertificate } from "../ssh";
+import { CertAuthorityError, completeRotation, signUserCertificate, startRotation, trustedPublicKeys } from "../ssh";
 import type { RuntimeMetrics } from "./metrics";
 import type { Store, StoredResource } from "./store/types";
 
@@ -100,6 +100,37 @@ export async function adminRoutes(
 
   app.get("/v1/enrollments", async () => ({ enrollments: await store.listEnrollments() }));
   app.get("/v1/audit", async () => ({ events: await store.listAudit(500) }));
+
+  app.get("/v1/cas", async () => {
+    const out: Record<string, { public_keys: string[]; rotating: boolean }> = {};
+    for (const type of ["host", "user"] as const) {
+      const ca = await store.getCertAuthority(type);
+      if (ca) out[type] = { public_keys: trustedPublicKeys(ca), rotating: ca.previous.length > 0 };
+    }
+    return out;
+  });
+
+  // A rotation starts with a fresh signing key while the old one stays trusted (joins hand out both), and
+  // completes once certificates are reissued; the store's revision check keeps two replicas from racing.
+  app.post<{ Params: { type: string }; Body: { action?: string } }>("/v1/cas/:type/rotation", async (req, reply) => {
+    const type = req.params.type;
+    if (type !== "host" && type !== "user") return notFound(reply, "certificate authorities are host and user");
+    const action = req.body?.action;
+    if (action !== "start" && action !== "complete") return badRequest(reply, 'action: must be "start" or "complete"');
+    const ca = await store.getCertAuthority(type);
+    if (!ca) throw new Error(`the ${type} certificate authority is not initialized`);
+    let next;
+    try {
+      next = action === "start" ? startRotation(ca) : completeRotation(ca);
+    } catch (err) {
+      if (err instanceof CertAuthorityError)
+        return reply.code(409).send({ error: { code: err.code, message: err.message } });
+      throw err;
+    }
+    if (!(await store.updateCertAuthority(next)))
+      return reply.code(409).send({ error: { code: "conflict", message: "the CA changed meanwhile; retry" } });
+    return { type, public_keys: trustedPublicKeys(next), rotating: next.previous.length > 0 };
+  });
 
   app.post("/v1/certs/user", async (req, reply) => {
     const b = (req.body ?? {}) as { public_key?: unknown; principals?: unknown; ttl?: unknown };

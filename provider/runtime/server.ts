@@ -116,7 +116,6 @@ export async function startRuntime(config: RuntimeConfig, opts: { logger?: Logge
         },
       },
     ) as FastifyBaseLogger,
-    disableRequestLogging: false,
     bodyLimit: 64 * 1024,
     https: { cert: tls.cert, key: tls.key },
     trustProxy: false,

@@ -274,3 +274,89 @@ describe("the default installers under sh, against a real sshd", () => {
     expect(r.stderr).toContain("cannot get an IMDSv2 token from http://127.0.0.1:9");
   });
 });
+
+describe("discovery join (the Node client) on a simulated VM", () => {
+  let moto: Moto;
+  let rt: TestRuntime;
+  let signer: TestSigner;
+  let instances: string[];
+  const cleanups: (() => Promise<unknown>)[] = [];
+
+  beforeAll(async () => {
+    moto = await startMoto();
+    Object.assign(process.env, {
+      AWS_ENDPOINT_URL: moto.endpoint,
+      AWS_ACCESS_KEY_ID: "testing",
+      AWS_SECRET_ACCESS_KEY: "testing",
+    });
+    signer = await testCa();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-e2e-node-"));
+    fs.writeFileSync(path.join(dir, "test-ca.pem"), signer.certPem);
+    rt = await startTestRuntime(
+      { join: { aws: { extra_ca_certs: ["./test-ca.pem"], sts_endpoint: moto.endpoint } } },
+      { dir },
+    );
+    const tokens =
+      `kind: token\nversion: v2\nmetadata: {name: ec2-token}\nspec: {roles: [Node], join_method: ec2, allow: [{aws_account: "${ACCOUNT}"}]}\n---\n` +
+      `kind: token\nversion: v2\nmetadata: {name: iam-token}\nspec: {roles: [Node], join_method: iam, allow: [{aws_account: "${ACCOUNT}"}]}\n`;
+    await rt.call("PUT", "/v1/resources", tokens, { admin: true, contentType: "application/yaml" });
+    const ec2 = new EC2Client({ region: "us-east-1", endpoint: moto.endpoint, credentials: MOTO_CREDENTIALS });
+    const image = (await ec2.send(new DescribeImagesCommand({}))).Images![0].ImageId;
+    const out = await ec2.send(
+      new RunInstancesCommand({ ImageId: image, MinCount: 2, MaxCount: 2, InstanceType: "t3.micro" }),
+    );
+    instances = out.Instances!.map((i) => i.InstanceId!);
+  });
+  afterAll(async () => {
+    for (const c of cleanups.reverse()) await c();
+    await rt?.stop();
+    if (rt) fs.rmSync(rt.dir, { recursive: true, force: true });
+    await moto?.stop();
+  });
+
+  it.each([
+    ["ec2", 0],
+    ["iam", 1],
+  ])("joins with --method %s, edits sshd_config and restarts sshd", async (method, index) => {
+    const id = instances[index as number];
+    const vm = await startVm();
+    const doc = identityDocument({ instanceId: id });
+    const role = { name: "node", credentials: await instanceCredentials(moto.endpoint, ACCOUNT, id) };
+    const imds = await startImds({ document: doc, rsa2048: await signIdentityDocument(doc, signer), role });
+    cleanups.push(
+      () => imds.stop(),
+      () => vm.stop(),
+    );
+    const { discoveryAsync } = await import("../fixtures/cli");
+    const r = await discoveryAsync(
+      [
+        "join",
+        "--method",
+        String(method),
+        "--token",
+        `${method}-token`,
+        "--server",
+        rt.url,
+        "--ca-cert",
+        rt.runtime.tls.certFile,
+        "--openssh-config",
+        vm.sshdConfig,
+        "--host-key",
+        vm.hostKey,
+        "--data-dir",
+        vm.dataDir,
+        "--restart-sshd",
+        "--sts-endpoint",
+        moto.endpoint,
+      ],
+      { env: { AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint, DISCOVERY_SSHD_RESTART: vm.restartCommand } },
+    );
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toContain(`joined as ${ACCOUNT}-${id}`);
+    expect(fs.readFileSync(vm.sshdConfig, "utf8")).toContain(
+      `# managed by pulumi-discovery\nHostKey ${vm.hostKey}\nHostCertificate ${vm.hostKey}-cert.pub\n`,
+    );
+    await vm.ready();
+    expect(spawnSync("/usr/sbin/sshd", ["-t", "-f", vm.sshdConfig]).status).toBe(0);
+  });
+});

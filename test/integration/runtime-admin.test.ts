@@ -151,3 +151,44 @@ describe("the runtime's HTTP API", () => {
     ]);
   });
 });
+
+describe("certificate authority rotation", () => {
+  let rt: TestRuntime;
+  const SECRET = "rotation-secret-0a9b8c7d";
+  beforeAll(async () => {
+    rt = await startTestRuntime();
+    const doc = `kind: token\nversion: v2\nmetadata: {name: ${SECRET}}\nspec: {roles: [Node], join_method: token}\n`;
+    await rt.call("PUT", "/v1/resources", doc, { admin: true, contentType: "application/yaml" });
+  });
+  afterAll(async () => rt?.stop());
+
+  const joinKeys = async () => {
+    const { newHostKey } = await import("../fixtures/joins");
+    const r = await rt.call("POST", "/v1/join", { method: "token", token: SECRET, host_public_key: newHostKey() });
+    expect(r.status).toBe(200);
+    return r.body.user_ca_public_keys as string[];
+  };
+
+  it("keeps the old key trusted until the rotation completes, and refuses a second start", async () => {
+    const before = (await rt.call("GET", "/v1/cas", undefined, { admin: true })).body.user.public_keys as string[];
+    expect(before).toHaveLength(1);
+    const started = await rt.call("POST", "/v1/cas/user/rotation", { action: "start" }, { admin: true });
+    expect(started.body.rotating).toBe(true);
+    expect(started.body.public_keys).toHaveLength(2);
+    expect(started.body.public_keys[1]).toBe(before[0]);
+    expect(await joinKeys()).toEqual(started.body.public_keys); // nodes learn both keys during the rotation
+
+    const twice = await rt.call("POST", "/v1/cas/user/rotation", { action: "start" }, { admin: true });
+    expect([twice.status, twice.body.error.code]).toEqual([409, "rotation_in_progress"]);
+
+    const done = await rt.call("POST", "/v1/cas/user/rotation", { action: "complete" }, { admin: true });
+    expect(done.body).toEqual({ type: "user", public_keys: [started.body.public_keys[0]], rotating: false });
+    expect(await joinKeys()).toEqual([started.body.public_keys[0]]);
+  });
+
+  it("refuses unknown authorities and actions", async () => {
+    expect((await rt.call("POST", "/v1/cas/root/rotation", { action: "start" }, { admin: true })).status).toBe(404);
+    const bad = await rt.call("POST", "/v1/cas/host/rotation", { action: "restart" }, { admin: true });
+    expect([bad.status, bad.body.error.message]).toEqual([400, 'action: must be "start" or "complete"']);
+  });
+});

@@ -1,0 +1,186 @@
+/**
+ * bench/join: ec2 joins per second at 64 concurrent clients, on SQLite and on PostgreSQL, beside the raw
+ * RSA-2048 verify rate of this machine (the floor cost of checking one identity document's signature).
+ * Every join is real: a PKCS7 verified against the trusted CA, DescribeInstances against moto, a host
+ * certificate signed, the node recorded. Run: npm run bench:join [-- --joins 512 --concurrency 64]
+ */
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as https from "https";
+import * as os from "os";
+import * as path from "path";
+import pino from "pino";
+import sshpk from "sshpk";
+import { stringify } from "yaml";
+import { DescribeImagesCommand, EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
+import { parseRuntimeConfig } from "../provider/runtime/config";
+import { startRuntime } from "../provider/runtime/server";
+import { identityDocument, signIdentityDocument, testCa } from "../test/fixtures/iid-signer";
+import { freePort, MOTO_CREDENTIALS, startMoto } from "../test/fixtures/moto";
+import { startPostgres } from "../test/fixtures/postgres";
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const JOINS = arg("joins", 512);
+const CONCURRENCY = arg("concurrency", 64);
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+function rsaVerifyRate(seconds = 2): number {
+  const { publicKey, privateKey } = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const data = Buffer.from(JSON.stringify(identityDocument()));
+  const sig = crypto.sign("sha256", data, privateKey);
+  let n = 0;
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    for (let i = 0; i < 100; i++) if (!crypto.verify("sha256", data, publicKey, sig)) throw new Error("verify failed");
+    n += 100;
+  }
+  return n / seconds;
+}
+
+async function run(backend: string, storage: object, iids: string[], hostKeys: string[], caFile: string) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pd-bench-${backend}-`));
+  const port = await freePort();
+  const cfg = {
+    version: "v1",
+    cluster_name: "bench",
+    listen_addr: `127.0.0.1:${port}`,
+    public_addr: `https://127.0.0.1:${port}`,
+    storage,
+    join: { aws: { extra_ca_certs: [caFile] }, rate_limit: { requests_per_minute: 1e6, burst: 1e6 } },
+  };
+  fs.writeFileSync(path.join(dir, "runtime.yaml"), stringify(cfg));
+  const runtime = await startRuntime(parseRuntimeConfig(stringify(cfg), path.join(dir, "runtime.yaml")), {
+    logger: pino({ level: "silent" }),
+  });
+  const agent = new https.Agent({ keepAlive: true, maxSockets: CONCURRENCY, ca: runtime.tls.cert });
+  const post = (p: string, body: object, admin = false) =>
+    new Promise<number>((resolve, reject) => {
+      const req = https.request(
+        `${runtime.url}${p}`,
+        {
+          method: p === "/v1/resources" ? "PUT" : "POST",
+          agent,
+          headers: {
+            "content-type": "application/json",
+            ...(admin ? { authorization: `Bearer ${runtime.adminToken}` } : {}),
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on("error", reject);
+      req.end(JSON.stringify(body));
+    });
+  const token = {
+    kind: "token",
+    version: "v2",
+    metadata: { name: "ec2" },
+    spec: { roles: ["Node"], join_method: "ec2", allow: [{ aws_account: "123456789012" }] },
+  };
+  if ((await post("/v1/resources", token, true)) !== 200) throw new Error("could not apply the token");
+  const latencies: number[] = [];
+  let next = 0;
+  let failed = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      for (let i = next++; i < iids.length; i = next++) {
+        const t = performance.now();
+        const status = await post("/v1/join", {
+          method: "ec2",
+          token: "ec2",
+          host_public_key: hostKeys[i],
+          iid: iids[i],
+        });
+        latencies.push(performance.now() - t);
+        if (status !== 200) failed++;
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  agent.destroy();
+  await runtime.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+  latencies.sort((a, b) => a - b);
+  return {
+    backend,
+    joins: iids.length - failed,
+    failed,
+    seconds,
+    rate: (iids.length - failed) / seconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  };
+}
+
+async function main() {
+  const moto = await startMoto();
+  const pg = await startPostgres();
+  Object.assign(process.env, {
+    AWS_ENDPOINT_URL: moto.endpoint,
+    AWS_ACCESS_KEY_ID: "testing",
+    AWS_SECRET_ACCESS_KEY: "testing",
+  });
+  try {
+    const ec2 = new EC2Client({ region: "us-east-1", endpoint: moto.endpoint, credentials: MOTO_CREDENTIALS });
+    const image = (await ec2.send(new DescribeImagesCommand({}))).Images![0].ImageId;
+    const ids: string[] = [];
+    while (ids.length < JOINS) {
+      const n = Math.min(500, JOINS - ids.length);
+      const out = await ec2.send(
+        new RunInstancesCommand({ ImageId: image, MinCount: n, MaxCount: n, InstanceType: "t3.micro" }),
+      );
+      ids.push(...out.Instances!.map((i) => i.InstanceId!));
+    }
+    const ca = await testCa();
+    const caFile = path.join(os.tmpdir(), `pd-bench-ca-${process.pid}.pem`);
+    fs.writeFileSync(caFile, ca.certPem);
+    const iids = await Promise.all(ids.map((id) => signIdentityDocument(identityDocument({ instanceId: id }), ca)));
+    const hostKeys = ids.map(() => {
+      const { publicKey } = crypto.generateKeyPairSync("ed25519");
+      return sshpk.parseKey(publicKey.export({ type: "spki", format: "pem" }) as string, "pem").toString("ssh");
+    });
+    const verifyRate = rsaVerifyRate();
+    const rows = [
+      await run("sqlite", { type: "sqlite", path: "./data/discovery.db" }, iids, hostKeys, caFile),
+      await run("postgres", { type: "postgres", url: pg.url }, iids, hostKeys, caFile),
+    ];
+    fs.rmSync(caFile, { force: true });
+    const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(10) : x.padStart(12))).join("");
+    console.log(`\nbench/join: ${JOINS} ec2 joins, ${CONCURRENCY} concurrent clients, ${os.cpus().length} cores`);
+    console.log(line(["backend", "joins", "failed", "seconds", "joins/s", "p50 ms", "p99 ms", "÷ verify/s"]));
+    for (const r of rows)
+      console.log(
+        line([
+          r.backend,
+          String(r.joins),
+          String(r.failed),
+          r.seconds.toFixed(2),
+          r.rate.toFixed(1),
+          r.p50.toFixed(1),
+          r.p99.toFixed(1),
+          (r.rate / verifyRate).toFixed(4),
+        ]),
+      );
+    console.log(
+      line(["baseline", "", "", "", verifyRate.toFixed(0), "", "", "1.0000"]) +
+        "   (raw RSA-2048 crypto.verify per second, same machine)",
+    );
+  } finally {
+    await pg.stop();
+    await moto.stop();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
