@@ -2,6 +2,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { Command } from "commander";
 import { adminCommands } from "./admin";
+import { enrollCommand } from "./enroll";
 import { joinCommand } from "./join";
 import { serveCommand } from "./serve";
 import { validateCommand } from "./validate";
@@ -26,7 +27,8 @@ export function program(): Command {
     .version(version)
     .addCommand(validateCommand())
     .addCommand(serveCommand())
-    .addCommand(joinCommand());
+    .addCommand(joinCommand())
+    .addCommand(enrollCommand());
   for (const c of adminCommands()) cmd.addCommand(c);
   return cmd;
 }

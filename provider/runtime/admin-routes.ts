@@ -4,7 +4,19 @@ import { KINDS, parseDocuments, parseDuration, Resource } from "../model";
 import { isSecretToken, REDACTED_NAME, secretTokenKey } from "../join/tokens";
 import { CertAuthorityError, completeRotation, signUserCertificate, startRotation, trustedPublicKeys } from "../ssh";
 import type { RuntimeMetrics } from "./metrics";
-import type { Store, StoredResource } from "./store/types";
+import { busyReason } from "../enroll/rules";
+import type { EnrollmentRecord, Store, StoredResource } from "./store/types";
+
+function isEnrollmentRecord(e: unknown): e is EnrollmentRecord {
+  const r = e as Record<string, unknown> | null;
+  return (
+    !!r &&
+    ["cloud", "account", "region", "instanceId", "nodeName", "status", "updatedAt"].every(
+      (k) => typeof r[k] === "string",
+    ) &&
+    !Number.isNaN(Date.parse(r.updatedAt as string))
+  );
+}
 
 const MAX_USER_CERT_TTL_MS = 30 * 24 * 3600_000;
 
@@ -99,6 +111,25 @@ export async function adminRoutes(
   }));
 
   app.get("/v1/enrollments", async () => ({ enrollments: await store.listEnrollments() }));
+
+  // Enrollment passes that run outside the runtime (discovery enroll, the Enrollment resource) claim and
+  // record through these, under the same rule as the runtime's own loop, so no instance is installed twice.
+  app.post<{ Body: { enrollment?: EnrollmentRecord; stale_ms?: number } }>(
+    "/v1/enrollments/claim",
+    async (req, reply) => {
+      const e = req.body?.enrollment;
+      if (!isEnrollmentRecord(e)) return badRequest(reply, "enrollment: must be an enrollment record");
+      const staleMs = typeof req.body.stale_ms === "number" ? req.body.stale_ms : 15 * 60_000;
+      return { claimed: await store.claimEnrollment(e, (cur) => busyReason(cur, new Date(), staleMs) === undefined) };
+    },
+  );
+  app.put<{ Body: { enrollments?: unknown[] } }>("/v1/enrollments", async (req, reply) => {
+    const list = req.body?.enrollments;
+    if (!Array.isArray(list) || !list.every(isEnrollmentRecord))
+      return badRequest(reply, "enrollments: must be a list of enrollment records");
+    for (const e of list) await store.upsertEnrollment(e);
+    return { recorded: list.length };
+  });
   app.get("/v1/audit", async () => ({ events: await store.listAudit(500) }));
 
   app.get("/v1/cas", async () => {

@@ -13,6 +13,7 @@ import { adminRoutes } from "./admin-routes";
 import { RuntimeConfig } from "./config";
 import { builtinInstallers, isInstallerName, renderInstaller } from "./installers";
 import { RuntimeMetrics } from "./metrics";
+import { DiscoveryScheduler } from "./scheduler";
 import { openStore } from "./store";
 import type { Store } from "./store/types";
 import { loadOrCreateTls, TlsMaterial } from "./tls";
@@ -26,6 +27,8 @@ export interface Runtime {
   adminToken: string;
   logger: Logger;
   app: FastifyInstance<https.Server>;
+  /** The discovery loop, when the config has a discovery_service with matchers. */
+  scheduler?: DiscoveryScheduler;
   close(): Promise<void>;
 }
 
@@ -174,6 +177,17 @@ export async function startRuntime(config: RuntimeConfig, opts: { logger?: Logge
   const host = config.listenAddr.host.includes(":") ? `[${config.listenAddr.host}]` : config.listenAddr.host;
   const url = `https://${host}:${port}`;
   logger.info({ url, cluster: config.clusterName, storage: config.storage.type }, "discovery runtime listening");
+  const ds = config.discoveryService;
+  const scheduler =
+    ds && ds.enabled && ds.aws.length + ds.gcp.length + ds.azure.length > 0
+      ? new DiscoveryScheduler(
+          ds,
+          store,
+          { proxyAddr: config.publicHostPort, caPin: tls.publicKeyPin },
+          logger.child({ component: "discovery" }),
+        )
+      : undefined;
+  scheduler?.start();
   return {
     url,
     store,
@@ -181,7 +195,9 @@ export async function startRuntime(config: RuntimeConfig, opts: { logger?: Logge
     adminToken,
     logger,
     app,
+    scheduler,
     close: async () => {
+      await scheduler?.stop();
       await app.close();
       await store.close();
     },

@@ -328,6 +328,27 @@ describe.each(backends)("the $name store", (backend) => {
     expect((await store.listEnrollments())[1]).not.toHaveProperty("reason");
   });
 
+  it("lets exactly one of many concurrent claims of an instance win, and respects the caller's rule", async () => {
+    const claim = (n: number): EnrollmentRecord => ({
+      cloud: "aws",
+      account: "123456789012",
+      region: "us-east-1",
+      instanceId: "i-0race",
+      nodeName: "123456789012-i-0race",
+      status: "installing",
+      detail: { by: n },
+      updatedAt: new Date().toISOString(),
+    });
+    const free = (cur: EnrollmentRecord | undefined) => cur === undefined || cur.status === "failed";
+    const won = await Promise.all(Array.from({ length: 20 }, (_, i) => store.claimEnrollment(claim(i), free)));
+    expect(won.filter(Boolean)).toHaveLength(1);
+    const winner = (await store.listEnrollments())[0];
+    expect(winner.detail).toEqual({ by: won.indexOf(true) });
+    await store.upsertEnrollment({ ...winner, status: "failed" });
+    expect(await store.claimEnrollment(claim(99), free)).toBe(true);
+    expect(await store.claimEnrollment(claim(100), free)).toBe(false);
+  });
+
   describe("migrations", () => {
     it("running migrate() again changes neither the schema ledger nor the data", async () => {
       await store.putResources([{ kind: "token", key: "t", doc: { v: 1 } }]);

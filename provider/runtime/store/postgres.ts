@@ -333,6 +333,42 @@ export class PostgresStore implements Store {
     );
   }
 
+  async claimEnrollment(
+    e: EnrollmentRecord,
+    isFree: (current: EnrollmentRecord | undefined) => boolean,
+  ): Promise<boolean> {
+    return this.tx(async (c) => {
+      // A row lock would not cover an instance seen for the first time; the advisory lock covers both cases.
+      await c.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
+        `${e.cloud}/${e.account}/${e.region}/${e.instanceId}`,
+      ]);
+      const { rows } = await c.query<EnrollmentRow>(
+        "SELECT * FROM enrollments WHERE cloud = $1 AND account = $2 AND region = $3 AND instance_id = $4",
+        [e.cloud, e.account, e.region, e.instanceId],
+      );
+      if (!isFree(rows[0] ? toEnrollment(rows[0]) : undefined)) return false;
+      await c.query(
+        `INSERT INTO enrollments (cloud, account, region, instance_id, node_name, status, reason, detail, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (cloud, account, region, instance_id) DO UPDATE SET node_name = EXCLUDED.node_name,
+           status = EXCLUDED.status, reason = EXCLUDED.reason, detail = EXCLUDED.detail,
+           updated_at = EXCLUDED.updated_at`,
+        [
+          e.cloud,
+          e.account,
+          e.region,
+          e.instanceId,
+          e.nodeName,
+          e.status,
+          e.reason ?? null,
+          e.detail === undefined ? null : json(e.detail),
+          e.updatedAt,
+        ],
+      );
+      return true;
+    });
+  }
+
   async listEnrollments(): Promise<EnrollmentRecord[]> {
     const { rows } = await this.pool.query<EnrollmentRow>(
       `SELECT * FROM enrollments

@@ -290,6 +290,38 @@ export class SqliteStore implements Store {
     );
   }
 
+  async claimEnrollment(
+    e: EnrollmentRecord,
+    isFree: (current: EnrollmentRecord | undefined) => boolean,
+  ): Promise<boolean> {
+    const read = this.stmt(
+      "SELECT * FROM enrollments WHERE cloud = ? AND account = ? AND region = ? AND instance_id = ?",
+    );
+    const upsert = this.stmt(
+      `INSERT INTO enrollments (cloud, account, region, instance_id, node_name, status, reason, detail, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (cloud, account, region, instance_id) DO UPDATE SET node_name = excluded.node_name,
+         status = excluded.status, reason = excluded.reason, detail = excluded.detail, updated_at = excluded.updated_at`,
+    );
+    return this.write(() => {
+      const row = read.get(e.cloud, e.account, e.region, e.instanceId) as EnrollmentRow | undefined;
+      if (!isFree(row ? toEnrollment(row) : undefined)) return false;
+      const detail = e.detail === undefined ? null : JSON.stringify(e.detail);
+      upsert.run(
+        e.cloud,
+        e.account,
+        e.region,
+        e.instanceId,
+        e.nodeName,
+        e.status,
+        e.reason ?? null,
+        detail,
+        iso(e.updatedAt),
+      );
+      return true;
+    });
+  }
+
   async listEnrollments(): Promise<EnrollmentRecord[]> {
     const rows = this.stmt("SELECT * FROM enrollments ORDER BY cloud, account, region, instance_id").all();
     return (rows as EnrollmentRow[]).map(toEnrollment);

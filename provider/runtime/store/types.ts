@@ -117,5 +117,11 @@ export interface Store {
   listAudit(limit: number): Promise<AuditEvent[]>;
 
   upsertEnrollment(e: EnrollmentRecord): Promise<void>;
+  /**
+   * Compare-and-set for one instance: in one transaction, reads its current record, and writes `e` only when
+   * `isFree(current)` says so; true when written. Two passes (replicas, or the runtime and a Pulumi update) that
+   * race for the same instance get exactly one true.
+   */
+  claimEnrollment(e: EnrollmentRecord, isFree: (current: EnrollmentRecord | undefined) => boolean): Promise<boolean>;
   listEnrollments(): Promise<EnrollmentRecord[]>;
 }

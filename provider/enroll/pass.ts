@@ -1,0 +1,243 @@
+import type { DiscoveryServiceSection } from "../model";
+import type { EnrollmentRecord } from "../runtime/store/types";
+import { EnrollmentBackend, KnownNode } from "./backend";
+import { cloudEnrollment } from "./clouds";
+import { backoffMs, busyReason, EnrollmentDetail } from "./rules";
+import type { Candidate, InstallOutcome, RuntimeEndpoint, ScopeReport } from "./types";
+
+/** The outcome of one instance in a pass, as `discovery enroll --json` prints it (SPEC §2). */
+export interface InstanceResult {
+  cloud: string;
+  account: string;
+  region: string;
+  instance_id: string;
+  node_name: string;
+  status: "enrolled" | "already_enrolled" | "failed" | "skipped";
+  reason?: string;
+  failure_class?: string;
+  remediation?: string;
+  exit_code?: number;
+  stderr_tail?: string;
+}
+
+/** Progress of a pass, for a terminal. */
+export type ProgressEvent =
+  | { type: "scope"; scope: ScopeReport }
+  | { type: "install"; cloud: string; instances: number }
+  | { type: "joined"; node: string; joined: number; waiting: number };
+
+/** Everything a pass needs. */
+export interface PassOptions {
+  matchers: Pick<DiscoveryServiceSection, "aws" | "gcp" | "azure">;
+  backend: EnrollmentBackend;
+  runtime: RuntimeEndpoint;
+  /** How long an installed instance may take to join before it is "installed but did not join". */
+  joinTimeoutMs?: number;
+  pollMs?: number;
+  /** An install older than this is presumed dead and may be retried. */
+  staleMs?: number;
+  onProgress?: (e: ProgressEvent) => void;
+  now?: () => Date;
+}
+
+/** What a pass did. */
+export interface PassResult {
+  instances: InstanceResult[];
+  scopes: ScopeReport[];
+  commandsSent: number;
+}
+
+const key = (c: { cloud: string; account: string; region: string; instanceId: string }) =>
+  `${c.cloud}/${c.account}/${c.region}/${c.instanceId}`;
+
+/** Whether a node in the inventory is this candidate (EC2: account-id + instance-id labels, else the node name). */
+function enrolledNodes(nodes: KnownNode[]): Set<string> {
+  const out = new Set<string>();
+  for (const n of nodes) {
+    out.add(`name:${n.name}`);
+    const acct = n.labels["discovery/account-id"] ?? n.labels["discovery/project-id"];
+    const id = n.labels["discovery/instance-id"];
+    if (acct && id) out.add(`id:${acct}/${id}`);
+  }
+  return out;
+}
+
+const isEnrolled = (set: Set<string>, c: Candidate) =>
+  set.has(`name:${c.nodeName}`) || set.has(`id:${c.account}/${c.instanceId}`);
+
+/**
+ * One enrollment pass: matchers -> candidates -> skip what is enrolled, in flight or backing off -> install ->
+ * wait for each installed instance to join -> record every instance's status and reason.
+ */
+export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
+  const now = o.now ?? (() => new Date());
+  const staleMs = o.staleMs ?? 15 * 60_000;
+  const ctx = { runtime: o.runtime, onScope: (scope: ScopeReport) => o.onProgress?.({ type: "scope", scope }) };
+  const scopes: ScopeReport[] = [];
+  const work: { cloud: string; matcher: unknown; candidates: Candidate[] }[] = [];
+  const seen = new Set<string>();
+  for (const cloud of ["aws", "gcp", "azure"] as const) {
+    const impl = cloudEnrollment(cloud);
+    for (const matcher of o.matchers[cloud] as unknown[]) {
+      if (!impl) {
+        scopes.push({
+          cloud,
+          account: "*",
+          region: "*",
+          instances: 0,
+          error: { code: "cloud_unavailable", message: `${cloud} discovery is not available in this build` },
+        });
+        continue;
+      }
+      const fetched = await impl.fetch(matcher, ctx);
+      scopes.push(...fetched.scopes);
+      // An instance two matchers select is installed once, by the first.
+      const mine = fetched.candidates.filter((c) => !seen.has(key(c)) && seen.add(key(c)));
+      work.push({ cloud, matcher, candidates: mine });
+    }
+  }
+
+  const enrolled = enrolledNodes(await o.backend.nodes());
+  const previous = new Map((await o.backend.enrollments()).map((e) => [key(e), e]));
+  const results = new Map<string, InstanceResult>();
+  const base = (c: Candidate) => ({
+    cloud: c.cloud,
+    account: c.account,
+    region: c.region,
+    instance_id: c.instanceId,
+    node_name: c.nodeName,
+  });
+  const record = (c: Candidate, status: string, reason?: string, detail?: EnrollmentDetail) =>
+    o.backend.record({
+      cloud: c.cloud,
+      account: c.account,
+      region: c.region,
+      instanceId: c.instanceId,
+      nodeName: c.nodeName,
+      status,
+      reason,
+      detail: detail as Record<string, unknown>,
+      updatedAt: now().toISOString(),
+    });
+
+  let commandsSent = 0;
+  const installed: { c: Candidate; outcome: InstallOutcome }[] = [];
+  for (const w of work) {
+    const claimed: Candidate[] = [];
+    for (const c of w.candidates) {
+      if (isEnrolled(enrolled, c)) {
+        results.set(key(c), { ...base(c), status: "already_enrolled" });
+        if (previous.get(key(c))?.status !== "enrolled") await record(c, "enrolled");
+        continue;
+      }
+      const prev = previous.get(key(c));
+      const detail: EnrollmentDetail = { attempts: (prev?.detail as EnrollmentDetail | undefined)?.attempts ?? 0 };
+      const claim: EnrollmentRecord = {
+        cloud: c.cloud,
+        account: c.account,
+        region: c.region,
+        instanceId: c.instanceId,
+        nodeName: c.nodeName,
+        status: "installing",
+        detail: detail as Record<string, unknown>,
+        updatedAt: now().toISOString(),
+      };
+      if (await o.backend.claim(claim, staleMs)) claimed.push(c);
+      else {
+        const cur = (await o.backend.enrollments()).find((e) => key(e) === key(c));
+        results.set(key(c), {
+          ...base(c),
+          status: "skipped",
+          reason: busyReason(cur, now(), staleMs) ?? "another pass holds this instance",
+        });
+      }
+    }
+    if (claimed.length === 0) continue;
+    o.onProgress?.({ type: "install", cloud: w.cloud, instances: claimed.length });
+    const outcomes = await cloudEnrollment(w.cloud)!.install(claimed, w.matcher, ctx);
+    const byId = new Map(outcomes.map((x) => [`${x.account}/${x.region}/${x.instanceId}`, x]));
+    for (const c of claimed) {
+      const outcome = byId.get(`${c.account}/${c.region}/${c.instanceId}`) ?? {
+        instanceId: c.instanceId,
+        account: c.account,
+        region: c.region,
+        status: "failed",
+        failureClass: "invocation-failure",
+        reason: "the installer reported nothing for this instance",
+      };
+      if (
+        outcome.status !== "skipped" &&
+        outcome.failureClass !== "ssm-agent-not-registered" &&
+        outcome.failureClass !== "ssm-agent-connection-lost" &&
+        outcome.failureClass !== "unsupported-os"
+      )
+        commandsSent++;
+      if (outcome.status === "succeeded") installed.push({ c, outcome });
+      else await fail(c, outcome);
+    }
+  }
+
+  async function fail(c: Candidate, outcome: InstallOutcome, reason = outcome.reason ?? "the install failed") {
+    const attempts = ((previous.get(key(c))?.detail as EnrollmentDetail | undefined)?.attempts ?? 0) + 1;
+    const detail: EnrollmentDetail = {
+      attempts,
+      nextAttemptAt: new Date(now().getTime() + backoffMs(attempts)).toISOString(),
+      failureClass: outcome.failureClass,
+      remediation: outcome.remediation,
+      exitCode: outcome.exitCode,
+      stderrTail: outcome.stderrTail,
+      stdoutTail: outcome.stdoutTail,
+      commandId: outcome.commandId,
+    };
+    await record(c, "failed", reason, detail);
+    results.set(key(c), {
+      ...base(c),
+      status: "failed",
+      reason,
+      failure_class: outcome.failureClass,
+      remediation: outcome.remediation,
+      exit_code: outcome.exitCode,
+      stderr_tail: outcome.stderrTail,
+    });
+  }
+
+  // The loop is closed: an install that "succeeded" counts only once the node has joined.
+  const deadline = now().getTime() + (o.joinTimeoutMs ?? 120_000);
+  let waiting = installed;
+  while (waiting.length > 0) {
+    const joined = enrolledNodes(await o.backend.nodes());
+    const still: typeof waiting = [];
+    for (const w of waiting) {
+      if (isEnrolled(joined, w.c)) {
+        await record(w.c, "enrolled", undefined, { attempts: 0, commandId: w.outcome.commandId });
+        results.set(key(w.c), { ...base(w.c), status: "enrolled" });
+        o.onProgress?.({
+          type: "joined",
+          node: w.c.nodeName,
+          joined: installed.length - waiting.length + 1,
+          waiting: waiting.length - 1,
+        });
+      } else still.push(w);
+    }
+    waiting = still;
+    if (waiting.length === 0) break;
+    if (now().getTime() >= deadline) {
+      for (const w of waiting)
+        await fail(
+          w.c,
+          {
+            ...w.outcome,
+            status: "failed",
+            failureClass: "installed-not-joined",
+            remediation:
+              "The installer exited 0 but the node never called the join API: read its output below, check the node can reach the runtime's public address, and that the token allows this account and region.",
+          },
+          "installed but did not join",
+        );
+      break;
+    }
+    await new Promise((r) => setTimeout(r, o.pollMs ?? 1000));
+  }
+  const order = work.flatMap((w) => w.candidates).map(key);
+  return { instances: order.map((k) => results.get(k)!).filter(Boolean), scopes, commandsSent };
+}

@@ -1,0 +1,32 @@
+import type { EnrollmentRecord } from "../runtime/store/types";
+
+/** Backoff after the n-th consecutive failure: 1 min, doubling, at most 1 h, with ±20 % jitter. */
+export function backoffMs(attempts: number, baseMs = 60_000, capMs = 3_600_000, random = Math.random): number {
+  const raw = Math.min(capMs, baseMs * 2 ** Math.max(0, attempts - 1));
+  return Math.round(raw * (0.8 + 0.4 * random()));
+}
+
+/** Details an enrollment record keeps between passes. */
+export interface EnrollmentDetail {
+  attempts?: number;
+  nextAttemptAt?: string;
+  failureClass?: string;
+  remediation?: string;
+  exitCode?: number;
+  stderrTail?: string;
+  stdoutTail?: string;
+  commandId?: string;
+  matcher?: string;
+}
+
+/** Why an instance may not be claimed for an install now, or undefined when it may. */
+export function busyReason(current: EnrollmentRecord | undefined, now: Date, staleMs: number): string | undefined {
+  if (!current) return undefined;
+  const detail = (current.detail ?? {}) as EnrollmentDetail;
+  if (current.status === "enrolled") return "already enrolled";
+  if (current.status === "installing" && now.getTime() - Date.parse(current.updatedAt) < staleMs)
+    return `an install is in flight since ${current.updatedAt}`;
+  if (current.status === "failed" && detail.nextAttemptAt && Date.parse(detail.nextAttemptAt) > now.getTime())
+    return `backing off after ${detail.attempts ?? 1} failed attempt(s) until ${detail.nextAttemptAt}`;
+  return undefined;
+}
