@@ -4,6 +4,7 @@ import { Command } from "commander";
 import { adminCommands } from "./admin";
 import { enrollCommand } from "./enroll";
 import { joinCommand } from "./join";
+import { policyCommand } from "./policy";
 import { serveCommand } from "./serve";
 import { validateCommand } from "./validate";
 
@@ -28,7 +29,8 @@ export function program(): Command {
     .addCommand(validateCommand())
     .addCommand(serveCommand())
     .addCommand(joinCommand())
-    .addCommand(enrollCommand());
+    .addCommand(enrollCommand())
+    .addCommand(policyCommand());
   for (const c of adminCommands()) cmd.addCommand(c);
   return cmd;
 }

@@ -1,8 +1,13 @@
-/** AWS: registers the ec2 and iam join methods with the join service. */
+/** AWS: registers the ec2 and iam join methods, and the EC2 fetcher and SSM installer for enrollment. */
+import { registerCloud } from "../../enroll/clouds";
 import { JoinRefusal } from "../../join/errors";
+import type { AwsMatcher } from "../../model";
 import { registerJoinMethod } from "../../join/methods";
 import { attestEc2 } from "./attest-ec2";
 import { attestIam, OrganizationCache } from "./attest-iam";
+import { accountCredentials } from "./credentials";
+import { fetchEc2 } from "./fetch";
+import { installViaSsm } from "./install-ssm";
 import { organizationsDescribeAccount } from "./organizations";
 
 const orgCache = new OrganizationCache();
@@ -31,5 +36,26 @@ registerJoinMethod("ec2", {
       throw new JoinRefusal("missing_field", 'request field "iid" is required: the IMDS rsa2048 PKCS7, base64', 400);
     const a = await attestEc2(body.iid, { token: ctx.token, extraCaPems: ctx.settings.aws.extraCaPems, now: ctx.now });
     return { nodeName: a.nodeName, labels: a.labels, principals: a.principals };
+  },
+});
+
+registerCloud<AwsMatcher>("aws", {
+  fetch: (matcher, ctx) => fetchEc2(matcher, { onScope: ctx.onScope }),
+  install: (candidates, matcher, ctx) => {
+    const roleCredentials = accountCredentials(matcher);
+    const needsRole = !!(matcher.assume_role?.role_arn || matcher.assume_role?.role_name);
+    return installViaSsm(candidates, {
+      matcher,
+      endpoint: ctx.runtime,
+      client: needsRole
+        ? {
+            credentials: async (account, region) => {
+              const c = await roleCredentials(account, region);
+              if (!c) throw new Error(`no role to assume in account ${account}`);
+              return c;
+            },
+          }
+        : undefined,
+    });
   },
 });

@@ -1,0 +1,72 @@
+/** Small pieces the EC2 fetcher and the organization walk share: scope errors, a concurrency limit, pagination. */
+import { awsErrorCode } from "./rate-limits";
+
+/** A refusal of our own (not an AWS error) that ends one scope, with a stable code. */
+export class ScopeFailure extends Error {
+  /** e.g. `OrganizationMismatch`. */
+  readonly code: string;
+
+  /** A failure with a stable code and a sentence saying what to do. */
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "ScopeFailure";
+    this.code = code;
+  }
+}
+
+const CODELESS = new Set(["Error", "SyntaxError", "TypeError"]);
+
+/**
+ * The `{code, message}` a scope report shows: AWS's error code when AWS answered, the socket error code (e.g.
+ * ECONNREFUSED) when it could not be reached, and always what we were doing, since AWS's own message seldom says.
+ */
+export function scopeError(err: unknown, doing: string): { code: string; message: string } {
+  if (err instanceof ScopeFailure) return { code: err.code, message: err.message };
+  const e = err as { $metadata?: { httpStatusCode?: number }; code?: unknown; message?: unknown } | undefined;
+  const status = e?.$metadata?.httpStatusCode;
+  let code = awsErrorCode(err);
+  // An answer the SDK could not parse (an HTML 404 from a proxy, say) has only its status to go by.
+  if (CODELESS.has(code)) code = status !== undefined ? `Http${status}` : typeof e?.code === "string" ? e.code : code;
+  const said = String(e?.message ?? err)
+    .replace(/^AWS SDK error wrapper for /, "")
+    .split("\n")[0]
+    .slice(0, 300);
+  return { code, message: `${doing}: ${said}` };
+}
+
+/** Runs at most `n` tasks at once; later ones wait in arrival order. */
+export function concurrencyLimit(n: number): <T>(task: () => Promise<T>) => Promise<T> {
+  const max = Math.max(1, Math.floor(n));
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async (task) => {
+    if (active < max) active++;
+    else await new Promise<void>((resolve) => waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      // Hand the slot straight to the next waiter, so a newcomer cannot slip in between and exceed the limit.
+      const next = waiting.shift();
+      if (next) next();
+      else active--;
+    }
+  };
+}
+
+/** Every item of a paginated AWS list, fetching pages one after another until no NextToken comes back. */
+export async function collectPages<T>(
+  page: (token: string | undefined) => Promise<{ items?: T[]; next?: string }>,
+): Promise<T[]> {
+  const items: T[] = [];
+  const seen = new Set<string>();
+  let token: string | undefined;
+  do {
+    const out = await page(token);
+    items.push(...(out.items ?? []));
+    token = out.next || undefined;
+    // A token seen before would loop forever; no AWS API does that, but a stub or a proxy might.
+    if (token !== undefined && seen.has(token)) break;
+    if (token !== undefined) seen.add(token);
+  } while (token !== undefined);
+  return items;
+}
