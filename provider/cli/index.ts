@@ -5,6 +5,7 @@ import { adminCommands } from "./admin";
 import { enrollCommand } from "./enroll";
 import { joinCommand } from "./join";
 import { policyCommand } from "./policy";
+import { sandboxCommand } from "./sandbox";
 import { serveCommand } from "./serve";
 import { validateCommand } from "./validate";
 
@@ -30,7 +31,8 @@ export function program(): Command {
     .addCommand(serveCommand())
     .addCommand(joinCommand())
     .addCommand(enrollCommand())
-    .addCommand(policyCommand());
+    .addCommand(policyCommand())
+    .addCommand(sandboxCommand());
   for (const c of adminCommands()) cmd.addCommand(c);
   return cmd;
 }

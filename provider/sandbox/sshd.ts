@@ -56,10 +56,16 @@ async function waitForPort(port: number, timeoutMs = 15_000): Promise<void> {
   }
 }
 
+/** Where {@link startVm} puts the VM. */
+export interface StartVmOptions {
+  /** The VM's disk; made if missing and kept on stop (its owner decides). Default: a temp dir removed on stop. */
+  dir?: string;
+}
+
 /** Starts a VM: a host key, Debian-like sshd_config, and `sshd -D` on a free port. */
-export async function startVm(): Promise<TestVm> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-vm-"));
-  fs.mkdirSync(path.join(dir, "sshd_config.d"));
+export async function startVm(opts: StartVmOptions = {}): Promise<TestVm> {
+  const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "pd-vm-"));
+  fs.mkdirSync(path.join(dir, "sshd_config.d"), { recursive: true });
   fs.mkdirSync("/run/sshd", { recursive: true });
   const hostKey = path.join(dir, "ssh_host_ed25519_key");
   spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", hostKey]);
@@ -87,7 +93,7 @@ export async function startVm(): Promise<TestVm> {
         sshd.kill("SIGTERM");
         await exited;
       }
-      fs.rmSync(dir, { recursive: true, force: true });
+      if (!opts.dir) fs.rmSync(dir, { recursive: true, force: true });
     },
   };
 }

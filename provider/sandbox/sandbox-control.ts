@@ -1,0 +1,192 @@
+import * as fs from "fs";
+import * as http from "http";
+import type { AddressInfo } from "net";
+import * as path from "path";
+import type { Logger } from "pino";
+import { Fleet, viewInstance } from "./fleet";
+import { LaunchOptionError, parseLaunchOptions, SsmPlatform, SsmStatus } from "./launch-options";
+
+/** What a running sandbox writes to `DIR/sandbox.json` (mode 0600) once everything answers. */
+export interface SandboxState {
+  pid: number;
+  dir: string;
+  startedAt: string;
+  /** The control API: loopback HTTP, every call with `Authorization: Bearer <token>`. */
+  control: { url: string; token: string };
+  moto: string;
+  ssm: string;
+  runtime: { url: string; pin: string; certFile: string; adminTokenFile: string };
+  /** The organization seeded in moto's default account, for iam tokens with `aws_organization_id`. */
+  organizationId?: string;
+}
+
+/** The files of a sandbox directory. */
+export function sandboxPaths(dir: string) {
+  return {
+    pid: path.join(dir, "sandbox.pid"),
+    state: path.join(dir, "sandbox.json"),
+    log: path.join(dir, "sandbox.log"),
+    env: path.join(dir, "env.sh"),
+    runtimeConfig: path.join(dir, "runtime.yaml"),
+    runtimeLog: path.join(dir, "runtime.log"),
+    caCert: path.join(dir, "sandbox-ca.pem"),
+    caKey: path.join(dir, "sandbox-ca.key"),
+    instances: path.join(dir, "instances"),
+  };
+}
+
+/** The state of the sandbox in `dir`, if it wrote one. */
+export function readSandboxState(dir: string): SandboxState | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(sandboxPaths(dir).state, "utf8")) as SandboxState;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An answer of the control API. */
+export interface ControlAnswer {
+  status: number;
+  body: any; // JSON of several shapes, read by callers that know which
+}
+
+/** Calls a sandbox's control API. */
+export async function callControl(
+  state: SandboxState,
+  method: string,
+  route: string,
+  body?: unknown,
+): Promise<ControlAnswer> {
+  const res = await fetch(state.control.url + route, {
+    method,
+    headers: {
+      authorization: `Bearer ${state.control.token}`,
+      ...(body !== undefined && { "content-type": "application/json" }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(300_000),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: res.status, body: parsed };
+}
+
+/** What the control API serves. */
+export interface ControlApiOptions {
+  fleet: Fleet;
+  token: string;
+  /** Summary for GET /v1/status. */
+  status: () => Record<string, unknown>;
+  /** Called after POST /v1/stop has been answered. */
+  onStop: () => void;
+  logger?: Logger;
+}
+
+/** A running control API. */
+export interface ControlApi {
+  url: string;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+const SSM_STATUSES: SsmStatus[] = ["Online", "ConnectionLost", "unregistered"];
+const PLATFORMS: SsmPlatform[] = ["Linux", "Windows"];
+
+/**
+ * Starts the sandbox's control API on a free loopback port:
+ * `GET /v1/status`, `POST /v1/launch` (LaunchOptions as JSON) -> `{instances}`, `GET /v1/instances`,
+ * `PATCH /v1/instances/{id}` `{ssmStatus?, platform?}` (the SSM knobs), `POST /v1/stop`.
+ * Errors are `{error: {message, field?}}`.
+ */
+export async function startControlApi(opts: ControlApiOptions): Promise<ControlApi> {
+  const { fleet, logger } = opts;
+  async function route(method: string, url: string, body: Record<string, unknown>): Promise<[number, unknown]> {
+    if (method === "GET" && url === "/v1/status") return [200, opts.status()];
+    if (method === "GET" && url === "/v1/instances") return [200, { instances: fleet.list().map(viewInstance) }];
+    if (method === "POST" && url === "/v1/launch") {
+      let launch;
+      try {
+        launch = parseLaunchOptions(body);
+      } catch (err) {
+        if (err instanceof LaunchOptionError) throw new HttpError(400, err.message, err.field);
+        throw err;
+      }
+      const made = await fleet.launch(launch);
+      logger?.info({ ...launch, instances: made.map((i) => i.instanceId) }, "launched");
+      return [200, { instances: made.map(viewInstance) }];
+    }
+    const knob = /^\/v1\/instances\/(i-[0-9a-f]+)$/.exec(url);
+    if (method === "PATCH" && knob) {
+      if (!fleet.get(knob[1])) throw new HttpError(404, `no instance ${knob[1]} in this sandbox`);
+      const { ssmStatus, platform } = body;
+      if (ssmStatus !== undefined && !SSM_STATUSES.includes(ssmStatus as SsmStatus))
+        throw new HttpError(400, `must be one of ${SSM_STATUSES.join(", ")}`, "ssmStatus");
+      if (platform !== undefined && !PLATFORMS.includes(platform as SsmPlatform))
+        throw new HttpError(400, `must be one of ${PLATFORMS.join(", ")}`, "platform");
+      const inst = fleet.update(knob[1], {
+        ssmStatus: ssmStatus as SsmStatus | undefined,
+        platform: platform as SsmPlatform | undefined,
+      });
+      return [200, viewInstance(inst)];
+    }
+    if (method === "POST" && url === "/v1/stop") {
+      setImmediate(opts.onStop);
+      return [202, { stopping: true }];
+    }
+    throw new HttpError(404, `no route ${method} ${url}`);
+  }
+
+  const server = http.createServer((req, res) => {
+    const send = (status: number, json: unknown) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(json));
+    };
+    if (req.headers.authorization !== `Bearer ${opts.token}`)
+      return send(401, { error: { message: "the control token (DIR/sandbox.json) is required" } });
+    let raw = "";
+    req.setEncoding("utf8");
+    req.on("data", (d: string) => {
+      raw += d;
+      if (raw.length > 1024 * 1024) req.destroy();
+    });
+    req.on("end", () => {
+      let body: Record<string, unknown> = {};
+      try {
+        body = raw ? (JSON.parse(raw) as Record<string, unknown>) : {};
+      } catch {
+        return send(400, { error: { message: "the body is not JSON" } });
+      }
+      route(req.method ?? "GET", (req.url ?? "/").split("?")[0], body ?? {})
+        .then(([status, json]) => send(status, json))
+        .catch((err: Error) => {
+          if (err instanceof HttpError) return send(err.status, { error: { message: err.message, field: err.field } });
+          logger?.error({ err }, "control API call failed");
+          send(500, { error: { message: err.message } });
+        });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,282 @@
+import { ChildProcess, spawn } from "child_process";
+import { randomBytes } from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import { CreateOrganizationCommand, OrganizationsClient } from "@aws-sdk/client-organizations";
+import pino, { Logger } from "pino";
+import { stringify } from "yaml";
+import { request } from "../cli/http";
+import { describeCertificate } from "../runtime/tls";
+import { Fleet } from "./fleet";
+import { createSigner, exportSigner, importSigner, TestSigner } from "./iid-signer";
+import { freePort, Moto, MOTO_CREDENTIALS, startMoto } from "./moto";
+import { MotoAccounts } from "./moto-accounts";
+import { readSandboxState, sandboxPaths, SandboxState, startControlApi } from "./sandbox-control";
+import { startSsmSimulator } from "./ssm-simulator";
+
+/** The `discovery` bin of this package (bin/discovery.js), found from this file in the source and dist layouts. */
+export function discoveryBin(): string {
+  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const bin = path.join(dir, "bin", "discovery.js");
+    const pkg = path.join(dir, "package.json");
+    if (fs.existsSync(bin) && fs.existsSync(pkg) && /"name":\s*"pulumi-discovery"/.test(fs.readFileSync(pkg, "utf8")))
+      return bin;
+  }
+  throw new Error(`cannot find bin/discovery.js above ${__dirname}`);
+}
+
+/**
+ * The environment for the sandbox's processes: the caller's, without anything that points AWS or discovery
+ * clients elsewhere (a sourced env.sh of an older sandbox, a real profile), so nothing can reach real AWS.
+ */
+export function isolatedEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(base))
+    if (!/^(AWS_|DISCOVERY_)/.test(k) && k !== "NODE_EXTRA_CA_CERTS" && v !== undefined) env[k] = v;
+  return env;
+}
+
+/** Whether `pid` is a live process. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+// The CA survives restarts so documents signed before a restart, and runtime.yaml, stay valid.
+async function loadOrCreateCa(dir: string): Promise<TestSigner> {
+  const p = sandboxPaths(dir);
+  if (fs.existsSync(p.caCert) && fs.existsSync(p.caKey))
+    return importSigner({ certPem: fs.readFileSync(p.caCert, "utf8"), keyPem: fs.readFileSync(p.caKey, "utf8") });
+  const signer = await createSigner({ commonName: "pulumi-discovery sandbox IID CA" });
+  const pems = await exportSigner(signer);
+  fs.writeFileSync(p.caKey, pems.keyPem, { mode: 0o600 });
+  fs.writeFileSync(p.caCert, pems.certPem);
+  return signer;
+}
+
+/** An organization in moto's default account, so iam tokens with `aws_organization_id` have one to name. */
+async function seedMoto(moto: Moto, logger: Logger): Promise<string | undefined> {
+  const org = new OrganizationsClient({ region: "us-east-1", endpoint: moto.endpoint, credentials: MOTO_CREDENTIALS });
+  try {
+    const out = await org.send(new CreateOrganizationCommand({ FeatureSet: "ALL" }));
+    return out.Organization?.Id;
+  } catch (err) {
+    logger.warn({ err }, "could not seed an organization in moto; aws_organization_id tokens will not match");
+    return undefined;
+  } finally {
+    org.destroy();
+  }
+}
+
+interface RuntimeProcess {
+  child: ChildProcess;
+  url: string;
+  pin: string;
+  certFile: string;
+  adminTokenFile: string;
+  stop(): Promise<void>;
+}
+
+/** Writes runtime.yaml and runs `discovery serve` as a child process, returning once /readyz answers. */
+async function startRuntimeProcess(dir: string, moto: Moto, logger: Logger): Promise<RuntimeProcess> {
+  const p = sandboxPaths(dir);
+  const port = await freePort();
+  const url = `https://127.0.0.1:${port}`;
+  const config = {
+    version: "v1",
+    cluster_name: "sandbox.discovery.local",
+    listen_addr: `127.0.0.1:${port}`,
+    public_addr: url,
+    storage: { type: "sqlite", path: "./data/discovery.db" },
+    admin_token_file: "./data/admin.token",
+    join: {
+      aws: { extra_ca_certs: ["./sandbox-ca.pem"], sts_endpoint: moto.endpoint },
+      // Every simulated instance joins from 127.0.0.1: one address, many nodes.
+      rate_limit: { requests_per_minute: 6000, burst: 1000 },
+    },
+  };
+  fs.writeFileSync(
+    p.runtimeConfig,
+    "# written by `discovery sandbox start`; rewritten on every start\n" + stringify(config),
+  );
+  const log = fs.openSync(p.runtimeLog, "a");
+  const child = spawn(process.execPath, [discoveryBin(), "serve", "--config", p.runtimeConfig], {
+    cwd: dir,
+    env: {
+      ...isolatedEnv(),
+      // The runtime's ec2 checks (DescribeInstances, AssumeRole) go to moto as its default account.
+      AWS_ENDPOINT_URL: moto.endpoint,
+      AWS_ACCESS_KEY_ID: MOTO_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: MOTO_CREDENTIALS.secretAccessKey,
+      AWS_REGION: "us-east-1",
+    },
+    stdio: ["ignore", log, log],
+  });
+  fs.closeSync(log);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+  };
+  const certFile = path.join(dir, "data", "tls.crt");
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`discovery serve exited with ${child.exitCode}; see ${p.runtimeLog}`);
+    if (fs.existsSync(certFile)) {
+      const ready = await request({ server: url, caFile: certFile }, "GET", "/readyz").catch(() => undefined);
+      if (ready?.status === 200) break;
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`the runtime did not answer on ${url} within 60 s; see ${p.runtimeLog}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const pin = describeCertificate(fs.readFileSync(certFile, "utf8")).publicKeyPin;
+  logger.info({ url, pin }, "runtime ready");
+  return { child, url, pin, certFile, adminTokenFile: path.join(dir, "data", "admin.token"), stop };
+}
+
+const shellQuote = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
+
+/** DIR/env.sh: what a shell needs to use the sandbox (`. DIR/env.sh`). */
+function writeEnvFile(state: SandboxState): void {
+  const vars: [string, string][] = [
+    ["AWS_ENDPOINT_URL", state.moto],
+    ["AWS_ENDPOINT_URL_SSM", state.ssm],
+    ["AWS_ACCESS_KEY_ID", MOTO_CREDENTIALS.accessKeyId],
+    ["AWS_SECRET_ACCESS_KEY", MOTO_CREDENTIALS.secretAccessKey],
+    ["AWS_REGION", "us-east-1"],
+    ["AWS_DEFAULT_REGION", "us-east-1"],
+    ["DISCOVERY_SERVER", state.runtime.url],
+    ["DISCOVERY_ADMIN_TOKEN", fs.readFileSync(state.runtime.adminTokenFile, "utf8").trim()],
+    ["NODE_EXTRA_CA_CERTS", state.runtime.certFile],
+    ["DISCOVERY_CA_PIN", state.runtime.pin],
+    ...(state.organizationId ? [["DISCOVERY_SANDBOX_ORGANIZATION_ID", state.organizationId] as [string, string]] : []),
+  ];
+  const lines = [
+    `# discovery sandbox in ${state.dir} (pid ${state.pid}); use it with: . ${shellQuote(sandboxPaths(state.dir).env)}`,
+    // A profile or session token left in the shell must not send sandbox calls anywhere else.
+    "unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN",
+    ...vars.map(([k, v]) => `export ${k}=${shellQuote(v)}`),
+  ];
+  fs.writeFileSync(sandboxPaths(state.dir).env, lines.join("\n") + "\n", { mode: 0o600 });
+}
+
+function writeAtomically(file: string, text: string): void {
+  fs.writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
+  fs.renameSync(`${file}.tmp`, file);
+}
+
+/** Takes DIR/sandbox.pid for this process; false when another live sandbox process holds it. */
+function claimPidFile(file: string): boolean {
+  for (;;) {
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: "wx" });
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const holder = Number(fs.readFileSync(file, "utf8").trim());
+      if (holder && holder !== process.pid && isAlive(holder)) return false;
+      fs.rmSync(file, { force: true }); // stale: its process is gone
+    }
+  }
+}
+
+/**
+ * The sandbox daemon (`discovery sandbox _daemon --dir DIR`): moto, a runtime trusting the sandbox CA, the fleet,
+ * the SSM simulator and the control API, until SIGTERM, SIGINT or POST /v1/stop. Logs go to stdout (the CLI
+ * points it at DIR/sandbox.log); DIR/sandbox.json appears, last, once everything answers.
+ */
+export async function runSandboxDaemon(dirArg: string): Promise<void> {
+  const dir = path.resolve(dirArg);
+  fs.mkdirSync(dir, { recursive: true });
+  const p = sandboxPaths(dir);
+  const logger = pino({ name: "discovery-sandbox" });
+  if (!claimPidFile(p.pid)) {
+    logger.info({ dir, state: readSandboxState(dir) }, "a sandbox is already running in this directory");
+    return;
+  }
+  fs.rmSync(p.state, { force: true });
+  // Instances live in moto's memory, which starts empty: their directories from a previous run mean nothing.
+  fs.rmSync(p.instances, { recursive: true, force: true });
+
+  const cleanups: { name: string; run: () => Promise<unknown> }[] = [];
+  let stopping: Promise<void> | undefined;
+  const shutdown = (reason: string, code = 0) =>
+    (stopping ??= (async () => {
+      logger.info({ reason }, "stopping the sandbox");
+      for (const c of cleanups.reverse()) {
+        await c.run().catch((err) => logger.error({ err, part: c.name }, "could not stop cleanly"));
+      }
+      fs.rmSync(p.state, { force: true });
+      fs.rmSync(p.pid, { force: true });
+      logger.info("sandbox stopped");
+      process.exit(code);
+    })());
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+
+  try {
+    const moto = await startMoto();
+    cleanups.push({ name: "moto", run: () => moto.stop() });
+    logger.info({ endpoint: moto.endpoint }, "moto ready");
+    const accounts = new MotoAccounts(moto.endpoint);
+    const signer = await loadOrCreateCa(dir);
+    const organizationId = await seedMoto(moto, logger);
+    const runtime = await startRuntimeProcess(dir, moto, logger);
+    cleanups.push({ name: "runtime", run: () => runtime.stop() });
+    const fleet = new Fleet({ dir: p.instances, accounts, signer });
+    cleanups.push({ name: "fleet", run: () => fleet.stop() });
+    const ssm = await startSsmSimulator({
+      fleet,
+      accounts,
+      runtimeTls: { origin: new URL(runtime.url).origin, pin: runtime.pin },
+      logger: logger.child({ component: "ssm" }),
+    });
+    cleanups.push({ name: "ssm simulator", run: () => ssm.close() });
+    const token = randomBytes(24).toString("base64url");
+    let state: SandboxState | undefined;
+    const control = await startControlApi({
+      fleet,
+      token,
+      status: () => ({ ...state, control: undefined, instances: fleet.list().length }),
+      onStop: () => void shutdown("POST /v1/stop"),
+      logger: logger.child({ component: "control" }),
+    });
+    cleanups.push({ name: "control API", run: () => control.close() });
+    state = {
+      pid: process.pid,
+      dir,
+      startedAt: new Date().toISOString(),
+      control: { url: control.url, token },
+      moto: moto.endpoint,
+      ssm: ssm.endpoint,
+      runtime: {
+        url: runtime.url,
+        pin: runtime.pin,
+        certFile: runtime.certFile,
+        adminTokenFile: runtime.adminTokenFile,
+      },
+      organizationId,
+    };
+    runtime.child.once("exit", (code) => void shutdown(`the runtime exited with ${code}; see ${p.runtimeLog}`, 1));
+    writeEnvFile(state);
+    writeAtomically(p.state, JSON.stringify(state, null, 2) + "\n");
+    logger.info(
+      { moto: moto.endpoint, ssm: ssm.endpoint, runtime: runtime.url, control: control.url },
+      "sandbox ready",
+    );
+  } catch (err) {
+    logger.error({ err }, "the sandbox could not start");
+    await shutdown("start failed", 1);
+  }
+}
