@@ -16,6 +16,7 @@ import {
 import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
 import { request } from "../../provider/cli/http";
 import { discoveryAsync } from "../fixtures/cli";
+import { ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
 
 /**
  * `discovery sandbox` as a user drives it: the built CLI starts the daemon, launches instances, and the world it
@@ -25,30 +26,6 @@ const REPO = path.resolve(__dirname, "../..");
 const ACCOUNT = "123456789012";
 const OTHER_ACCOUNT = "210987654321";
 const TESTING = { accessKeyId: "testing", secretAccessKey: "testing" };
-
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
-    else if (e.name.endsWith(".ts") || e.name.endsWith(".sh")) newest = Math.max(newest, fs.statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-/** The tests run the built CLI: build first when a source is newer than dist/. */
-function ensureBuilt(): void {
-  const built = path.join(REPO, "dist", "provider", "cli", "sandbox.js");
-  if (!fs.existsSync(built) || fs.statSync(built).mtimeMs < newestSource(path.join(REPO, "provider")))
-    execFileSync(process.execPath, [path.join(REPO, "scripts", "build.js")], { cwd: REPO, stdio: "pipe" });
-}
-
-function parseEnvFile(file: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const m of fs.readFileSync(file, "utf8").matchAll(/^export ([A-Z0-9_]+)='((?:[^']|'\\'')*)'$/gm))
-    env[m[1]] = m[2].replace(/'\\''/g, "'");
-  return env;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

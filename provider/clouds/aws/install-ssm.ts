@@ -189,7 +189,9 @@ function classify(c: Candidate, r: GetCommandInvocationCommandOutput, url: strin
   const base = { commandId: r.CommandId, stdoutTail: outputTail(r.StandardOutputContent) };
   const stderrTail = outputTail(r.StandardErrorContent);
   const code = r.ResponseCode;
-  if (r.Status === "Success") return { ...only(c), ...base, status: "succeeded", exitCode: code ?? 0 };
+  // A success keeps its output too: if the node then never joins, that output is the first thing to read.
+  if (r.Status === "Success")
+    return { ...only(c), ...base, ...(stderrTail && { stderrTail }), status: "succeeded", exitCode: code ?? 0 };
   const download = step === INSTALLER_STEPS[0];
   // Only a script that ran and failed has an exit code worth reporting; a timed-out run's code is the kill's.
   if (r.Status === "Failed" && typeof code === "number" && code > 0)
