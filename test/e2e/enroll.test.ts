@@ -33,7 +33,8 @@ describe("discovery enroll against the sandbox", () => {
   let config: string;
   const ids: Record<string, string[]> = {};
   const cli = (args: string[]) => discoveryAsync(args, { env });
-  const api = (method: string, route: string, body?: object | string) =>
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const api = (method: string, route: string, body?: object | string): Promise<{ status: number; body: any }> =>
     request(
       { server: env.DISCOVERY_SERVER, adminToken: env.DISCOVERY_ADMIN_TOKEN, caFile: env.NODE_EXTRA_CA_CERTS },
       method,
