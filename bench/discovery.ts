@@ -36,19 +36,31 @@ async function latencyProxy(target: string, latencyMs: number) {
   const port = await freePort();
   let calls = 0;
   let busyMs = 0;
+  let inFlight = 0;
+  let busySince = 0;
+  // Busy = wall time with at least one request at moto (the union of the intervals, not their sum).
+  const begin = () => {
+    if (inFlight++ === 0) busySince = performance.now();
+  };
+  const finish = () => {
+    if (--inFlight === 0) busyMs += performance.now() - busySince;
+  };
   const server = http.createServer((req, res) => {
     calls++;
     const chunks: Buffer[] = [];
     req.on("data", (c) => chunks.push(c));
     req.on("end", () =>
       setTimeout(() => {
-        const sent = performance.now();
+        begin();
         const up = http.request(target + req.url, { method: req.method, headers: req.headers }, (r) => {
           res.writeHead(r.statusCode ?? 502, r.headers);
           r.pipe(res);
-          r.on("end", () => (busyMs += performance.now() - sent));
+          r.on("end", finish);
         });
-        up.on("error", () => res.writeHead(502).end());
+        up.on("error", () => {
+          finish();
+          res.writeHead(502).end();
+        });
         up.end(Buffer.concat(chunks));
       }, latencyMs),
     );
@@ -58,7 +70,7 @@ async function latencyProxy(target: string, latencyMs: number) {
   return {
     endpoint: `http://127.0.0.1:${port}`,
     calls: () => calls,
-    /** Time moto spent answering, summed: moto serves one request at a time, so this bounds any pass too. */
+    /** Wall time moto had work: it is CPU-bound (one Python process), so no pass can finish faster than this. */
     busySeconds: () => busyMs / 1000,
     reset: () => ((calls = 0), (busyMs = 0)),
     close: () => new Promise((r) => server.close(r)),
@@ -205,7 +217,7 @@ async function main() {
     const pages = Math.ceil(INSTANCES / (ACCOUNTS.length * REGIONS.length) / 1000);
     const bound = ((2 + pages) * LATENCY_MS) / 1000;
     const serialBound = ((ACCOUNTS.length * 2 - 1 + ACCOUNTS.length * REGIONS.length * pages) * LATENCY_MS) / 1000;
-    // moto answers one request at a time, so on this machine no pass can beat its summed service time either.
+    // moto is one CPU-bound Python process: on this machine no pass can beat the time it had work either.
     const machineBound = Math.max(bound, motoBusy);
     const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(26) : x.padStart(12))).join("");
     console.log(

@@ -4,9 +4,10 @@ import { Command } from "commander";
 import "../clouds";
 import { httpBackend } from "../enroll/http-backend";
 import { InstanceResult, ProgressEvent, runEnrollmentPass } from "../enroll/pass";
-import { ConfigError, loadRuntimeConfig, RuntimeConfig } from "../runtime/config";
+import type { RuntimeConfig } from "../runtime/config";
 import { describeCertificate } from "../runtime/tls";
 import { table } from "./admin";
+import { configOrReport } from "./serve";
 
 /** The runtime a config names: its URL, admin token, TLS certificate and public-key pin. */
 export function runtimeOf(config: RuntimeConfig) {
@@ -56,17 +57,8 @@ export function enrollCommand(): Command {
     .option("--json", 'print {"instances":[...]} on stdout')
     .option("--join-timeout <seconds>", "how long an installed instance may take to join", "120")
     .action(async (opts: { config: string; once?: boolean; json?: boolean; joinTimeout: string }) => {
-      let config: RuntimeConfig;
-      try {
-        config = loadRuntimeConfig(opts.config);
-      } catch (err) {
-        if (err instanceof ConfigError) {
-          process.stderr.write(err.message + "\n");
-          process.exitCode = 1;
-          return;
-        }
-        throw err;
-      }
+      const config = configOrReport(opts.config);
+      if (!config) return;
       const ds = config.discoveryService;
       if (!ds || !ds.enabled || ds.aws.length + ds.gcp.length + ds.azure.length === 0)
         throw new Error(`${opts.config}: discovery_service has no matchers; add aws, gcp or azure matchers`);

@@ -1,4 +1,3 @@
-import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -7,6 +6,7 @@ import { request } from "../../provider/cli/http";
 import { callControl, readSandboxState } from "../../provider/sandbox/sandbox-control";
 import { discoveryAsync } from "../fixtures/cli";
 import { ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
+import { clientKey, sshLogin } from "../fixtures/ssh-client";
 
 /**
  * `discovery enroll` over a simulated fleet in the sandbox: two accounts, agent and agentless instances, the iam
@@ -58,7 +58,7 @@ describe("discovery enroll against the sandbox", () => {
     return out.Commands?.length ?? 0;
   };
   const pass = async () => {
-    const r = await cli(["enroll", "--config", config, "--once", "--json", "--join-timeout", "20"]);
+    const r = await cli(["enroll", "--config", config, "--once", "--json", "--join-timeout", "45"]);
     expect(r.status).toBe(0);
     return new Map((JSON.parse(r.stdout).instances as Instance[]).map((i) => [i.instance_id, i]));
   };
@@ -211,51 +211,25 @@ describe("discovery enroll against the sandbox", () => {
       (i: { instanceId?: string; id?: string }) => (i.instanceId ?? i.id) === id,
     );
     const node = `${ACCOUNT}-${id}`;
-    const client = fs.mkdtempSync(path.join(os.tmpdir(), "pd-enroll-client-"));
+    const client = clientKey();
     try {
-      const key = path.join(client, "id");
-      execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key]);
       const cert = await api("POST", "/v1/certs/user", {
-        public_key: fs.readFileSync(`${key}.pub`, "utf8"),
+        public_key: client.publicKey,
         principals: ["root"],
         ttl: "5m",
       });
-      fs.writeFileSync(`${key}-cert.pub`, cert.body.certificate + "\n");
-      const cas = (await api("GET", "/v1/cas")).body.host.public_keys as string[];
-      fs.writeFileSync(
-        path.join(client, "known_hosts"),
-        cas.map((k) => `@cert-authority ${node} ${k}`).join("\n") + "\n",
-      );
-      const login = spawnSync(
-        "ssh",
-        [
-          "-F",
-          "/dev/null",
-          "-p",
-          String(view.sshPort),
-          "-i",
-          key,
-          "-o",
-          `CertificateFile=${key}-cert.pub`,
-          "-o",
-          `UserKnownHostsFile=${path.join(client, "known_hosts")}`,
-          "-o",
-          "StrictHostKeyChecking=yes",
-          "-o",
-          "BatchMode=yes",
-          "-o",
-          "IdentitiesOnly=yes",
-          "-o",
-          `HostKeyAlias=${node}`,
-          "root@127.0.0.1",
-          "echo logged-in",
-        ],
-        { encoding: "utf8", timeout: 30_000 },
-      );
-      expect(login.stdout + login.stderr).toContain("logged-in");
+      const hostCaKeys = (await api("GET", "/v1/cas")).body.host.public_keys as string[];
+      const login = sshLogin({
+        port: view.sshPort,
+        key: client.key,
+        certificate: cert.body.certificate,
+        hostName: node,
+        hostCaKeys,
+      });
+      expect(login.out).toContain("logged-in");
       expect(login.status).toBe(0);
     } finally {
-      fs.rmSync(client, { recursive: true, force: true });
+      fs.rmSync(client.dir, { recursive: true, force: true });
     }
   });
 

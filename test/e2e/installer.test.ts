@@ -9,6 +9,7 @@ import { FakeImds, startImds } from "../fixtures/imds";
 import { instanceCredentials } from "../fixtures/joins";
 import { Moto, MOTO_CREDENTIALS, startMoto } from "../fixtures/moto";
 import { startTestRuntime, TestRuntime } from "../fixtures/runtime";
+import { sshLogin } from "../fixtures/ssh-client";
 import { startVm, TestVm } from "../fixtures/vm";
 
 /**
@@ -105,53 +106,14 @@ describe("the default installers under sh, against a real sshd", () => {
     });
   }
 
-  /** ssh root@127.0.0.1 verifying the host certificate for `hostName` (a principal of it) through @cert-authority. */
-  function sshLogin(
-    vm: TestVm,
-    certificate: string,
-    key: string,
-    hostName: string,
-  ): { status: number | null; out: string } {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-client-"));
-    try {
-      fs.writeFileSync(path.join(dir, "id-cert.pub"), certificate + "\n");
-      const hostCas = fs.readFileSync(path.join(vm.dataDir, "known_hosts"), "utf8");
-      fs.writeFileSync(
-        path.join(dir, "known_hosts"),
-        hostCas.replace(/^@cert-authority \* /gm, `@cert-authority ${hostName} `),
-      );
-      const r = spawnSync(
-        "ssh",
-        [
-          "-F",
-          "/dev/null",
-          "-p",
-          String(vm.sshPort),
-          "-i",
-          key,
-          "-o",
-          `CertificateFile=${path.join(dir, "id-cert.pub")}`,
-          "-o",
-          `UserKnownHostsFile=${path.join(dir, "known_hosts")}`,
-          "-o",
-          "StrictHostKeyChecking=yes",
-          "-o",
-          "BatchMode=yes",
-          "-o",
-          "IdentitiesOnly=yes",
-          "-o",
-          "ConnectTimeout=10",
-          "-o",
-          `HostKeyAlias=${hostName}`,
-          "root@127.0.0.1",
-          "echo logged-in",
-        ],
-        { encoding: "utf8" },
-      );
-      return { status: r.status, out: r.stdout + r.stderr };
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+  /** ssh root@127.0.0.1 verifying the host certificate for `hostName` with the host CAs the installer wrote. */
+  function login(vm: TestVm, certificate: string, key: string, hostName: string) {
+    const hostCaKeys = fs
+      .readFileSync(path.join(vm.dataDir, "known_hosts"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => l.replace(/^@cert-authority \* /, ""));
+    return sshLogin({ port: vm.sshPort, key, certificate, hostName, hostCaKeys });
   }
 
   async function userCertificate(): Promise<{ key: string; certificate: string }> {
@@ -200,11 +162,11 @@ describe("the default installers under sh, against a real sshd", () => {
     );
 
     await vm.ready();
-    const login = sshLogin(vm, user.certificate, user.key, `${ACCOUNT}-${instance.id}`);
-    expect(login.out).toContain("logged-in");
-    expect(login.status).toBe(0);
+    const session = login(vm, user.certificate, user.key, `${ACCOUNT}-${instance.id}`);
+    expect(session.out).toContain("logged-in");
+    expect(session.status).toBe(0);
     // The host certificate names this node only: the client refuses it for another name.
-    expect(sshLogin(vm, user.certificate, user.key, `${ACCOUNT}-i-0ffffffffffffffff`).out).toContain(
+    expect(login(vm, user.certificate, user.key, `${ACCOUNT}-i-0ffffffffffffffff`).out).toContain(
       "not a listed principal",
     );
   });

@@ -309,28 +309,23 @@ export class PostgresStore implements Store {
     return rows.map(toAudit);
   }
 
-  async upsertEnrollment(e: EnrollmentRecord): Promise<void> {
-    // A whole-record replace: a reason or detail from an earlier status must not linger on the new one.
-    await this.tx((c) =>
-      c.query(
-        `INSERT INTO enrollments (cloud, account, region, instance_id, node_name, status, reason, detail, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (cloud, account, region, instance_id) DO UPDATE SET node_name = EXCLUDED.node_name,
-           status = EXCLUDED.status, reason = EXCLUDED.reason, detail = EXCLUDED.detail,
-           updated_at = EXCLUDED.updated_at`,
-        [
-          e.cloud,
-          e.account,
-          e.region,
-          e.instanceId,
-          e.nodeName,
-          e.status,
-          e.reason ?? null,
-          e.detail === undefined ? null : json(e.detail),
-          e.updatedAt,
-        ],
-      ),
+  /** Writes one enrollment whole: a reason or detail from an earlier status must not linger on the new one. */
+  private async putEnrollment(c: PoolClient, e: EnrollmentRecord): Promise<void> {
+    await c.query(
+      `INSERT INTO enrollments (cloud, account, region, instance_id, node_name, status, reason, detail, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       ON CONFLICT (cloud, account, region, instance_id) DO UPDATE SET node_name = EXCLUDED.node_name,
+         status = EXCLUDED.status, reason = EXCLUDED.reason, detail = EXCLUDED.detail,
+         updated_at = EXCLUDED.updated_at`,
+      [
+        ...[e.cloud, e.account, e.region, e.instanceId, e.nodeName, e.status, e.reason ?? null],
+        ...[e.detail === undefined ? null : json(e.detail), e.updatedAt],
+      ],
     );
+  }
+
+  async upsertEnrollment(e: EnrollmentRecord): Promise<void> {
+    await this.tx((c) => this.putEnrollment(c, e));
   }
 
   async claimEnrollment(
@@ -347,24 +342,7 @@ export class PostgresStore implements Store {
         [e.cloud, e.account, e.region, e.instanceId],
       );
       if (!isFree(rows[0] ? toEnrollment(rows[0]) : undefined)) return false;
-      await c.query(
-        `INSERT INTO enrollments (cloud, account, region, instance_id, node_name, status, reason, detail, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (cloud, account, region, instance_id) DO UPDATE SET node_name = EXCLUDED.node_name,
-           status = EXCLUDED.status, reason = EXCLUDED.reason, detail = EXCLUDED.detail,
-           updated_at = EXCLUDED.updated_at`,
-        [
-          e.cloud,
-          e.account,
-          e.region,
-          e.instanceId,
-          e.nodeName,
-          e.status,
-          e.reason ?? null,
-          e.detail === undefined ? null : json(e.detail),
-          e.updatedAt,
-        ],
-      );
+      await this.putEnrollment(c, e);
       return true;
     });
   }

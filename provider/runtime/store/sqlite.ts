@@ -266,28 +266,19 @@ export class SqliteStore implements Store {
     return (rows as AuditRow[]).map(toAudit);
   }
 
-  async upsertEnrollment(e: EnrollmentRecord): Promise<void> {
-    // A whole-record replace: a reason or detail from an earlier status must not linger on the new one.
-    const upsert = this.stmt(
+  /** Writes one enrollment whole: a reason or detail from an earlier status must not linger on the new one. */
+  private putEnrollment(e: EnrollmentRecord): void {
+    const detail = e.detail === undefined ? null : JSON.stringify(e.detail);
+    this.stmt(
       `INSERT INTO enrollments (cloud, account, region, instance_id, node_name, status, reason, detail, updated_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (cloud, account, region, instance_id) DO UPDATE SET node_name = excluded.node_name,
          status = excluded.status, reason = excluded.reason, detail = excluded.detail, updated_at = excluded.updated_at`,
-    );
-    const detail = e.detail === undefined ? null : JSON.stringify(e.detail);
-    this.write(() =>
-      upsert.run(
-        e.cloud,
-        e.account,
-        e.region,
-        e.instanceId,
-        e.nodeName,
-        e.status,
-        e.reason ?? null,
-        detail,
-        iso(e.updatedAt),
-      ),
-    );
+    ).run(e.cloud, e.account, e.region, e.instanceId, e.nodeName, e.status, e.reason ?? null, detail, iso(e.updatedAt));
+  }
+
+  async upsertEnrollment(e: EnrollmentRecord): Promise<void> {
+    this.write(() => this.putEnrollment(e));
   }
 
   async claimEnrollment(
@@ -297,27 +288,10 @@ export class SqliteStore implements Store {
     const read = this.stmt(
       "SELECT * FROM enrollments WHERE cloud = ? AND account = ? AND region = ? AND instance_id = ?",
     );
-    const upsert = this.stmt(
-      `INSERT INTO enrollments (cloud, account, region, instance_id, node_name, status, reason, detail, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (cloud, account, region, instance_id) DO UPDATE SET node_name = excluded.node_name,
-         status = excluded.status, reason = excluded.reason, detail = excluded.detail, updated_at = excluded.updated_at`,
-    );
     return this.write(() => {
       const row = read.get(e.cloud, e.account, e.region, e.instanceId) as EnrollmentRow | undefined;
       if (!isFree(row ? toEnrollment(row) : undefined)) return false;
-      const detail = e.detail === undefined ? null : JSON.stringify(e.detail);
-      upsert.run(
-        e.cloud,
-        e.account,
-        e.region,
-        e.instanceId,
-        e.nodeName,
-        e.status,
-        e.reason ?? null,
-        detail,
-        iso(e.updatedAt),
-      );
+      this.putEnrollment(e);
       return true;
     });
   }
