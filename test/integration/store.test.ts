@@ -180,7 +180,9 @@ describe.each(backends)("the $name store", (backend) => {
           { kind: "installer", key: "b", doc: { v: 1 } },
           bad,
         ]),
-      ).rejects.toThrow();
+        // Not toThrow(): better-sqlite3's native half keeps the error class of the first test file that loaded
+        // it, so in a shared jest process the error may come from another realm and fail an instanceof check.
+      ).rejects.toHaveProperty("message", expect.any(String));
       expect(await store.getResource("token", "a")).toEqual(before);
       expect(await store.listResources()).toEqual([before]);
       // The failed transaction is over: the next write goes through and continues the old revision.
