@@ -2,3 +2,14 @@
 export { ResourceDocument } from "./resource-document";
 export type { ResourceDocumentArgs } from "./resource-document";
 export * as model from "../provider/model";
+export { ProvisionToken } from "./provision-token";
+export type {
+  ProvisionTokenArgs,
+  ProvisionTokenAwsRule,
+  ProvisionTokenGcpRule,
+  ProvisionTokenAzureRule,
+} from "./provision-token";
+export { Installer } from "./installer";
+export type { InstallerArgs } from "./installer";
+export { DiscoveryConfig } from "./discovery-config";
+export type { DiscoveryConfigArgs, AwsMatcherArgs, GcpMatcherArgs, AzureMatcherArgs } from "./discovery-config";

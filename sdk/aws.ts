@@ -1,0 +1,71 @@
+/** AWS pieces for Pulumi programs: the SSM installer document resource and the IAM policy builders. */
+import * as pulumi from "@pulumi/pulumi";
+import { ssmInstallerDocumentProvider } from "../provider/pulumi/ssm-installer-document";
+import type { PolicyDocument } from "../provider/clouds/aws/policy";
+import type { awsPolicies } from "../provider/cli/policy";
+import { AwsMatcherArgs, DiscoveryConfigPolicyArgs, policyOutput } from "./policy-config";
+
+export type { PolicyDocument, PolicyStatement } from "../provider/clouds/aws/policy";
+export type { AwsMatcherArgs, DiscoveryConfigPolicyArgs } from "./policy-config";
+
+/** Arguments of an SsmInstallerDocument. */
+export interface SsmInstallerDocumentArgs {
+  /** Name of the SSM document: 3 to 128 of a-z A-Z 0-9 _ . -, not starting with aws or amazon. Changing it replaces the document. */
+  name: pulumi.Input<string>;
+  /** AWS region the document lives in, such as us-east-1. Changing it replaces the document. */
+  region: pulumi.Input<string>;
+  /** agent: install the discovery agent; agentless: point the instance's OpenSSH at the discovery CA. Changes in place. */
+  mode: pulumi.Input<"agent" | "agentless">;
+  /** Tags of the document. */
+  tags?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+}
+
+/**
+ * The custom SSM Command document discovery sends to instances (a matcher's `ssm.documentName`). A mode change
+ * makes a new version the default; refresh reports the default version, and a document deleted outside Pulumi
+ * as gone.
+ */
+export class SsmInstallerDocument extends pulumi.dynamic.Resource {
+  /** Name of the SSM document. */
+  declare public readonly name: pulumi.Output<string>;
+  /** Region of the document. */
+  declare public readonly region: pulumi.Output<string>;
+  /** The mode the default version installs (`modified` after a refresh found other content). */
+  declare public readonly mode: pulumi.Output<string>;
+  /** Tags of the document. */
+  declare public readonly tags: pulumi.Output<Record<string, string> | undefined>;
+  /** arn:aws:ssm:<region>:<account>:document/<name>. */
+  declare public readonly arn: pulumi.Output<string>;
+  /** The version SendCommand runs. */
+  declare public readonly defaultVersion: pulumi.Output<string>;
+  /** The newest version of the document. */
+  declare public readonly latestVersion: pulumi.Output<string>;
+
+  /** Declares the document `args.name` in `args.region`. */
+  constructor(name: string, args: SsmInstallerDocumentArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      ssmInstallerDocumentProvider,
+      name,
+      { tags: undefined, arn: undefined, defaultVersion: undefined, latestVersion: undefined, ...args },
+      opts,
+      "discovery",
+      "SsmInstallerDocument",
+    );
+  }
+}
+
+/** What the AWS policy builders take: DiscoveryConfig-style args, or a list of AWS matchers, in camelCase. */
+export type AwsPolicyInput = DiscoveryConfigPolicyArgs | readonly AwsMatcherArgs[];
+
+/**
+ * The discovery service role's IAM policy (`discovery policy aws`'s `discovery`), as a plain object for
+ * `new aws.iam.Policy(..., {policy: discoveryPolicy(config)})`. Throws naming any invalid property.
+ */
+export function discoveryPolicy(config: AwsPolicyInput): PolicyDocument {
+  return (policyOutput("aws", config) as ReturnType<typeof awsPolicies>).discovery;
+}
+
+/** The enrolled instances' instance-profile policy (`discovery policy aws`'s `instance`), as a plain object. */
+export function instancePolicy(config: AwsPolicyInput): PolicyDocument {
+  return (policyOutput("aws", config) as ReturnType<typeof awsPolicies>).instance;
+}
