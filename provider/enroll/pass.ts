@@ -204,6 +204,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
   // The loop is closed: an install that "succeeded" counts only once the node has joined.
   const deadline = now().getTime() + (o.joinTimeoutMs ?? 120_000);
   let waiting = installed;
+  let joinedCount = 0;
   while (waiting.length > 0) {
     const joined = enrolledNodes(await o.backend.nodes());
     const still: typeof waiting = [];
@@ -214,8 +215,8 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         o.onProgress?.({
           type: "joined",
           node: w.c.nodeName,
-          joined: installed.length - waiting.length + 1,
-          waiting: waiting.length - 1,
+          joined: ++joinedCount,
+          waiting: installed.length - joinedCount,
         });
       } else still.push(w);
     }
