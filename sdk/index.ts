@@ -13,3 +13,5 @@ export { Installer } from "./installer";
 export type { InstallerArgs } from "./installer";
 export { DiscoveryConfig } from "./discovery-config";
 export type { DiscoveryConfigArgs, AwsMatcherArgs, GcpMatcherArgs, AzureMatcherArgs } from "./discovery-config";
+export * as aws from "./aws";
+export * as gcp from "./gcp";

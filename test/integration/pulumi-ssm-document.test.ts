@@ -92,7 +92,9 @@ describe("aws.SsmInstallerDocument through the real Pulumi engine, against moto"
       () => undefined,
       (e: Error) => e,
     );
-    expect(String(err?.message)).toMatch(/name.*must not start with "aws" or "amazon"/s);
+    expect(String(err?.message)).toContain(
+      'property name value {AWS-Mine} has a problem: document name "AWS-Mine" must not start with "aws" or "amazon"',
+    );
     expect((await bad.exportStack()).deployment.resources ?? []).toHaveLength(0);
   });
 
