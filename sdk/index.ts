@@ -13,5 +13,7 @@ export { Installer } from "./installer";
 export type { InstallerArgs } from "./installer";
 export { DiscoveryConfig } from "./discovery-config";
 export type { DiscoveryConfigArgs, AwsMatcherArgs, GcpMatcherArgs, AzureMatcherArgs } from "./discovery-config";
+export { Enrollment } from "./enrollment";
+export type { EnrollmentArgs } from "./enrollment";
 export * as aws from "./aws";
 export * as gcp from "./gcp";

@@ -1,0 +1,182 @@
+import type * as dynamic from "@pulumi/pulumi/dynamic";
+
+/** Inputs of an Enrollment: matchers in camelCase (as DiscoveryConfig takes them) and the runtime connection. */
+export interface EnrollmentInputs {
+  aws?: unknown[];
+  gcp?: unknown[];
+  azure?: unknown[];
+  server?: string;
+  adminToken?: string;
+  joinTimeoutSeconds?: number;
+  /** Computed by check: node names the matchers select that have not joined yet (what an update will enroll). */
+  pending?: string[];
+}
+
+/** One instance's outcome, in camelCase. */
+export interface EnrollmentInstance {
+  cloud: string;
+  account: string;
+  region: string;
+  instanceId: string;
+  nodeName: string;
+  status: string;
+  reason?: string;
+}
+
+const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+// Absolute paths, captured by value when Pulumi serializes the provider (see resource-document.ts).
+const MODEL_MODULE = require.resolve("../model");
+const PASS_MODULE = require.resolve("../enroll/pass");
+const CLOUDS_MODULE = require.resolve("../enroll/clouds");
+const ALL_CLOUDS_MODULE = require.resolve("../clouds");
+const HTTP_BACKEND_MODULE = require.resolve("../enroll/http-backend");
+const HTTP_MODULE = require.resolve("../cli/http");
+
+function hasUnknown(v: unknown): boolean {
+  if (v === UNKNOWN) return true;
+  if (Array.isArray(v)) return v.some(hasUnknown);
+  return v !== null && typeof v === "object" && Object.values(v).some(hasUnknown);
+}
+
+/** The matchers validated by the model (defaults applied), or the problems on camelCase properties. */
+function matchers(inputs: EnrollmentInputs) {
+  const m: typeof import("../model") = require(MODEL_MODULE);
+  const spec = {
+    discoveryGroup: "enrollment",
+    aws: inputs.aws ?? [],
+    gcp: inputs.gcp ?? [],
+    azure: inputs.azure ?? [],
+  };
+  const { resource, problems } = m.validateDocument(m.fromSdkArgs("discovery_config", { name: "enrollment", spec }));
+  const failures = problems.map((p) => ({
+    property: m.sdkPropertyPath(p.path[0] === "spec" ? p.path.slice(1) : p.path),
+    reason: p.message,
+  }));
+  return { spec: resource?.kind === "discovery_config" ? resource.spec : undefined, failures };
+}
+
+function target(inputs: EnrollmentInputs) {
+  const server = inputs.server || process.env.DISCOVERY_SERVER;
+  const adminToken = inputs.adminToken || process.env.DISCOVERY_ADMIN_TOKEN;
+  if (!server || !adminToken)
+    throw new Error(
+      "no runtime: set server and adminToken, stack config discovery:server/adminToken, or DISCOVERY_SERVER/_ADMIN_TOKEN",
+    );
+  return { server, adminToken };
+}
+
+/** How instances reach the runtime: its host:port and the pin of the TLS key this process verified. */
+async function endpoint(server: string) {
+  const tls: typeof import("tls") = require("tls");
+  const crypto: typeof import("crypto") = require("crypto");
+  const url = new URL(server);
+  const port = Number(url.port || 443);
+  const der = await new Promise<Buffer>((resolve, reject) => {
+    const s = tls.connect({ host: url.hostname, port, servername: undefined }, () => {
+      const raw = s.getPeerCertificate().raw;
+      s.end();
+      resolve(raw);
+    });
+    s.on("error", reject);
+  });
+  const spki = new crypto.X509Certificate(der).publicKey.export({ type: "spki", format: "der" });
+  return {
+    proxyAddr: `${url.hostname}:${port}`,
+    caPin: `sha256//${crypto.createHash("sha256").update(spki).digest("base64")}`,
+  };
+}
+
+/** Node names the matchers select that are not in the inventory yet. */
+async function pendingNodes(inputs: EnrollmentInputs): Promise<string[]> {
+  const { spec } = matchers(inputs);
+  if (!spec) return [];
+  require(ALL_CLOUDS_MODULE);
+  const { cloudEnrollment }: typeof import("../enroll/clouds") = require(CLOUDS_MODULE);
+  const http: typeof import("../cli/http") = require(HTTP_MODULE);
+  const t = target(inputs);
+  const nodes = await http.request(t, "GET", "/v1/nodes");
+  if (nodes.status !== 200) throw new Error(`GET /v1/nodes: ${http.answerError(nodes)}`);
+  const joined = new Set((nodes.body as { nodes: { name: string }[] }).nodes.map((n) => n.name));
+  const runtime = await endpoint(t.server);
+  const out = new Set<string>();
+  for (const cloud of ["aws", "gcp", "azure"] as const) {
+    const impl = cloudEnrollment(cloud);
+    for (const m of (spec[cloud] as unknown[]) ?? []) {
+      if (!impl) continue;
+      for (const c of (await impl.fetch(m, { runtime })).candidates) if (!joined.has(c.nodeName)) out.add(c.nodeName);
+    }
+  }
+  return [...out].sort();
+}
+
+async function enroll(inputs: EnrollmentInputs) {
+  const { spec } = matchers(inputs);
+  if (!spec) throw new Error("the matchers are invalid");
+  require(ALL_CLOUDS_MODULE);
+  const { runEnrollmentPass }: typeof import("../enroll/pass") = require(PASS_MODULE);
+  const { httpBackend }: typeof import("../enroll/http-backend") = require(HTTP_BACKEND_MODULE);
+  const t = target(inputs);
+  const result = await runEnrollmentPass({
+    matchers: spec,
+    backend: httpBackend(t),
+    runtime: await endpoint(t.server),
+    joinTimeoutMs: (inputs.joinTimeoutSeconds ?? 120) * 1000,
+  });
+  const instances: EnrollmentInstance[] = result.instances.map((i) => ({
+    cloud: i.cloud,
+    account: i.account,
+    region: i.region,
+    instanceId: i.instance_id,
+    nodeName: i.node_name,
+    status: i.status,
+    ...(i.reason
+      ? { reason: [i.failure_class, i.reason, i.remediation && `fix: ${i.remediation}`].filter(Boolean).join("; ") }
+      : {}),
+  }));
+  const count = (s: string) => instances.filter((i) => i.status === s).length;
+  return {
+    ...inputs,
+    pending: [],
+    instances,
+    enrolled: count("enrolled") + count("already_enrolled"),
+    failed: count("failed"),
+    commandsSent: result.commandsSent,
+  };
+}
+
+/**
+ * Enrollment: on create and update, one enrollment pass over the matchers through the runtime; `check` lists the
+ * instances that are not enrolled yet as `pending`, so `pulumi preview` shows what an update would enroll.
+ */
+export const enrollmentProvider: dynamic.ResourceProvider = {
+  async check(_olds: EnrollmentInputs, news: EnrollmentInputs) {
+    if (hasUnknown(news)) return { inputs: news };
+    const { failures } = matchers(news);
+    if (failures.length) return { inputs: news, failures };
+    let pending: string[] = [];
+    try {
+      pending = await pendingNodes(news);
+    } catch {
+      // The runtime or the cloud may be unreachable at preview; the update will say why.
+    }
+    return { inputs: { ...news, pending } };
+  },
+  async diff(_id: string, olds: EnrollmentInputs, news: EnrollmentInputs) {
+    const strip = (v: EnrollmentInputs) => JSON.stringify({ aws: v.aws ?? [], gcp: v.gcp ?? [], azure: v.azure ?? [] });
+    const changes = strip(olds) !== strip(news) || (news.pending?.length ?? 0) > 0 || olds.server !== news.server;
+    return { changes };
+  },
+  async create(inputs: EnrollmentInputs) {
+    const outs = await enroll(inputs);
+    return { id: `enrollment-${Date.now().toString(36)}`, outs };
+  },
+  async update(_id: string, _olds: EnrollmentInputs, news: EnrollmentInputs) {
+    return { outs: await enroll(news) };
+  },
+  async read(id: string, props: EnrollmentInputs) {
+    return { id, props };
+  },
+  async delete() {
+    // Enrolled nodes stay enrolled: removing the resource stops future passes, it does not unjoin machines.
+  },
+};
