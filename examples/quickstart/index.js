@@ -1,29 +1,37 @@
 "use strict";
-// The quickstart: the documents a platform team declares to enroll its EC2 fleet without shared
-// secrets. Each is validated by the model at preview time and rendered with its defaults.
+// The quickstart: a join token with no shared secret, the matchers for tagged EC2 instances, and an Enrollment
+// that enrolls them on every `pulumi up` (and lists at preview what an update would enroll). The runtime comes
+// from stack config discovery:server / discovery:adminToken, or DISCOVERY_SERVER / DISCOVERY_ADMIN_TOKEN
+// (the sandbox's env.sh exports them).
 const pulumi = require("@pulumi/pulumi");
 const discovery = require("pulumi-discovery");
 
 const config = new pulumi.Config();
 const account = config.get("awsAccount") || "123456789012";
-const regions = config.getObject("regions") || ["us-east-1", "eu-west-1"];
+const regions = config.getObject("regions") || ["us-east-1"];
 
-// Instances prove who they are with a signed sts:GetCallerIdentity: nothing secret is shipped.
-const token = new discovery.ResourceDocument("iam-token", {
-  kind: "token",
+// Instances prove who they are with a signed sts:GetCallerIdentity from their instance profile.
+const token = new discovery.ProvisionToken("iam-token", {
   name: "aws-discovery-iam-token",
-  spec: { roles: ["Node"], joinMethod: "iam", allow: [{ awsAccount: account }] },
+  roles: ["Node"],
+  joinMethod: "iam",
+  allow: [{ awsAccount: account }],
 });
 
-// Match tagged instances in every listed region and enroll them in agentless (OpenSSH) mode.
-const matchers = new discovery.ResourceDocument("matchers", {
-  kind: "discovery_config",
+// Tagged instances in these regions, enrolled in agentless (OpenSSH) mode.
+const matchers = [{ types: ["ec2"], regions, tags: { "discovery-demo": "yes" }, install: { mode: "agentless" } }];
+const discoveryConfig = new discovery.DiscoveryConfig("quickstart", {
   name: "quickstart",
-  spec: {
-    discoveryGroup: "quickstart",
-    aws: [{ types: ["ec2"], regions, tags: { "discovery-demo": "yes" }, install: { mode: "agentless" } }],
-  },
+  discoveryGroup: "quickstart",
+  aws: matchers,
 });
 
-exports.token = token.yaml;
-exports.discoveryConfig = matchers.yaml;
+const enrollment = new discovery.Enrollment(
+  "quickstart",
+  { aws: matchers, joinTimeoutSeconds: 60 },
+  { dependsOn: [token, discoveryConfig] },
+);
+
+exports.enrolled = enrollment.enrolled;
+exports.failed = enrollment.failed;
+exports.instances = enrollment.instances;
