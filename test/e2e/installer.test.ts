@@ -2,13 +2,13 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { DescribeImagesCommand, EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
 import { editSshdConfig } from "../../provider/ssh";
-import { identityDocument, signIdentityDocument, testCa, TestSigner } from "../fixtures/iid-signer";
+import { AwsWorld, startAwsWorld, WORLD_ACCOUNT } from "../fixtures/aws-world";
+import { identityDocument, signIdentityDocument, TestSigner } from "../fixtures/iid-signer";
 import { FakeImds, startImds } from "../fixtures/imds";
 import { instanceCredentials } from "../fixtures/joins";
-import { Moto, MOTO_CREDENTIALS, startMoto } from "../fixtures/moto";
-import { startTestRuntime, TestRuntime } from "../fixtures/runtime";
+import type { Moto } from "../fixtures/moto";
+import type { TestRuntime } from "../fixtures/runtime";
 import { sshLogin } from "../fixtures/ssh-client";
 import { startVm, TestVm } from "../fixtures/vm";
 
@@ -16,9 +16,10 @@ import { startVm, TestVm } from "../fixtures/vm";
  * The built-in installers run for real: fetched with curl from the runtime and piped into `sh`, on a simulated
  * VM whose metadata service serves a signed identity, with a real sshd that ends up trusting the runtime's CAs.
  */
-const ACCOUNT = "123456789012";
+const ACCOUNT = WORLD_ACCOUNT;
 
 describe("the default installers under sh, against a real sshd", () => {
+  let world: AwsWorld;
   let moto: Moto;
   let rt: TestRuntime;
   let signer: TestSigner;
@@ -26,37 +27,12 @@ describe("the default installers under sh, against a real sshd", () => {
   const cleanups: (() => Promise<unknown>)[] = [];
 
   beforeAll(async () => {
-    moto = await startMoto();
-    Object.assign(process.env, {
-      AWS_ENDPOINT_URL: moto.endpoint,
-      AWS_ACCESS_KEY_ID: "testing",
-      AWS_SECRET_ACCESS_KEY: "testing",
-    });
-    signer = await testCa();
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-e2e-"));
-    fs.writeFileSync(path.join(dir, "test-ca.pem"), signer.certPem);
-    rt = await startTestRuntime(
-      { join: { aws: { extra_ca_certs: ["./test-ca.pem"], sts_endpoint: moto.endpoint } } },
-      { dir },
-    );
-    const tokens =
-      `kind: token\nversion: v2\nmetadata: {name: ec2-token}\nspec: {roles: [Node], join_method: ec2, allow: [{aws_account: "${ACCOUNT}"}]}\n---\n` +
-      `kind: token\nversion: v2\nmetadata: {name: iam-token}\nspec: {roles: [Node], join_method: iam, allow: [{aws_account: "${ACCOUNT}"}]}\n`;
-    expect(
-      (await rt.call("PUT", "/v1/resources", tokens, { admin: true, contentType: "application/yaml" })).status,
-    ).toBe(200);
-    const ec2 = new EC2Client({ region: "us-east-1", endpoint: moto.endpoint, credentials: MOTO_CREDENTIALS });
-    const image = (await ec2.send(new DescribeImagesCommand({}))).Images![0].ImageId;
-    const out = await ec2.send(
-      new RunInstancesCommand({ ImageId: image, MinCount: 6, MaxCount: 6, InstanceType: "t3.micro" }),
-    );
-    instances = out.Instances!.map((i) => ({ id: i.InstanceId!, ip: i.PrivateIpAddress! }));
+    world = await startAwsWorld(6);
+    ({ moto, rt, signer, instances } = world);
   });
   afterAll(async () => {
     for (const c of cleanups.reverse()) await c();
-    await rt?.stop();
-    if (rt) fs.rmSync(rt.dir, { recursive: true, force: true });
-    await moto?.stop();
+    await world?.stop();
   });
 
   async function vmWithImds(
@@ -238,6 +214,7 @@ describe("the default installers under sh, against a real sshd", () => {
 });
 
 describe("discovery join (the Node client) on a simulated VM", () => {
+  let world: AwsWorld;
   let moto: Moto;
   let rt: TestRuntime;
   let signer: TestSigner;
@@ -245,35 +222,13 @@ describe("discovery join (the Node client) on a simulated VM", () => {
   const cleanups: (() => Promise<unknown>)[] = [];
 
   beforeAll(async () => {
-    moto = await startMoto();
-    Object.assign(process.env, {
-      AWS_ENDPOINT_URL: moto.endpoint,
-      AWS_ACCESS_KEY_ID: "testing",
-      AWS_SECRET_ACCESS_KEY: "testing",
-    });
-    signer = await testCa();
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-e2e-node-"));
-    fs.writeFileSync(path.join(dir, "test-ca.pem"), signer.certPem);
-    rt = await startTestRuntime(
-      { join: { aws: { extra_ca_certs: ["./test-ca.pem"], sts_endpoint: moto.endpoint } } },
-      { dir },
-    );
-    const tokens =
-      `kind: token\nversion: v2\nmetadata: {name: ec2-token}\nspec: {roles: [Node], join_method: ec2, allow: [{aws_account: "${ACCOUNT}"}]}\n---\n` +
-      `kind: token\nversion: v2\nmetadata: {name: iam-token}\nspec: {roles: [Node], join_method: iam, allow: [{aws_account: "${ACCOUNT}"}]}\n`;
-    await rt.call("PUT", "/v1/resources", tokens, { admin: true, contentType: "application/yaml" });
-    const ec2 = new EC2Client({ region: "us-east-1", endpoint: moto.endpoint, credentials: MOTO_CREDENTIALS });
-    const image = (await ec2.send(new DescribeImagesCommand({}))).Images![0].ImageId;
-    const out = await ec2.send(
-      new RunInstancesCommand({ ImageId: image, MinCount: 2, MaxCount: 2, InstanceType: "t3.micro" }),
-    );
-    instances = out.Instances!.map((i) => i.InstanceId!);
+    world = await startAwsWorld(2);
+    ({ moto, rt, signer } = world);
+    instances = world.instances.map((i) => i.id);
   });
   afterAll(async () => {
     for (const c of cleanups.reverse()) await c();
-    await rt?.stop();
-    if (rt) fs.rmSync(rt.dir, { recursive: true, force: true });
-    await moto?.stop();
+    await world?.stop();
   });
 
   it.each([
