@@ -1,8 +1,9 @@
 import { Pool, PoolClient } from "pg";
 import { applyPostgresMigrations } from "./migrations";
+import * as Rows from "./rows";
+import { OPTIONAL_AUDIT_FIELDS, rowMappers } from "./rows";
 import type {
   AuditEvent,
-  CaKey,
   CertAuthorityRecord,
   ChallengeRecord,
   EnrollmentRecord,
@@ -11,99 +12,21 @@ import type {
   StoredResource,
 } from "./types";
 
-interface ResourceRow {
-  kind: string;
-  key: string;
-  doc: Record<string, unknown>;
-  revision: number;
-  created_at: Date;
-  updated_at: Date;
-}
-interface NodeRow {
-  name: string;
-  labels: Record<string, string>;
-  join_method: string;
-  token: string;
-  host_public_key: string;
-  principals: string[];
-  joined_at: Date;
-}
-interface ChallengeRow {
-  challenge: string;
-  method: string;
-  token: string;
-  expires_at: Date;
-}
-interface CaRow {
-  type: "host" | "user";
-  active: CaKey;
-  previous: CaKey[];
-  revision: number;
-}
+type ResourceRow = Rows.ResourceRow<unknown, Date>;
+type NodeRow = Rows.NodeRow<unknown, Date>;
+type ChallengeRow = Rows.ChallengeRow<Date>;
+type CaRow = Rows.CaRow<unknown>;
 /** `id` is BIGINT, which pg returns as a string to avoid losing precision. */
-type AuditRow = { id: string; at: Date; type: string } & Record<
-  "source" | "method" | "token" | "node" | "code" | "reason",
-  string | null
->;
-interface EnrollmentRow {
-  cloud: string;
-  account: string;
-  region: string;
-  instance_id: string;
-  node_name: string;
-  status: string;
-  reason: string | null;
-  detail: Record<string, unknown> | null;
-  updated_at: Date;
-}
-
-const OPTIONAL_AUDIT_FIELDS = ["source", "method", "token", "node", "code", "reason"] as const;
+type AuditRow = Rows.AuditRow<string, Date>;
+type EnrollmentRow = Rows.EnrollmentRow<unknown, Date>;
 
 // pg turns a JS array parameter into a PostgreSQL array literal, not JSON, so JSONB values are always sent as text.
 const json = (v: unknown) => JSON.stringify(v);
 
-const toResource = (r: ResourceRow): StoredResource => ({
-  kind: r.kind,
-  key: r.key,
-  doc: r.doc,
-  revision: r.revision,
-  createdAt: r.created_at.toISOString(),
-  updatedAt: r.updated_at.toISOString(),
-});
-
-const toNode = (r: NodeRow): NodeRecord => ({
-  name: r.name,
-  labels: r.labels,
-  joinMethod: r.join_method,
-  token: r.token,
-  hostPublicKey: r.host_public_key,
-  principals: r.principals,
-  joinedAt: r.joined_at.toISOString(),
-});
-
-const toCa = (r: CaRow): CertAuthorityRecord => ({
-  type: r.type,
-  active: r.active,
-  previous: r.previous,
-  revision: r.revision,
-});
-
-const toAudit = (r: AuditRow): AuditEvent => {
-  const e: AuditEvent = { id: Number(r.id), at: r.at.toISOString(), type: r.type };
-  for (const f of OPTIONAL_AUDIT_FIELDS) if (r[f] !== null) e[f] = r[f];
-  return e;
-};
-
-const toEnrollment = (r: EnrollmentRow): EnrollmentRecord => ({
-  cloud: r.cloud,
-  account: r.account,
-  region: r.region,
-  instanceId: r.instance_id,
-  nodeName: r.node_name,
-  status: r.status,
-  ...(r.reason !== null && { reason: r.reason }),
-  ...(r.detail !== null && { detail: r.detail }),
-  updatedAt: r.updated_at.toISOString(),
+const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment } = rowMappers<unknown, Date, string>({
+  json: (v) => v,
+  time: (v) => v.toISOString(),
+  id: (v) => Number(v),
 });
 
 /** The store on PostgreSQL, shared by several replicas; uniqueness and races are settled by the database. */
@@ -257,9 +180,7 @@ export class PostgresStore implements Store {
       );
       return rows[0];
     });
-    return (
-      row && { challenge: row.challenge, method: row.method, token: row.token, expiresAt: row.expires_at.toISOString() }
-    );
+    return row && toChallenge(row);
   }
 
   async getCertAuthority(type: "host" | "user"): Promise<CertAuthorityRecord | undefined> {

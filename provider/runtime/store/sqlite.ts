@@ -2,6 +2,8 @@ import Database from "better-sqlite3";
 import * as fs from "fs";
 import * as path from "path";
 import { applySqliteMigrations } from "./migrations";
+import * as Rows from "./rows";
+import { OPTIONAL_AUDIT_FIELDS, rowMappers } from "./rows";
 import type {
   AuditEvent,
   CertAuthorityRecord,
@@ -12,98 +14,20 @@ import type {
   StoredResource,
 } from "./types";
 
-interface ResourceRow {
-  kind: string;
-  key: string;
-  doc: string;
-  revision: number;
-  created_at: string;
-  updated_at: string;
-}
-interface NodeRow {
-  name: string;
-  labels: string;
-  join_method: string;
-  token: string;
-  host_public_key: string;
-  principals: string;
-  joined_at: string;
-}
-interface ChallengeRow {
-  challenge: string;
-  method: string;
-  token: string;
-  expires_at: string;
-}
-interface CaRow {
-  type: "host" | "user";
-  active: string;
-  previous: string;
-  revision: number;
-}
-type AuditRow = { id: number; at: string; type: string } & Record<
-  "source" | "method" | "token" | "node" | "code" | "reason",
-  string | null
->;
-interface EnrollmentRow {
-  cloud: string;
-  account: string;
-  region: string;
-  instance_id: string;
-  node_name: string;
-  status: string;
-  reason: string | null;
-  detail: string | null;
-  updated_at: string;
-}
-
-const OPTIONAL_AUDIT_FIELDS = ["source", "method", "token", "node", "code", "reason"] as const;
+type ResourceRow = Rows.ResourceRow<string, string>;
+type NodeRow = Rows.NodeRow<string, string>;
+type ChallengeRow = Rows.ChallengeRow<string>;
+type CaRow = Rows.CaRow<string>;
+type AuditRow = Rows.AuditRow<number, string>;
+type EnrollmentRow = Rows.EnrollmentRow<string, string>;
 
 // Normalised on write, so `expires_at > ?` compares correctly as text and both backends return the same form.
 const iso = (t: string | Date) => new Date(t).toISOString();
 
-const toResource = (r: ResourceRow): StoredResource => ({
-  kind: r.kind,
-  key: r.key,
-  doc: JSON.parse(r.doc) as Record<string, unknown>,
-  revision: r.revision,
-  createdAt: r.created_at,
-  updatedAt: r.updated_at,
-});
-
-const toNode = (r: NodeRow): NodeRecord => ({
-  name: r.name,
-  labels: JSON.parse(r.labels) as Record<string, string>,
-  joinMethod: r.join_method,
-  token: r.token,
-  hostPublicKey: r.host_public_key,
-  principals: JSON.parse(r.principals) as string[],
-  joinedAt: r.joined_at,
-});
-
-const toCa = (r: CaRow): CertAuthorityRecord => ({
-  type: r.type,
-  active: JSON.parse(r.active) as CertAuthorityRecord["active"],
-  previous: JSON.parse(r.previous) as CertAuthorityRecord["previous"],
-  revision: r.revision,
-});
-
-const toAudit = (r: AuditRow): AuditEvent => {
-  const e: AuditEvent = { id: r.id, at: r.at, type: r.type };
-  for (const f of OPTIONAL_AUDIT_FIELDS) if (r[f] !== null) e[f] = r[f];
-  return e;
-};
-
-const toEnrollment = (r: EnrollmentRow): EnrollmentRecord => ({
-  cloud: r.cloud,
-  account: r.account,
-  region: r.region,
-  instanceId: r.instance_id,
-  nodeName: r.node_name,
-  status: r.status,
-  ...(r.reason !== null && { reason: r.reason }),
-  ...(r.detail !== null && { detail: JSON.parse(r.detail) as Record<string, unknown> }),
-  updatedAt: r.updated_at,
+const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment } = rowMappers<string, string, number>({
+  json: (v) => JSON.parse(v),
+  time: (v) => v,
+  id: (v) => v,
 });
 
 /**
@@ -225,7 +149,7 @@ export class SqliteStore implements Store {
       sweep.run(iso(now));
       return taken;
     });
-    return row && { challenge: row.challenge, method: row.method, token: row.token, expiresAt: row.expires_at };
+    return row && toChallenge(row);
   }
 
   async getCertAuthority(type: "host" | "user"): Promise<CertAuthorityRecord | undefined> {
