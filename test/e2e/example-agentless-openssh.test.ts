@@ -1,0 +1,102 @@
+import { DescribeDocumentCommand, ListCommandsCommand, SSMClient } from "@aws-sdk/client-ssm";
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { ExampleSandbox, exampleStack, startExampleSandbox } from "../fixtures/example-sandbox";
+import { MOTO_CREDENTIALS } from "../fixtures/moto";
+import { clientKey, sshLogin } from "../fixtures/ssh-client";
+
+interface Outcome {
+  instanceId: string;
+  nodeName: string;
+  status: string;
+}
+
+/**
+ * examples/agentless-openssh against the sandbox: `pulumi up` creates the custom SSM document, installs through it,
+ * the instances join with their signed identity documents, and their plain OpenSSH servers then take short-lived
+ * user certificates from the runtime (and only those), presenting host certificates the client checks.
+ */
+describe("examples/agentless-openssh", () => {
+  let sb: ExampleSandbox;
+  let dir: string | undefined;
+  let keys: { dir: string; key: string; publicKey: string } | undefined;
+  const ssm = () =>
+    new SSMClient({ region: "us-east-1", endpoint: sb.env.AWS_ENDPOINT_URL_SSM, credentials: MOTO_CREDENTIALS });
+
+  beforeAll(async () => {
+    sb = await startExampleSandbox();
+  });
+  afterAll(async () => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    if (keys) fs.rmSync(keys.dir, { recursive: true, force: true });
+    await sb?.stop();
+  });
+
+  it("enrolls through its own SSM document, and the instances take certificate logins only", async () => {
+    const tagged = await sb.launch({ tags: "ssh-access=certificates", count: 2, agentless: true });
+    const other = await sb.launch({ tags: "ssh-access=keys", agentless: true });
+    const made = await exampleStack("agentless-openssh", sb.env, "openssh");
+    dir = made.dir;
+    const up = await made.stack.up();
+    const outcomes = up.outputs.instances.value as Outcome[];
+    expect(up.outputs.failed.value).toBe(0);
+    expect(outcomes.map((o) => [o.instanceId, o.status]).sort()).toEqual(tagged.map((id) => [id, "enrolled"]).sort());
+    expect(outcomes.map((o) => o.instanceId)).not.toContain(other[0]);
+
+    // The installer went through the custom document, which the policy scopes SendCommand to.
+    const client = ssm();
+    const commands = (await client.send(new ListCommandsCommand({}))).Commands ?? [];
+    expect(commands.map((c) => c.DocumentName)).toEqual(commands.map(() => "DiscoveryOpenSSHInstaller"));
+    expect(commands.flatMap((c) => c.InstanceIds ?? []).sort()).toEqual([...tagged].sort());
+    const arn = (up.outputs.documentArns.value as string[])[0];
+    expect(arn).toBe("arn:aws:ssm:us-east-1:123456789012:document/DiscoveryOpenSSHInstaller");
+    const send = (
+      up.outputs.discoveryPolicy.value as { Statement: { Action: string[]; Resource: string[] }[] }
+    ).Statement.find((s) => s.Action.includes("ssm:SendCommand"))!;
+    expect(send.Resource).toContain("arn:aws:ssm:us-east-1:*:document/DiscoveryOpenSSHInstaller");
+    expect(send.Resource).not.toContain("*");
+
+    // They joined with their instance identity documents.
+    const nodes = ((await sb.runtime("GET", "/v1/nodes")).body as { nodes: { name: string; join_method: string }[] })
+      .nodes;
+    expect(nodes.map((n) => [n.name, n.join_method]).sort()).toEqual(outcomes.map((o) => [o.nodeName, "ec2"]).sort());
+
+    // A user certificate logs in, the host proving itself with a host certificate for the node's name.
+    keys = clientKey();
+    const hostCaKeys = ((await sb.runtime("GET", "/v1/cas")).body as { host: { public_keys: string[] } }).host
+      .public_keys;
+    const issued = await sb.runtime("POST", "/v1/certs/user", {
+      public_key: keys.publicKey,
+      principals: ["root"],
+      ttl: "5m",
+    });
+    expect(issued.status).toBe(200);
+    const certificate = (issued.body as { certificate: string }).certificate;
+    const ports = new Map((await sb.instances()).map((i) => [i.instanceId, i.sshPort]));
+    const target = outcomes[0];
+    const port = ports.get(target.instanceId)!;
+    const login = sshLogin({ port, key: keys.key, certificate, hostName: target.nodeName, hostCaKeys });
+    expect(login.out).toContain("logged-in");
+    expect(login.status).toBe(0);
+
+    // The same key with a certificate from another CA is refused, and so is the host under another name.
+    const rogue = path.join(keys.dir, "rogue-ca");
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", rogue]);
+    execFileSync("ssh-keygen", ["-q", "-s", rogue, "-I", "rogue", "-n", "root", "-V", "+5m", `${keys.key}.pub`]);
+    const forged = fs.readFileSync(`${keys.key}-cert.pub`, "utf8");
+    const refused = sshLogin({ port, key: keys.key, certificate: forged, hostName: target.nodeName, hostCaKeys });
+    expect(refused.status).not.toBe(0);
+    expect(refused.out).toMatch(/Permission denied/);
+    const wrongHost = sshLogin({ port, key: keys.key, certificate, hostName: "some-other-node", hostCaKeys });
+    expect(wrongHost.status).not.toBe(0);
+    expect(wrongHost.out).toMatch(/Host key verification failed|certificate invalid for|not a valid principal/i);
+
+    expect((await made.stack.preview()).changeSummary).toEqual({ same: 5 });
+    await made.stack.destroy();
+    await expect(client.send(new DescribeDocumentCommand({ Name: "DiscoveryOpenSSHInstaller" }))).rejects.toThrow(
+      /does not exist|InvalidDocument/,
+    );
+    client.destroy();
+  });
+});
