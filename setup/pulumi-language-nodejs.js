@@ -7,8 +7,8 @@
  * expects and starts programs exactly as the Go host does: `node
  * @pulumi/pulumi/cmd/run --monitor ... <entry point>`, with config in
  * PULUMI_CONFIG / PULUMI_CONFIG_SECRET_KEYS. Only what the engine needs for
- * preview/up/destroy/refresh of Node programs is implemented; the rest answers
- * UNIMPLEMENTED, which the CLI tolerates.
+ * preview/up/destroy/refresh of Node programs and for running Node policy packs
+ * (RunPlugin) is implemented; the rest answers UNIMPLEMENTED, which the CLI tolerates.
  */
 "use strict";
 const path = require("path");
@@ -101,6 +101,9 @@ const service = {
       new (require(require.resolve("google-protobuf/google/protobuf/empty_pb.js", { paths: [sdkDir] })).Empty)(),
     );
   },
+  runPlugin(call) {
+    runPlugin(call);
+  },
   run(call, callback) {
     const req = call.request;
     const info = req.getInfo();
@@ -156,6 +159,93 @@ const service = {
     });
   },
 };
+
+// Flags the engine puts before a plugin's own arguments (logging and tracing); run-policy-pack parses its
+// arguments with minimist, which would take the engine address as the value of a bare `--logtostderr`.
+const ENGINE_FLAGS_WITH_VALUE = new Set(["--tracing"]);
+function withoutEngineFlags(args) {
+  const out = [];
+  for (let i = 0; i < args.length; i++) {
+    if (ENGINE_FLAGS_WITH_VALUE.has(args[i])) i++;
+    else if (args[i] === "--logtostderr" || /^-v=\d+$/.test(args[i])) continue;
+    else out.push(args[i]);
+  }
+  return out;
+}
+
+/** "K=V" strings (what the engine sends) as an environment object; the host's own when the engine sent none. */
+function envOf(list) {
+  if (list.length === 0) return { ...process.env };
+  const env = {};
+  for (const kv of list) {
+    const i = kv.indexOf("=");
+    if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return env;
+}
+
+/**
+ * RunPlugin: the engine runs Node plugins through the language host, policy packs (kind "analyzer") above all.
+ * As the Go host does, it starts `@pulumi/pulumi/cmd/run-policy-pack <engine address> <pack dir>` (or
+ * cmd/run-plugin for other kinds) resolved from the plugin's directory, with the plugin's directory as working
+ * directory (PolicyPack reads its version from ./package.json), and streams the child's stdout, stderr and
+ * finally its exit code back. The engine reads the analyzer's port from the streamed stdout.
+ */
+function runPlugin(call) {
+  const req = call.request;
+  const info = req.getInfo();
+  const pluginDir = (info && info.getProgramDirectory()) || req.getPwd() || process.cwd();
+  const options = (info && info.getOptions() && info.getOptions().toJavaScript()) || {};
+  const send = (fill) => {
+    const res = new langProto.RunPluginResponse();
+    fill(res);
+    call.write(res);
+  };
+  const fail = (message) => {
+    send((r) => r.setStderr(Buffer.from(`${message}\n`)));
+    send((r) => r.setExitcode(1));
+    call.end();
+  };
+  const module = req.getKind() === "analyzer" ? "@pulumi/pulumi/cmd/run-policy-pack" : "@pulumi/pulumi/cmd/run-plugin";
+  let runPath;
+  try {
+    runPath = require.resolve(module, { paths: [pluginDir] });
+  } catch {
+    return fail(
+      `It looks like the Pulumi SDK has not been installed for the plugin in ${pluginDir}: ${module} is not resolvable ` +
+        "from there. Run npm install in that directory (or the package that ships it).",
+    );
+  }
+  const nodeArgs = typeof options.nodeargs === "string" ? options.nodeargs.split(/\s+/).filter(Boolean) : [];
+  const pluginArgs = withoutEngineFlags(req.getArgsList());
+  const argv = [...nodeArgs, runPath, ...pluginArgs, pluginDir];
+  const env = envOf(req.getEnvList());
+  if (options.typescript !== false) env.PULUMI_NODEJS_TYPESCRIPT = "true";
+  if (typeof options.tsconfig === "string") env.PULUMI_NODEJS_TSCONFIG_PATH = options.tsconfig;
+  const child = childProcess.spawn(process.execPath, argv, { cwd: pluginDir, env, stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  let finished = false;
+  child.stdout.on("data", (chunk) => !finished && send((r) => r.setStdout(chunk)));
+  child.stderr.on("data", (chunk) => !finished && send((r) => r.setStderr(chunk)));
+  // The engine cancels the stream to stop the plugin.
+  call.on("cancelled", () => {
+    finished = true;
+    child.kill("SIGINT");
+  });
+  child.on("error", (err) => {
+    if (finished) return;
+    finished = true;
+    children.delete(child);
+    fail(`could not run ${module}: ${err.message}`);
+  });
+  child.on("close", (code, signal) => {
+    children.delete(child);
+    if (finished) return;
+    finished = true;
+    send((r) => r.setExitcode(code ?? (signal ? 128 : 1)));
+    call.end();
+  });
+}
 
 const handlers = {};
 for (const name of Object.keys(langRpc.LanguageRuntimeService)) {
