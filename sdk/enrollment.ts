@@ -15,6 +15,8 @@ export interface EnrollmentArgs {
   server?: pulumi.Input<string>;
   /** The runtime's admin token; default stack config discovery:adminToken (secret), else DISCOVERY_ADMIN_TOKEN. */
   adminToken?: pulumi.Input<string>;
+  /** PEM of a CA (or the runtime's self-signed certificate, e.g. DiscoveryService's `tlsCert`) to trust; default stack config discovery:caCert. */
+  caCert?: pulumi.Input<string>;
   /** How long an installed instance may take to join; default 120. */
   joinTimeoutSeconds?: pulumi.Input<number>;
 }

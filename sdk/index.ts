@@ -17,3 +17,12 @@ export { Enrollment } from "./enrollment";
 export type { EnrollmentArgs } from "./enrollment";
 export * as aws from "./aws";
 export * as gcp from "./gcp";
+export { DiscoveryService } from "./discovery-service";
+export type {
+  DiscoveryServiceArgs,
+  DiscoveryServiceTarget,
+  RuntimeConfigArgs,
+  LocalTargetArgs,
+  AwsTargetArgs,
+  GcpTargetArgs,
+} from "./discovery-service";

@@ -14,6 +14,8 @@ export interface RuntimeTarget {
   adminToken?: string;
   /** A CA certificate file to trust for the runtime's TLS (NODE_EXTRA_CA_CERTS works too). */
   caFile?: string;
+  /** The same as PEM text (a self-signed runtime's own certificate will do); wins over caFile. */
+  ca?: string;
 }
 
 /** One request to the runtime with https (no redirects followed, answers capped at 16 MiB). */
@@ -31,7 +33,7 @@ export function request(
   const headers: Record<string, string> = {};
   if (payload !== undefined) headers["content-type"] = contentType;
   if (target.adminToken) headers.authorization = `Bearer ${target.adminToken}`;
-  const ca = target.caFile ? fs.readFileSync(target.caFile) : undefined;
+  const ca = target.ca ?? (target.caFile ? fs.readFileSync(target.caFile) : undefined);
   return new Promise((resolve, reject) => {
     const req = https.request(url, { method, headers, ca, timeout: 60_000 }, (res) => {
       const chunks: Buffer[] = [];

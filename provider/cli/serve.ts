@@ -1,6 +1,9 @@
+import * as fs from "fs";
 import { Command } from "commander";
+import * as sshpk from "sshpk";
 import { ConfigError, loadRuntimeConfig, RuntimeConfig } from "../runtime/config";
 import { startRuntime } from "../runtime/server";
+import { openStore } from "../runtime/store";
 
 /** Loads a runtime config; on problems prints each `FILE:LINE:COL` line, sets exit code 1 and returns undefined. */
 export function configOrReport(file: string): RuntimeConfig | undefined {
@@ -14,6 +17,42 @@ export function configOrReport(file: string): RuntimeConfig | undefined {
   }
 }
 
+/**
+ * Starts the store's host and user CAs from `certificate_authorities` key files when it has none yet, so a
+ * deployment that made the keys ahead (DiscoveryService on aws or gcp) knows the CA public keys before the
+ * runtime first starts. A store that already holds a CA keeps it: the files only seed.
+ */
+export async function seedCertAuthorities(config: RuntimeConfig): Promise<void> {
+  const files = Object.entries(config.caKeyFiles).filter((e): e is ["host" | "user", string] => Boolean(e[1]));
+  if (files.length === 0) return;
+  const keys = files.map(([type, file]) => {
+    const field = `certificate_authorities.${type}_key_file`;
+    let key: sshpk.PrivateKey;
+    try {
+      key = sshpk.parsePrivateKey(fs.readFileSync(file, "utf8"), "auto", { filename: file });
+    } catch (err) {
+      throw new Error(`${field}: cannot load ${file}: ${(err as Error).message}`);
+    }
+    if (key.type !== "ed25519")
+      throw new Error(`${field}: ${file} holds a ${key.type} key; make an Ed25519 one (ssh-keygen -t ed25519)`);
+    return {
+      type,
+      active: {
+        publicKey: key.toPublic().toString("ssh"),
+        privateKey: key.toString("openssh"),
+        createdAt: new Date().toISOString(),
+      },
+      previous: [],
+    };
+  });
+  const store = await openStore(config.storage);
+  try {
+    for (const ca of keys) if (!(await store.getCertAuthority(ca.type))) await store.initCertAuthority(ca);
+  } finally {
+    await store.close();
+  }
+}
+
 /** `discovery serve --config FILE`: the runtime, until SIGINT or SIGTERM (then a graceful shutdown). */
 export function serveCommand(): Command {
   return new Command("serve")
@@ -22,6 +61,7 @@ export function serveCommand(): Command {
     .action(async (opts: { config: string }) => {
       const config = configOrReport(opts.config);
       if (!config) return;
+      await seedCertAuthorities(config);
       const runtime = await startRuntime(config);
       let stopping = false;
       const stop = (signal: string) => {

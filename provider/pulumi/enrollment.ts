@@ -7,6 +7,8 @@ export interface EnrollmentInputs {
   azure?: unknown[];
   server?: string;
   adminToken?: string;
+  /** PEM of a CA (or the runtime's self-signed certificate) to trust for the runtime's TLS. */
+  caCert?: string;
   joinTimeoutSeconds?: number;
   /** Computed by check: node names the matchers select that have not joined yet (what an update will enroll). */
   pending?: string[];
@@ -62,17 +64,17 @@ function target(inputs: EnrollmentInputs) {
     throw new Error(
       "no runtime: set server and adminToken, stack config discovery:server/adminToken, or DISCOVERY_SERVER/_ADMIN_TOKEN",
     );
-  return { server, adminToken };
+  return { server, adminToken, ca: inputs.caCert || undefined };
 }
 
 /** How instances reach the runtime: its host:port and the pin of the TLS key this process verified. */
-async function endpoint(server: string) {
+async function endpoint(server: string, ca?: string) {
   const tls: typeof import("tls") = require("tls");
   const crypto: typeof import("crypto") = require("crypto");
   const url = new URL(server);
   const port = Number(url.port || 443);
   const der = await new Promise<Buffer>((resolve, reject) => {
-    const s = tls.connect({ host: url.hostname, port, servername: undefined }, () => {
+    const s = tls.connect({ host: url.hostname, port, servername: undefined, ...(ca ? { ca } : {}) }, () => {
       const raw = s.getPeerCertificate().raw;
       s.end();
       resolve(raw);
@@ -97,7 +99,7 @@ async function pendingNodes(inputs: EnrollmentInputs): Promise<string[]> {
   const nodes = await http.request(t, "GET", "/v1/nodes");
   if (nodes.status !== 200) throw new Error(`GET /v1/nodes: ${http.answerError(nodes)}`);
   const joined = new Set((nodes.body as { nodes: { name: string }[] }).nodes.map((n) => n.name));
-  const runtime = await endpoint(t.server);
+  const runtime = await endpoint(t.server, t.ca);
   const out = new Set<string>();
   for (const cloud of ["aws", "gcp", "azure"] as const) {
     const impl = cloudEnrollment(cloud);
@@ -119,7 +121,7 @@ async function enroll(inputs: EnrollmentInputs) {
   const result = await runEnrollmentPass({
     matchers: spec,
     backend: httpBackend(t),
-    runtime: await endpoint(t.server),
+    runtime: await endpoint(t.server, t.ca),
     joinTimeoutMs: (inputs.joinTimeoutSeconds ?? 120) * 1000,
   });
   const instances: EnrollmentInstance[] = result.instances.map((i) => ({

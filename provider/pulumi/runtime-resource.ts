@@ -15,11 +15,12 @@ export interface RuntimeResourceInputs {
   expires?: string;
   server?: string;
   adminToken?: string;
+  caCert?: string;
   [field: string]: unknown;
 }
 
 /** Properties that are not spec fields (`__provider` is the serialized provider the engine adds). */
-const NOT_SPEC = ["name", "description", "labels", "expires", "server", "adminToken", "__provider"];
+const NOT_SPEC = ["name", "description", "labels", "expires", "server", "adminToken", "caCert", "__provider"];
 const METADATA = ["description", "labels", "expires"] as const;
 /** What the engine sends for a value not known yet during preview. */
 const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -91,6 +92,7 @@ function outputsOf(props: RuntimeResourceInputs, doc: Record<string, unknown>): 
   const outs: Record<string, unknown> = { name: props.name };
   if (props.server !== undefined) outs.server = props.server;
   if (props.adminToken !== undefined) outs.adminToken = props.adminToken;
+  if (props.caCert !== undefined) outs.caCert = props.caCert;
   for (const k of METADATA) if (meta[k] !== undefined) outs[k] = meta[k];
   return { ...outs, ...(model().camelize(doc.spec) as Record<string, unknown>) } as RuntimeResourceInputs;
 }
@@ -102,7 +104,7 @@ function target(props: RuntimeResourceInputs): import("../cli/http").RuntimeTarg
     throw new Error(
       "no runtime to talk to: set server on the resource, stack config discovery:server, or DISCOVERY_SERVER",
     );
-  return { server, adminToken: props.adminToken || process.env.DISCOVERY_ADMIN_TOKEN };
+  return { server, adminToken: props.adminToken || process.env.DISCOVERY_ADMIN_TOKEN, ca: props.caCert || undefined };
 }
 
 function resourcePath(kind: RuntimeKind, name: string): string {
@@ -216,18 +218,30 @@ export interface RuntimeResourceArgs {
   server?: pulumi.Input<string>;
   /** The runtime's admin token (kept secret); default stack config discovery:adminToken, else DISCOVERY_ADMIN_TOKEN. */
   adminToken?: pulumi.Input<string>;
+  /**
+   * PEM of a CA (or the runtime's own self-signed certificate, e.g. DiscoveryService's `tlsCert`) to trust for the
+   * runtime's TLS; default stack config discovery:caCert, else the system CAs and NODE_EXTRA_CA_CERTS.
+   */
+  caCert?: pulumi.Input<string>;
 }
 
 /** The runtime connection inputs: the args' own, else the stack config `discovery:*`; the admin token secret. */
-export function connectionInputs(args: { server?: pulumi.Input<string>; adminToken?: pulumi.Input<string> }): {
+export function connectionInputs(args: {
+  server?: pulumi.Input<string>;
+  adminToken?: pulumi.Input<string>;
+  caCert?: pulumi.Input<string>;
+}): {
   server?: pulumi.Input<string>;
   adminToken?: pulumi.Output<string>;
+  caCert?: pulumi.Input<string>;
 } {
   const config = new pulumi.Config("discovery");
   const server = args.server ?? config.get("server");
   const token = args.adminToken ?? config.getSecret("adminToken");
+  const caCert = args.caCert ?? config.get("caCert");
   return {
     ...(server !== undefined ? { server } : {}),
     ...(token !== undefined ? { adminToken: pulumi.secret(token) } : {}),
+    ...(caCert !== undefined ? { caCert } : {}),
   };
 }

@@ -42,6 +42,10 @@ const runtimeConfigSchema = z
       ])
       .optional(),
     admin_token_file: z.string().min(1).optional(),
+    certificate_authorities: z
+      .object({ host_key_file: z.string().min(1).optional(), user_key_file: z.string().min(1).optional() })
+      .strict()
+      .optional(),
     join: z
       .object({
         aws: z
@@ -82,6 +86,8 @@ export interface RuntimeConfig {
   tls?: { certFile: string; keyFile: string };
   storage: { type: "sqlite"; path: string } | { type: "postgres"; url: string };
   adminTokenFile: string;
+  /** OpenSSH Ed25519 private keys the host and user CAs start from when the store has none yet. */
+  caKeyFiles: { host?: string; user?: string };
   /** Where the runtime keeps files it makes (self-signed certificate). */
   dataDir: string;
   join: {
@@ -137,6 +143,10 @@ export function parseRuntimeConfig(text: string, file: string): RuntimeConfig {
     tls: c.tls ? { certFile: abs(c.tls.cert_file), keyFile: abs(c.tls.key_file) } : undefined,
     storage,
     adminTokenFile,
+    caKeyFiles: {
+      host: c.certificate_authorities?.host_key_file && abs(c.certificate_authorities.host_key_file),
+      user: c.certificate_authorities?.user_key_file && abs(c.certificate_authorities.user_key_file),
+    },
     dataDir: path.dirname(storage.type === "sqlite" ? storage.path : adminTokenFile),
     join: {
       aws: {
