@@ -2,6 +2,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { Command } from "commander";
 import { adminCommands } from "./admin";
+import { automationCommands } from "./automation";
 import { enrollCommand } from "./enroll";
 import { joinCommand } from "./join";
 import { policyCommand } from "./policy";
@@ -34,6 +35,7 @@ export function program(): Command {
     .addCommand(policyCommand())
     .addCommand(sandboxCommand());
   for (const c of adminCommands()) cmd.addCommand(c);
+  for (const c of automationCommands()) cmd.addCommand(c);
   return cmd;
 }
 
