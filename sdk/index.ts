@@ -26,4 +26,4 @@ export type {
   AwsTargetArgs,
   GcpTargetArgs,
 } from "./discovery-service";
-export * as automation from "../provider/automation";
+export * as automation from "../provider/pulumi/automation";

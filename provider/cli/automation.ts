@@ -1,6 +1,6 @@
 import * as fs from "fs";
 import { Command } from "commander";
-import type { DeployResult, Operation } from "../automation";
+import type { DeployResult, Operation } from "../pulumi/automation";
 import { snakify } from "../model";
 import { table, withTarget } from "./admin";
 
@@ -87,7 +87,7 @@ function operationCommand(operation: Operation): Command {
     const joinTimeout = Number(opts.joinTimeout ?? 120);
     if (!Number.isInteger(joinTimeout) || joinTimeout <= 0)
       self.error(`error: --join-timeout must be a whole number of seconds, not ${opts.joinTimeout}`);
-    const { AutomationError, deployDocuments } = await import("../automation");
+    const { AutomationError, deployDocuments } = await import("../pulumi/automation");
     try {
       const result = await deployDocuments({
         operation,

@@ -1,7 +1,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import type { AutomationError as AutomationErrorType, StepReport } from "../../provider/automation";
+import type { AutomationError as AutomationErrorType, StepReport } from "../../provider/pulumi/automation";
 import { startTestRuntime, TestRuntime } from "../fixtures/runtime";
 import { REPO, TOOLS_BIN } from "../fixtures/pulumi";
 import { ensureBuilt } from "../fixtures/sandbox";
@@ -10,8 +10,8 @@ import { ensureBuilt } from "../fixtures/sandbox";
 // by another process, which loads the model from the paths the providers were serialized with (JavaScript in dist/).
 ensureBuilt();
 const { AutomationError, deployDocuments } = require(
-  path.join(REPO, "dist", "provider", "automation"),
-) as typeof import("../../provider/automation");
+  path.join(REPO, "dist", "provider", "pulumi", "automation"),
+) as typeof import("../../provider/pulumi/automation");
 type AutomationError = AutomationErrorType;
 
 /** Runs `fn` and returns the error it throws (undefined when it does not). */

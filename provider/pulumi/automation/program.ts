@@ -1,9 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
-import { DiscoveryConfig, DiscoveryConfigArgs } from "../../sdk/discovery-config";
-import { Enrollment } from "../../sdk/enrollment";
-import { Installer, InstallerArgs } from "../../sdk/installer";
-import { ProvisionToken, ProvisionTokenArgs } from "../../sdk/provision-token";
-import { camelize } from "../model";
+import { DiscoveryConfig, DiscoveryConfigArgs } from "../../../sdk/discovery-config";
+import { Enrollment } from "../../../sdk/enrollment";
+import { Installer, InstallerArgs } from "../../../sdk/installer";
+import { ProvisionToken, ProvisionTokenArgs } from "../../../sdk/provision-token";
+import { camelize } from "../../model";
 import { Declaration, isSecretToken, sdkArgsOf } from "./documents";
 
 /** What the inline program declares besides the documents' resources. */

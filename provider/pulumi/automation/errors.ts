@@ -1,4 +1,4 @@
-import { formatPath, SourceProblem } from "../model";
+import { formatPath, SourceProblem } from "../../model";
 import type { StepReport } from "./events";
 
 /** Stable codes of the Automation API face's refusals, for programs that branch on them. */

@@ -1,8 +1,8 @@
 import { createHash } from "crypto";
 import * as fs from "fs";
 import { isMap, isScalar, isSeq, LineCounter, Node, parseAllDocuments } from "yaml";
-import { camelize, parseYamlWith, Resource, SourceProblem, validateDocument } from "../model";
-import { ConfigError, parseRuntimeConfig, RuntimeConfig } from "../runtime/config";
+import { camelize, parseYamlWith, Resource, SourceProblem, validateDocument } from "../../model";
+import { ConfigError, parseRuntimeConfig, RuntimeConfig } from "../../runtime/config";
 import { AutomationError, invalidDocuments } from "./errors";
 
 /** Where the runtime is: its https URL, its admin token, and a CA certificate file to trust for its TLS. */
@@ -184,7 +184,7 @@ function connectionOf(configs: Map<string, RuntimeConfig>): RuntimeConnection {
       `${files.join(" and ")} name different runtimes (${[...servers].join(", ")}); pass one runtime config`,
     );
   // Required here, not at the top: the enroll command loads every cloud's SDK, which only this path needs.
-  const { runtimeOf } = require("../cli/enroll") as typeof import("../cli/enroll");
+  const { runtimeOf } = require("../../cli/enroll") as typeof import("../../cli/enroll");
   try {
     const { target } = runtimeOf(configsList[0]);
     return { server: target.server, adminToken: target.adminToken, caFile: target.caFile };

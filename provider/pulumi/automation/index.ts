@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import type { EngineEvent, OutputMap } from "@pulumi/pulumi/automation";
-import type { EnrollmentInstance } from "../pulumi/enrollment";
+import type { EnrollmentInstance } from "../enrollment";
 import { loadDocuments, RuntimeConnection } from "./documents";
 import { AutomationError } from "./errors";
 import {
