@@ -1,6 +1,6 @@
 /** AWS pieces for Pulumi programs: the SSM installer document resource and the IAM policy builders. */
 import * as pulumi from "@pulumi/pulumi";
-import { ssmInstallerDocumentProvider } from "../provider/pulumi/ssm-installer-document";
+import { thinProvider } from "../provider/pulumi/thin-provider";
 import type { PolicyDocument } from "../provider/clouds/aws/policy";
 import type { awsPolicies } from "../provider/cli/policy";
 import { AwsMatcherArgs, DiscoveryConfigPolicyArgs, policyOutput } from "./policy-config";
@@ -44,7 +44,7 @@ export class SsmInstallerDocument extends pulumi.dynamic.Resource {
   /** Declares the document `args.name` in `args.region`. */
   constructor(name: string, args: SsmInstallerDocumentArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      ssmInstallerDocumentProvider,
+      thinProvider(require.resolve("../provider/pulumi/ssm-installer-document"), "ssmInstallerDocumentProvider"),
       name,
       { tags: undefined, arn: undefined, defaultVersion: undefined, latestVersion: undefined, ...args },
       opts,

@@ -1,7 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
-import { connectionInputs, RuntimeResourceArgs, runtimeResourceProvider } from "../provider/pulumi/runtime-resource";
+import { connectionInputs, RUNTIME_RESOURCE_MODULE, RuntimeResourceArgs } from "../provider/pulumi/runtime-resource";
+import { thinProvider } from "../provider/pulumi/thin-provider";
 
-const provider = runtimeResourceProvider("discovery_config");
+const provider = thinProvider(RUNTIME_RESOURCE_MODULE, "runtimeResourceProvider", ["discovery_config"]);
 
 /** A list of inputs. */
 type InputList<T> = pulumi.Input<pulumi.Input<T>[]>;

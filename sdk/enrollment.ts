@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import { enrollmentProvider, EnrollmentInstance } from "../provider/pulumi/enrollment";
+import { thinProvider } from "../provider/pulumi/thin-provider";
+import type { EnrollmentInstance } from "../provider/pulumi/enrollment";
 import { connectionInputs } from "../provider/pulumi/runtime-resource";
 import type { AwsMatcherArgs, AzureMatcherArgs, GcpMatcherArgs } from "./discovery-config";
 
@@ -39,7 +40,7 @@ export class Enrollment extends pulumi.dynamic.Resource {
   /** Declares an enrollment named `name`. */
   constructor(name: string, args: EnrollmentArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      enrollmentProvider,
+      thinProvider(require.resolve("../provider/pulumi/enrollment"), "enrollmentProvider"),
       name,
       {
         ...args,

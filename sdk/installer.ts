@@ -1,7 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
-import { connectionInputs, RuntimeResourceArgs, runtimeResourceProvider } from "../provider/pulumi/runtime-resource";
+import { connectionInputs, RUNTIME_RESOURCE_MODULE, RuntimeResourceArgs } from "../provider/pulumi/runtime-resource";
+import { thinProvider } from "../provider/pulumi/thin-provider";
 
-const provider = runtimeResourceProvider("installer");
+const provider = thinProvider(RUNTIME_RESOURCE_MODULE, "runtimeResourceProvider", ["installer"]);
 
 /** Arguments of an Installer: `kind: installer` of SPEC §1 in camelCase, with the runtime connection. */
 export interface InstallerArgs extends RuntimeResourceArgs {

@@ -1,8 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { joinMethodOf, JoinMethod } from "../provider/model";
-import { connectionInputs, RuntimeResourceArgs, runtimeResourceProvider } from "../provider/pulumi/runtime-resource";
+import { connectionInputs, RUNTIME_RESOURCE_MODULE, RuntimeResourceArgs } from "../provider/pulumi/runtime-resource";
+import { thinProvider } from "../provider/pulumi/thin-provider";
 
-const provider = runtimeResourceProvider("token");
+const provider = thinProvider(RUNTIME_RESOURCE_MODULE, "runtimeResourceProvider", ["token"]);
 
 /** An AWS allow rule of an ec2 or iam token. */
 export interface ProvisionTokenAwsRule {

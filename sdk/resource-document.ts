@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { resourceDocumentProvider } from "../provider/pulumi/resource-document";
+import { thinProvider } from "../provider/pulumi/thin-provider";
 
 /** Arguments of a ResourceDocument: the document's kind, its name, and its spec in camelCase. */
 export interface ResourceDocumentArgs {
@@ -32,7 +32,7 @@ export class ResourceDocument extends pulumi.dynamic.Resource {
   /** Declares a document named `name` in the stack. */
   constructor(name: string, args: ResourceDocumentArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      resourceDocumentProvider,
+      thinProvider(require.resolve("../provider/pulumi/resource-document"), "resourceDocumentProvider"),
       name,
       { yaml: undefined, json: undefined, ...args },
       opts,

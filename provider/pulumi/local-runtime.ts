@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { thinProvider } from "./thin-provider";
 import type * as dynamic from "@pulumi/pulumi/dynamic";
 import type { LocalRuntimeState } from "../deploy/local-process";
 import type { WireRuntimeConfig } from "../deploy/runtime-config";
@@ -162,7 +163,7 @@ export class LocalRuntime extends pulumi.dynamic.Resource {
       logFile: undefined,
     };
     super(
-      localRuntimeProvider,
+      thinProvider(__filename, "localRuntimeProvider"),
       name,
       { ...outputs, ...args },
       pulumi.mergeOptions(opts, { additionalSecretOutputs: ["adminToken"] }),

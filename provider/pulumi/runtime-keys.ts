@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { thinProvider } from "./thin-provider";
 import type * as dynamic from "@pulumi/pulumi/dynamic";
 import type { RuntimeKeys as Keys } from "../deploy/keys";
 
@@ -104,7 +105,7 @@ export class RuntimeKeys extends pulumi.dynamic.Resource {
       adminToken: undefined,
     };
     super(
-      runtimeKeysProvider,
+      thinProvider(__filename, "runtimeKeysProvider"),
       name,
       { ...outputs, ...args },
       pulumi.mergeOptions(opts, {

@@ -29,6 +29,8 @@ const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 // modules from the package itself (linked or installed) instead of inlined copies of them.
 const MODEL_MODULE = require.resolve("../model");
 const HTTP_MODULE = require.resolve("../cli/http");
+/** This module, for thinProvider. */
+export const RUNTIME_RESOURCE_MODULE = __filename;
 
 /** Loads the resource model inside the dynamic provider process. */
 function model(): typeof import("../model") {
