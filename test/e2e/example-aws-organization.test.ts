@@ -81,11 +81,16 @@ describe("examples/aws-organization", () => {
     for (const id of [...untagged, ...outside]) expect(outcomes.map((o) => o.instanceId)).not.toContain(id);
 
     // They joined by iam: the runtime checked each account's organization with organizations:DescribeAccount.
-    const nodes = ((await sb.runtime("GET", "/v1/nodes")).body as { nodes: { name: string; join_method: string }[] })
-      .nodes;
+    const nodes = (
+      (await sb.runtime("GET", "/v1/nodes")).body as {
+        nodes: { name: string; join_method: string; labels: Record<string, string> }[];
+      }
+    ).nodes;
     expect(nodes.map((n) => [n.name, n.join_method]).sort()).toEqual(
       outcomes.map((o) => [`${o.account}-${o.instanceId}`, "iam"]).sort(),
     );
+    // STS does not say where an instance runs; the scan that found it does, and the join takes it from there.
+    for (const n of nodes) expect(n.labels["discovery/region"]).toBe("us-east-1");
     expect(new Set(outcomes.map((o) => o.account))).toEqual(new Set([prod, staging, "123456789012"]));
 
     // The policy the runtime's role needs: walk the organization, assume the member role.

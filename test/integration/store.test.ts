@@ -330,6 +330,25 @@ describe.each(backends)("the $name store", (backend) => {
     expect((await store.listEnrollments())[1]).not.toHaveProperty("reason");
   });
 
+  it("finds a node's enrollment records by node name, newest first", async () => {
+    const record = (region: string, at: string): EnrollmentRecord => ({
+      cloud: "aws",
+      account: "123456789012",
+      region,
+      instanceId: "i-0node",
+      nodeName: "123456789012-i-0node",
+      status: "enrolled",
+      updatedAt: at,
+    });
+    const older = record("us-east-1", "2025-01-01T00:00:00.000Z");
+    const newer = record("eu-west-1", "2025-02-01T00:00:00.000Z");
+    await store.upsertEnrollment(older);
+    await store.upsertEnrollment(newer);
+    await store.upsertEnrollment({ ...older, instanceId: "i-0other", nodeName: "123456789012-i-0other" });
+    expect(await store.enrollmentsOfNode("123456789012-i-0node")).toEqual([newer, older]);
+    expect(await store.enrollmentsOfNode("123456789012-i-0none")).toEqual([]);
+  });
+
   it("lets exactly one of many concurrent claims of an instance win, and respects the caller's rule", async () => {
     const claim = (n: number): EnrollmentRecord => ({
       cloud: "aws",

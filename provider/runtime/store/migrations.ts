@@ -91,6 +91,12 @@ const DEFINITIONS: { version: number; name: string; sql: (t: ColumnTypes) => str
       );
     `,
   },
+  {
+    version: 2,
+    name: "enrollments by node name",
+    // A join looks up what discovery recorded about the joining node (its region, its discovery group).
+    sql: () => `CREATE INDEX enrollments_node_name ON enrollments (node_name);`,
+  },
 ];
 
 /** The migrations of one dialect, in the order they apply. */

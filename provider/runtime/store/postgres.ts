@@ -275,6 +275,14 @@ export class PostgresStore implements Store {
     );
     return rows.map(toEnrollment);
   }
+
+  async enrollmentsOfNode(nodeName: string): Promise<EnrollmentRecord[]> {
+    const { rows } = await this.pool.query<EnrollmentRow>(
+      "SELECT * FROM enrollments WHERE node_name = $1 ORDER BY updated_at DESC",
+      [nodeName],
+    );
+    return rows.map(toEnrollment);
+  }
 }
 
 /** A fixed total order on strings; for lock ordering any order works as long as every replica uses the same one. */

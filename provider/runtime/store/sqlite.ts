@@ -224,4 +224,9 @@ export class SqliteStore implements Store {
     const rows = this.stmt("SELECT * FROM enrollments ORDER BY cloud, account, region, instance_id").all();
     return (rows as EnrollmentRow[]).map(toEnrollment);
   }
+
+  async enrollmentsOfNode(nodeName: string): Promise<EnrollmentRecord[]> {
+    const rows = this.stmt("SELECT * FROM enrollments WHERE node_name = ? ORDER BY updated_at DESC").all(nodeName);
+    return (rows as EnrollmentRow[]).map(toEnrollment);
+  }
 }

@@ -124,4 +124,6 @@ export interface Store {
    */
   claimEnrollment(e: EnrollmentRecord, isFree: (current: EnrollmentRecord | undefined) => boolean): Promise<boolean>;
   listEnrollments(): Promise<EnrollmentRecord[]>;
+  /** The enrollment records of one node name (one per cloud scope that found it; usually one). */
+  enrollmentsOfNode(nodeName: string): Promise<EnrollmentRecord[]>;
 }
