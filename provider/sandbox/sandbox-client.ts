@@ -4,7 +4,8 @@ import * as path from "path";
 import type { FleetInstanceView } from "./fleet";
 import { LaunchOptionError, LaunchOptions } from "./launch-options";
 import { callControl, readSandboxState, sandboxPaths, SandboxState } from "./sandbox-control";
-import { discoveryBin, isAlive, isolatedEnv } from "./sandbox";
+import { isAlive, packageBin } from "../deploy/local-process";
+import { isolatedEnv } from "./sandbox";
 
 const START_TIMEOUT_MS = 180_000;
 const STOP_TIMEOUT_MS = 30_000;
@@ -89,7 +90,7 @@ export async function startSandbox(dirArg: string): Promise<{ state: SandboxStat
     fs.rmSync(p.pid, { force: true });
     fs.rmSync(p.state, { force: true });
     const log = fs.openSync(p.log, "a");
-    const child = spawn(process.execPath, [discoveryBin(), "sandbox", "_daemon", "--dir", dir], {
+    const child = spawn(process.execPath, [packageBin(), "sandbox", "_daemon", "--dir", dir], {
       cwd: dir,
       detached: true, // a session of its own: not ended with this shell, and its pid names its process group
       stdio: ["ignore", log, log],

@@ -6,6 +6,7 @@ import { CreateOrganizationCommand, OrganizationsClient } from "@aws-sdk/client-
 import pino, { Logger } from "pino";
 import { stringify } from "yaml";
 import { request } from "../cli/http";
+import { isAlive, packageBin } from "../deploy/local-process";
 import { describeCertificate } from "../runtime/tls";
 import { Fleet } from "./fleet";
 import { createSigner, exportSigner, importSigner, TestSigner } from "./iid-signer";
@@ -13,17 +14,6 @@ import { freePort, Moto, MOTO_CREDENTIALS, startMoto } from "./moto";
 import { MotoAccounts } from "./moto-accounts";
 import { readSandboxState, sandboxPaths, SandboxState, startControlApi } from "./sandbox-control";
 import { startSsmSimulator } from "./ssm-simulator";
-
-/** The `discovery` bin of this package (bin/discovery.js), found from this file in the source and dist layouts. */
-export function discoveryBin(): string {
-  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
-    const bin = path.join(dir, "bin", "discovery.js");
-    const pkg = path.join(dir, "package.json");
-    if (fs.existsSync(bin) && fs.existsSync(pkg) && /"name":\s*"pulumi-discovery"/.test(fs.readFileSync(pkg, "utf8")))
-      return bin;
-  }
-  throw new Error(`cannot find bin/discovery.js above ${__dirname}`);
-}
 
 /**
  * The environment for the sandbox's processes: the caller's, without anything that points AWS or discovery
@@ -34,16 +24,6 @@ export function isolatedEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.Proce
   for (const [k, v] of Object.entries(base))
     if (!/^(AWS_|DISCOVERY_)/.test(k) && k !== "NODE_EXTRA_CA_CERTS" && v !== undefined) env[k] = v;
   return env;
-}
-
-/** Whether `pid` is a live process. */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 // The CA survives restarts so documents signed before a restart, and runtime.yaml, stay valid.
@@ -104,7 +84,7 @@ async function startRuntimeProcess(dir: string, moto: Moto, logger: Logger): Pro
     "# written by `discovery sandbox start`; rewritten on every start\n" + stringify(config),
   );
   const log = fs.openSync(p.runtimeLog, "a");
-  const child = spawn(process.execPath, [discoveryBin(), "serve", "--config", p.runtimeConfig], {
+  const child = spawn(process.execPath, [packageBin(), "serve", "--config", p.runtimeConfig], {
     cwd: dir,
     env: {
       ...isolatedEnv(),
