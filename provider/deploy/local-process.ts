@@ -103,8 +103,14 @@ function portIsFree(host: string, port: number): Promise<boolean> {
 }
 
 /** A free port on `host`, preferring `previous` (so a restarted runtime keeps its address) when it is free. */
-export async function choosePort(host: string, previous?: number): Promise<number> {
-  if (previous && (await portIsFree(host, previous))) return previous;
+export async function choosePort(host: string, previous?: number, waitMs = 3000): Promise<number> {
+  // A runtime that just died may hold its port a moment longer: its side of a connection a client has not closed
+  // yet sits in FIN_WAIT, which blocks a new listener on Linux even with SO_REUSEADDR. Wait for it a little.
+  for (let waited = 0; previous; waited += 200) {
+    if (await portIsFree(host, previous)) return previous;
+    if (waited >= waitMs) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
