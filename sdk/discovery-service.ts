@@ -116,7 +116,7 @@ function ownVersion(): string {
 /**
  * The discovery runtime (`discovery serve`) deployed to this machine, an EC2 instance or a Compute Engine
  * instance. Its outputs connect the other resources of the program to it:
- * `new ProvisionToken("t", {..., server: svc.address, adminToken: svc.adminToken})`.
+ * `new ProvisionToken("t", {..., server: svc.address, adminToken: svc.adminToken, caCert: svc.tlsCert})`.
  */
 export class DiscoveryService extends pulumi.ComponentResource {
   /** https URL the runtime answers on. */
@@ -125,7 +125,7 @@ export class DiscoveryService extends pulumi.ComponentResource {
   declare public readonly caPins: pulumi.Output<{ host: string[]; user: string[] }>;
   /** `sha256//<base64>` pin of the runtime's TLS key (curl --pinnedpubkey, DISCOVERY_CA_PIN). */
   declare public readonly tlsPin: pulumi.Output<string>;
-  /** The runtime's TLS certificate (PEM), for NODE_EXTRA_CA_CERTS or curl --cacert. */
+  /** The runtime's TLS certificate (PEM): `caCert` of the resources that talk to it, or curl --cacert. */
   declare public readonly tlsCert: pulumi.Output<string>;
   /** The admin API's bearer token (secret). */
   declare public readonly adminToken: pulumi.Output<string>;
