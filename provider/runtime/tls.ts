@@ -5,6 +5,13 @@ import * as path from "path";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 
+/** A certificate serial from random bytes: the top bit cleared (positive), the first byte never 0 (minimal DER). */
+export function serialBytes(random: Uint8Array): Uint8Array {
+  const out = Uint8Array.from(random);
+  out[0] = (out[0] & 0x7f) | 0x01;
+  return out;
+}
+
 /** A certificate and key in PEM, with the certificate's SHA-256 fingerprint. */
 export interface TlsMaterial {
   cert: string;
@@ -42,7 +49,9 @@ export async function makeSelfSignedCertificate(commonName: string, hosts: strin
   ])) as crypto.webcrypto.CryptoKeyPair;
   const cert = new pkijs.Certificate();
   cert.version = 2;
-  cert.serialNumber = new asn1js.Integer({ valueHex: crypto.randomBytes(16).map((b, i) => (i === 0 ? b & 0x7f : b)) });
+  // 127 random bits, positive and in minimal DER form: a first byte of 0x00 followed by one below 0x80 is an
+  // "illegal padding" that OpenSSL (and so Node's X509Certificate and TLS) refuses, one certificate in 256.
+  cert.serialNumber = new asn1js.Integer({ valueHex: serialBytes(crypto.randomBytes(16)) });
   const name = [
     new pkijs.AttributeTypeAndValue({ type: "2.5.4.3", value: new asn1js.Utf8String({ value: commonName }) }),
   ];
