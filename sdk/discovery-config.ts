@@ -1,8 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
-import { connectionInputs, RUNTIME_RESOURCE_MODULE, RuntimeResourceArgs } from "../provider/pulumi/runtime-resource";
-import { thinProvider } from "../provider/pulumi/thin-provider";
-
-const provider = thinProvider(RUNTIME_RESOURCE_MODULE, "runtimeResourceProvider", ["discovery_config"]);
+import type { RuntimeResourceArgs } from "../provider/pulumi/runtime-resource";
+import { RuntimeBackedResource } from "./runtime-backed";
 
 /** A list of inputs. */
 type InputList<T> = pulumi.Input<pulumi.Input<T>[]>;
@@ -110,15 +108,7 @@ export interface DiscoveryConfigArgs extends RuntimeResourceArgs {
 }
 
 /** Matchers stored in the discovery runtime: which VMs to find and how to enroll them. */
-export class DiscoveryConfig extends pulumi.dynamic.Resource {
-  /** metadata.name. */
-  declare public readonly name: pulumi.Output<string>;
-  /** metadata.description. */
-  declare public readonly description: pulumi.Output<string | undefined>;
-  /** metadata.labels. */
-  declare public readonly labels: pulumi.Output<Record<string, string> | undefined>;
-  /** metadata.expires. */
-  declare public readonly expires: pulumi.Output<string | undefined>;
+export class DiscoveryConfig extends RuntimeBackedResource {
   /** The discovery group. */
   declare public readonly discoveryGroup: pulumi.Output<string>;
   /** AWS matchers with defaults applied. */
@@ -127,30 +117,10 @@ export class DiscoveryConfig extends pulumi.dynamic.Resource {
   declare public readonly gcp: pulumi.Output<pulumi.Unwrap<GcpMatcherArgs>[]>;
   /** Azure matchers with defaults applied. */
   declare public readonly azure: pulumi.Output<pulumi.Unwrap<AzureMatcherArgs>[]>;
-  /** The runtime's URL. */
-  declare public readonly server: pulumi.Output<string | undefined>;
-  /** The admin token (secret). */
-  declare public readonly adminToken: pulumi.Output<string | undefined>;
 
   /** Declares the discovery config `args.name` in the runtime. */
   constructor(name: string, args: DiscoveryConfigArgs, opts?: pulumi.CustomResourceOptions) {
-    const props = {
-      description: undefined,
-      labels: undefined,
-      expires: undefined,
-      aws: undefined,
-      gcp: undefined,
-      azure: undefined,
-      ...args,
-      ...connectionInputs(args),
-    };
-    super(
-      provider,
-      name,
-      props,
-      pulumi.mergeOptions(opts, { additionalSecretOutputs: ["adminToken"] }),
-      "discovery",
-      "DiscoveryConfig",
-    );
+    const props = { aws: undefined, gcp: undefined, azure: undefined, ...args };
+    super("discovery_config", "DiscoveryConfig", name, args, props, opts);
   }
 }

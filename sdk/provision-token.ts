@@ -1,9 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { joinMethodOf, JoinMethod } from "../provider/model";
-import { connectionInputs, RUNTIME_RESOURCE_MODULE, RuntimeResourceArgs } from "../provider/pulumi/runtime-resource";
-import { thinProvider } from "../provider/pulumi/thin-provider";
-
-const provider = thinProvider(RUNTIME_RESOURCE_MODULE, "runtimeResourceProvider", ["token"]);
+import type { RuntimeResourceArgs } from "../provider/pulumi/runtime-resource";
+import { RuntimeBackedResource } from "./runtime-backed";
 
 /** An AWS allow rule of an ec2 or iam token. */
 export interface ProvisionTokenAwsRule {
@@ -57,15 +55,7 @@ export interface ProvisionTokenArgs extends RuntimeResourceArgs {
  * A join token stored in the discovery runtime. Checked by the model at preview; a token whose join method is
  * `token` keeps its name (the shared secret) encrypted in the stack state.
  */
-export class ProvisionToken extends pulumi.dynamic.Resource {
-  /** metadata.name (secret when the join method is token). */
-  declare public readonly name: pulumi.Output<string>;
-  /** metadata.description. */
-  declare public readonly description: pulumi.Output<string | undefined>;
-  /** metadata.labels. */
-  declare public readonly labels: pulumi.Output<Record<string, string> | undefined>;
-  /** metadata.expires. */
-  declare public readonly expires: pulumi.Output<string | undefined>;
+export class ProvisionToken extends RuntimeBackedResource {
   /** Roles a joining node receives. */
   declare public readonly roles: pulumi.Output<string[]>;
   /** The join method, inferred when not given. */
@@ -80,10 +70,6 @@ export class ProvisionToken extends pulumi.dynamic.Resource {
   declare public readonly azure: pulumi.Output<
     { allow: { subscription: string; resourceGroups?: string[] }[] } | undefined
   >;
-  /** The runtime's URL. */
-  declare public readonly server: pulumi.Output<string | undefined>;
-  /** The admin token (secret). */
-  declare public readonly adminToken: pulumi.Output<string | undefined>;
 
   /** Declares the token `args.name` in the runtime. */
   constructor(name: string, args: ProvisionTokenArgs, opts?: pulumi.CustomResourceOptions) {
@@ -93,9 +79,6 @@ export class ProvisionToken extends pulumi.dynamic.Resource {
         joinMethodOf({ join_method: joinMethod, allow, gcp, azure }) === "token" ? pulumi.secret(n) : pulumi.output(n),
       );
     const props = {
-      description: undefined,
-      labels: undefined,
-      expires: undefined,
       joinMethod: undefined,
       awsIidTtl: undefined,
       allow: undefined,
@@ -103,17 +86,8 @@ export class ProvisionToken extends pulumi.dynamic.Resource {
       azure: undefined,
       ...args,
       name: secretName,
-      ...connectionInputs(args),
     };
-    const secretOutputs = ["adminToken", ...(args.joinMethod === "token" ? ["name"] : [])];
-    super(
-      provider,
-      name,
-      props,
-      pulumi.mergeOptions(opts, { additionalSecretOutputs: secretOutputs }),
-      "discovery",
-      "ProvisionToken",
-    );
+    super("token", "ProvisionToken", name, args, props, opts, args.joinMethod === "token" ? ["name"] : []);
   }
 }
 

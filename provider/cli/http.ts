@@ -1,5 +1,7 @@
 import * as fs from "fs";
 import * as https from "https";
+import type { PeerCertificate } from "tls";
+import { describeCertificate } from "../runtime/certificate-pin";
 
 /** An HTTP answer: status and parsed body (JSON when it parses, else text). */
 export interface HttpAnswer {
@@ -15,7 +17,14 @@ export interface RuntimeTarget {
   /** A CA certificate file to trust for the runtime's TLS (NODE_EXTRA_CA_CERTS works too). */
   caFile?: string;
   /** The same as PEM text (a self-signed runtime's own certificate will do); wins over caFile. */
-  ca?: string;
+  ca?: string | string[];
+  /**
+   * `sha256//<base64>`: accept only a server presenting this key, whatever names its certificate carries (a
+   * certificate for a public name still serves on 127.0.0.1). The chain must still verify against the CAs.
+   */
+  pin?: string;
+  /** How long to wait for an answer; default 60 s. */
+  timeoutMs?: number;
 }
 
 /** One request to the runtime with https (no redirects followed, answers capped at 16 MiB). */
@@ -35,7 +44,14 @@ export function request(
   if (target.adminToken) headers.authorization = `Bearer ${target.adminToken}`;
   const ca = target.ca ?? (target.caFile ? fs.readFileSync(target.caFile) : undefined);
   return new Promise((resolve, reject) => {
-    const req = https.request(url, { method, headers, ca, timeout: 60_000 }, (res) => {
+    const timeout = target.timeoutMs ?? 60_000;
+    const options: https.RequestOptions = { method, headers, ca, timeout };
+    if (target.pin)
+      options.checkServerIdentity = (_host: string, cert: PeerCertificate) =>
+        describeCertificate(cert.raw).publicKeyPin === target.pin
+          ? undefined
+          : new Error(`the server's key is not ${target.pin}`);
+    const req = https.request(url, options, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on("data", (c: Buffer) => {
@@ -54,7 +70,7 @@ export function request(
         resolve({ status: res.statusCode ?? 0, body: parsed, text });
       });
     });
-    req.on("timeout", () => req.destroy(new Error(`no answer from ${url.origin} within 60 s`)));
+    req.on("timeout", () => req.destroy(new Error(`no answer from ${url.origin} within ${timeout / 1000} s`)));
     req.on("error", (err) => reject(new Error(`cannot reach ${url.origin}: ${err.message}`)));
     if (payload !== undefined) req.write(payload);
     req.end();

@@ -4,13 +4,12 @@
  * again by pid, and stop it.
  */
 import { spawn } from "child_process";
-import * as crypto from "crypto";
 import * as fs from "fs";
-import * as https from "https";
 import * as net from "net";
 import * as path from "path";
 import * as tls from "tls";
 import { parse, stringify } from "yaml";
+import { request } from "../cli/http";
 import { loadRuntimeConfig, RuntimeConfig } from "../runtime/config";
 import { describeCertificate } from "../runtime/tls";
 import { joinHostPort, splitListenAddr, WireRuntimeConfig } from "./runtime-config";
@@ -133,52 +132,20 @@ export function previousPort(stateDir: string): number | undefined {
   }
 }
 
-function pinOf(cert: tls.PeerCertificate): string {
-  const spki = new crypto.X509Certificate(cert.raw).publicKey.export({ type: "spki", format: "der" });
-  return `sha256//${crypto.createHash("sha256").update(spki).digest("base64")}`;
-}
-
 /**
  * One GET to the runtime, trusting only a server whose key has `pin` (the certificate need not name the host:
  * a user's certificate for a public name still serves on 127.0.0.1).
  */
-export function pinnedGet(
+export async function pinnedGet(
   address: string,
   urlPath: string,
   certPem: string,
   pin: string,
   adminToken?: string,
 ): Promise<{ status: number; body: unknown }> {
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = adminToken ? { authorization: `Bearer ${adminToken}` } : {};
-    const req = https.request(
-      new URL(urlPath, address),
-      {
-        method: "GET",
-        headers,
-        ca: [certPem, ...tls.rootCertificates],
-        timeout: 10_000,
-        checkServerIdentity: (_host, cert) =>
-          pinOf(cert) === pin ? undefined : new Error(`the server's key is not ${pin}`),
-      },
-      (res) => {
-        let text = "";
-        res.on("data", (d: Buffer) => (text += d.toString("utf8")));
-        res.on("end", () => {
-          let body: unknown = text;
-          try {
-            body = JSON.parse(text);
-          } catch {
-            // not JSON
-          }
-          resolve({ status: res.statusCode ?? 0, body });
-        });
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error(`no answer from ${address} within 10 s`)));
-    req.on("error", reject);
-    req.end();
-  });
+  const target = { server: address, adminToken, ca: [certPem, ...tls.rootCertificates], pin, timeoutMs: 10_000 };
+  const { status, body } = await request(target, "GET", urlPath);
+  return { status, body };
 }
 
 /** The last lines of a log file, for errors. */

@@ -33,6 +33,7 @@ const CLOUDS_MODULE = require.resolve("../enroll/clouds");
 const ALL_CLOUDS_MODULE = require.resolve("../clouds");
 const HTTP_BACKEND_MODULE = require.resolve("../enroll/http-backend");
 const HTTP_MODULE = require.resolve("../cli/http");
+const PIN_MODULE = require.resolve("../runtime/certificate-pin");
 
 function hasUnknown(v: unknown): boolean {
   if (v === UNKNOWN) return true;
@@ -70,7 +71,7 @@ function target(inputs: EnrollmentInputs) {
 /** How instances reach the runtime: its host:port and the pin of the TLS key this process verified. */
 async function endpoint(server: string, ca?: string) {
   const tls: typeof import("tls") = require("tls");
-  const crypto: typeof import("crypto") = require("crypto");
+  const { describeCertificate }: typeof import("../runtime/certificate-pin") = require(PIN_MODULE);
   const url = new URL(server);
   const port = Number(url.port || 443);
   const der = await new Promise<Buffer>((resolve, reject) => {
@@ -81,11 +82,7 @@ async function endpoint(server: string, ca?: string) {
     });
     s.on("error", reject);
   });
-  const spki = new crypto.X509Certificate(der).publicKey.export({ type: "spki", format: "der" });
-  return {
-    proxyAddr: `${url.hostname}:${port}`,
-    caPin: `sha256//${crypto.createHash("sha256").update(spki).digest("base64")}`,
-  };
+  return { proxyAddr: `${url.hostname}:${port}`, caPin: describeCertificate(der).publicKeyPin };
 }
 
 /** Node names the matchers select that are not in the inventory yet. */

@@ -4,6 +4,10 @@ import * as net from "net";
 import * as path from "path";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
+import { describeCertificate } from "./certificate-pin";
+
+// The pin has a module of its own, light enough for every HTTPS client; it is this module's too.
+export { describeCertificate };
 
 /** A certificate serial from random bytes: the top bit cleared (positive), the first byte never 0 (minimal DER). */
 export function serialBytes(random: Uint8Array): Uint8Array {
@@ -27,16 +31,6 @@ export interface TlsMaterial {
 function pem(label: string, der: ArrayBuffer | Buffer): string {
   const b64 = Buffer.from(der as ArrayBuffer).toString("base64");
   return `-----BEGIN ${label}-----\n${b64.replace(/(.{64})/g, "$1\n").replace(/\n$/, "")}\n-----END ${label}-----\n`;
-}
-
-/** Fingerprint and public-key pin of a PEM certificate. */
-export function describeCertificate(certPem: string): { fingerprint: string; publicKeyPin: string } {
-  const x509 = new crypto.X509Certificate(certPem);
-  const spki = x509.publicKey.export({ type: "spki", format: "der" });
-  return {
-    fingerprint: x509.fingerprint256,
-    publicKeyPin: `sha256//${crypto.createHash("sha256").update(spki).digest("base64")}`,
-  };
 }
 
 /** Makes a self-signed ECDSA P-256 server certificate for `hosts` (DNS names or IP addresses). */

@@ -115,17 +115,6 @@ function passphraseEnv(opts: DeployOptions, env: NodeJS.ProcessEnv, stateDir: st
   return { PULUMI_CONFIG_PASSPHRASE_FILE: file };
 }
 
-/** NODE_EXTRA_CA_CERTS for the providers: the runtime's CA file, plus the one already set (Node reads one file). */
-function caEnv(caFile: string | undefined, env: NodeJS.ProcessEnv, workDir: string): Record<string, string> {
-  if (!caFile) return {};
-  const inherited = env.NODE_EXTRA_CA_CERTS;
-  if (!inherited || !fs.existsSync(inherited) || path.resolve(inherited) === path.resolve(caFile))
-    return { NODE_EXTRA_CA_CERTS: path.resolve(caFile) };
-  const bundle = path.join(workDir, "ca-bundle.pem");
-  fs.writeFileSync(bundle, `${fs.readFileSync(inherited, "utf8").trim()}\n${fs.readFileSync(caFile, "utf8").trim()}\n`);
-  return { NODE_EXTRA_CA_CERTS: bundle };
-}
-
 function plainOutputs(outputs: OutputMap): Record<string, unknown> {
   return Object.fromEntries(Object.entries(outputs).map(([k, v]) => [k, v.secret ? "[secret]" : v.value]));
 }
@@ -191,7 +180,6 @@ export async function deployDocuments(opts: DeployOptions): Promise<DeployResult
     PULUMI_SKIP_UPDATE_CHECK: "true",
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
     ...passphraseEnv(opts, baseEnv, stateDir),
-    ...caEnv(connection.caFile, baseEnv, workDir),
   };
   const auto = await import("@pulumi/pulumi/automation");
   const pulumiCommand = await auto.PulumiCommand.get({ root: pulumiRoot(cli.binary, stateDir) });
