@@ -7,7 +7,7 @@ export class JoinRefusal extends Error {
     /** The reason shown to the caller and written to the audit log. */
     public readonly reason: string,
     /** HTTP status of the refusal. */
-    public readonly status: 400 | 403 | 429 = 403,
+    public readonly status: 400 | 403 | 414 | 429 = 403,
   ) {
     super(reason);
     this.name = "JoinRefusal";

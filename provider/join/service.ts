@@ -1,7 +1,13 @@
 import * as crypto from "crypto";
 import { JOIN_METHODS, Token, validateDocument } from "../model";
 import type { Store } from "../runtime/store/types";
-import { signHostCertificate, trustedPublicKeys } from "../ssh";
+import {
+  CertificateRequestError,
+  parsePublicKeyLine,
+  ParsedPublicKey,
+  signHostCertificate,
+  trustedPublicKeys,
+} from "../ssh";
 import { JoinRefusal } from "./errors";
 import { AttestContext, joinMethod } from "./methods";
 import { RateLimiter } from "./rate-limit";
@@ -45,12 +51,39 @@ export interface JoinServiceOptions {
 const CHALLENGE_TTL_MS = 60_000;
 const PUBLIC_KEY_RE = /^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}( [^\n]{0,200})?$/;
 
+/** The host key of a join request, decoded; anything else is `bad_host_key` before any lookup or cloud call. */
+function hostKeyOf(b: Record<string, unknown>): ParsedPublicKey {
+  const text = str(b, "host_public_key", 16 * 1024).trim();
+  const bad = (why: string) =>
+    new JoinRefusal(
+      "bad_host_key",
+      `host_public_key ${why}; send one line such as the contents of /etc/ssh/ssh_host_ed25519_key.pub`,
+      400,
+    );
+  if (!PUBLIC_KEY_RE.test(text)) throw bad("is not one OpenSSH public key line");
+  try {
+    return parsePublicKeyLine(text);
+  } catch {
+    throw bad("does not decode to the key its type names (truncated, or another key type)");
+  }
+}
+
 function str(body: Record<string, unknown>, field: string, max = 512): string {
   const v = body[field];
   if (typeof v !== "string" || v.length === 0)
     throw new JoinRefusal("missing_field", `request field "${field}" is required and must be a string`, 400);
   if (v.length > max) throw new JoinRefusal("field_too_long", `request field "${field}" is longer than ${max}`, 400);
   return v;
+}
+
+/** Signs, turning a refused certificate request into a refusal the client sees (never a 500). */
+function certificateOrRefusal(sign: () => string): string {
+  try {
+    return sign();
+  } catch (err) {
+    if (err instanceof CertificateRequestError) throw new JoinRefusal(`certificate_${err.code}`, err.message, 400);
+    throw err;
+  }
 }
 
 /** Verifies joins against tokens, enforces one join per node, and issues host certificates. */
@@ -103,15 +136,15 @@ export class JoinService {
         throw new JoinRefusal("unknown_method", `method must be one of ${JOIN_METHODS.join(", ")}`, 400);
       const rawToken = str(b, "token", 253);
       tokenName = method === "token" ? secretTokenKey(rawToken) : rawToken;
-      const hostKey = str(b, "host_public_key", 16 * 1024).trim();
-      if (!PUBLIC_KEY_RE.test(hostKey))
-        throw new JoinRefusal("bad_host_key", "host_public_key must be one OpenSSH public key line", 400);
+      const hostKey = hostKeyOf(b);
       const def = joinMethod(method);
       if (!def) throw new JoinRefusal("method_unavailable", `join method "${method}" is not available here`, 400);
+      def.validate?.(b, this.opts.settings, this.now());
       const token = await this.token(method, rawToken);
       const ctx: AttestContext = {
         token,
         tokenName,
+        hostKey,
         now: this.now(),
         clusterName: this.opts.clusterName,
         settings: this.opts.settings,
@@ -123,19 +156,21 @@ export class JoinService {
       const userCa = await this.opts.store.getCertAuthority("user");
       if (!hostCa || !userCa) throw new Error("certificate authorities are not initialized");
       const ttl = this.opts.certificateTtlSeconds;
-      const hostCertificate = signHostCertificate(hostCa, {
-        publicKey: hostKey,
-        principals: [...new Set(attested.principals)],
-        ttlSeconds: ttl,
-        keyId: attested.nodeName,
-      });
+      const hostCertificate = certificateOrRefusal(() =>
+        signHostCertificate(hostCa, {
+          publicKey: hostKey.line,
+          principals: [...new Set(attested.principals)],
+          ttlSeconds: ttl,
+          keyId: attested.nodeName,
+        }),
+      );
       const labels = { ...(await this.discoveredLabels(attested.labels)), "discovery/join-method": method };
       const inserted = await this.opts.store.insertNode({
         name: attested.nodeName,
         labels,
         joinMethod: method,
         token: tokenName,
-        hostPublicKey: hostKey,
+        hostPublicKey: hostKey.line,
         principals: attested.principals,
         joinedAt: this.now().toISOString(),
       });

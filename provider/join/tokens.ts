@@ -15,13 +15,12 @@ export function isSecretToken(token: Token): boolean {
 /** What is shown instead of a secret token's name. */
 export const REDACTED_NAME = "(secret)";
 
-// The shared-secret method: knowing the token is the proof. The node is named after its host key,
-// so one host key joins once.
+// The shared-secret method: knowing the token is the proof. The node is named after its decoded host key
+// (the hash of the key itself, not of its text), so one host key joins once however it is spelled.
 registerJoinMethod("token", {
   needsChallenge: false,
-  attest: async (body) => {
-    const key = String(body.host_public_key).trim().split(/\s+/)[1] ?? "";
-    const nodeName = `node-${crypto.createHash("sha256").update(key).digest("hex").slice(0, 16)}`;
+  attest: async (_body, ctx) => {
+    const nodeName = `node-${ctx.hostKey.sha256.slice(0, 16)}`;
     return { nodeName, labels: { "discovery/origin": "token" }, principals: [nodeName] };
   },
 });

@@ -8,8 +8,9 @@ import { JoinRefusal } from "../join/errors";
 import { JoinService } from "../join/service";
 import "../join/tokens";
 import "../clouds";
-import { generateCertAuthority } from "../ssh";
+import { CertificateRequestError, generateCertAuthority } from "../ssh";
 import { adminRoutes } from "./admin-routes";
+import { MAX_BODY_DEPTH, nestingDepth } from "./body-depth";
 import { RuntimeConfig } from "./config";
 import { builtinInstallers, isInstallerName, renderInstaller } from "./installers";
 import { RuntimeMetrics } from "./metrics";
@@ -122,14 +123,33 @@ export async function startRuntime(config: RuntimeConfig, opts: { logger?: Logge
     bodyLimit: 64 * 1024,
     https: { cert: tls.cert, key: tls.key },
     trustProxy: false,
+    // Errors the router raises before any handler (a URL that is not valid percent-encoding, a path segment
+    // over the length limit) get SPEC's error shape like every other refusal.
+    frameworkErrors: (err, _req, reply) =>
+      sendRefusal(reply, new JoinRefusal("malformed_request", err.message, err.statusCode === 414 ? 414 : 400)),
   });
+  app.setNotFoundHandler((req, reply) =>
+    reply
+      .code(404)
+      .send({ error: { code: "not_found", message: `no route ${req.method} ${redactUrl(req.url).slice(0, 200)}` } }),
+  );
+  const tooDeep = () =>
+    new JoinRefusal("body_too_deep", `the request body nests deeper than ${MAX_BODY_DEPTH} levels`, 400);
+  const json = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (req, body, done) =>
+    nestingDepth(body as string) > MAX_BODY_DEPTH ? done(tooDeep(), undefined) : json(req, body as string, done),
+  );
   app.addContentTypeParser(
     ["application/yaml", "text/yaml", "application/x-yaml", "text/plain"],
     { parseAs: "string" },
-    (_req, body, done) => done(null, body),
+    (_req, body, done) =>
+      nestingDepth(body as string) > MAX_BODY_DEPTH ? done(tooDeep(), undefined) : done(null, body),
   );
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     if (err instanceof JoinRefusal) return sendRefusal(reply, err);
+    // A certificate request built from a client's input: the client's fault, named by its field.
+    if (err instanceof CertificateRequestError) return sendRefusal(reply, new JoinRefusal(err.code, err.message, 400));
     if (err.code === "FST_ERR_CTP_BODY_TOO_LARGE")
       return sendRefusal(reply, new JoinRefusal("body_too_large", "the request body is larger than 64 KiB", 400));
     if (err.statusCode && err.statusCode < 500)
@@ -157,10 +177,14 @@ export async function startRuntime(config: RuntimeConfig, opts: { logger?: Logge
   const installer = async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply) => {
     const { name } = req.params;
     // The pattern is checked before any lookup: no path, no traversal, no other key reaches the store.
-    if (!isInstallerName(name)) return reply.code(404).type("text/plain").send("no such installer\n");
+    const none = () =>
+      reply
+        .code(404)
+        .send({ error: { code: "not_found", message: "no such installer; names match [a-z0-9][a-z0-9._-]{0,62}" } });
+    if (!isInstallerName(name)) return none();
     const stored = await store.getResource("installer", name);
     const script = (stored?.doc.spec as { script?: string } | undefined)?.script ?? builtinInstallers().get(name);
-    if (!script) return reply.code(404).type("text/plain").send("no such installer\n");
+    if (!script) return none();
     const body = renderInstaller(script, { PublicProxyAddr: config.publicHostPort, ClusterName: config.clusterName });
     return reply.type("text/plain; charset=utf-8").header("cache-control", "no-store").send(body);
   };

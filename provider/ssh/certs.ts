@@ -57,7 +57,11 @@ const BAD_PRINCIPAL_CHARS = /[\s,\x00-\x1f\x7f]/;
 function parseSubjectKey(publicKey: string): sshpk.Key {
   const line = typeof publicKey === "string" ? publicKey.trim() : "";
   try {
-    if (line !== "" && !line.includes("\n")) return sshpk.parseKey(line, "ssh");
+    if (line !== "" && !line.includes("\n")) {
+      const key = sshpk.parseKey(line, "ssh");
+      // sshpk reads the type from the blob; a line whose label names another type is inconsistent.
+      if (key.toString("ssh").split(" ")[0] === line.split(/\s+/)[0]) return key;
+    }
   } catch {
     // Fall through to the one message that tells the caller what to pass instead.
   }
@@ -67,6 +71,23 @@ function parseSubjectKey(publicKey: string): sshpk.Key {
     'is not an OpenSSH public key; pass one line such as "ssh-ed25519 AAAA... comment", ' +
       "e.g. the contents of a .pub file (not the private key, not a certificate)",
   );
+}
+
+/** A public key a node presented, decoded: its canonical line (type and base64, no comment) and SHA-256 fingerprint. */
+export interface ParsedPublicKey {
+  /** `<type> <base64>` re-encoded from the decoded key, so two spellings of one key give one line. */
+  line: string;
+  /** Hex SHA-256 of the key's wire encoding: the same for every spelling of the key. */
+  sha256: string;
+}
+
+/** Decodes one OpenSSH public key line; throws {@link CertificateRequestError} `public_key_invalid` otherwise. */
+export function parsePublicKeyLine(publicKey: string): ParsedPublicKey {
+  const key = parseSubjectKey(publicKey);
+  return {
+    line: key.toString("ssh").split(" ").slice(0, 2).join(" "),
+    sha256: key.fingerprint("sha256").hash.toString("hex"),
+  };
 }
 
 /** Checks principals; an empty list must be refused because OpenSSH reads it as "valid for every name". */

@@ -5,7 +5,14 @@ import { DescribeImagesCommand, EC2Client, RunInstancesCommand, StopInstancesCom
 import { createSigner, identityDocument, signIdentityDocument, testCa, TestSigner } from "../fixtures/iid-signer";
 import { MOTO_CREDENTIALS, startMoto, Moto } from "../fixtures/moto";
 import { startTestRuntime, TestRuntime } from "../fixtures/runtime";
-import { iamJoinBody, instanceCredentials, newHostKey } from "../fixtures/joins";
+import { signedGetCallerIdentity } from "../../provider/clouds/aws/sts-request";
+import {
+  botocoreSignedGetCallerIdentity,
+  iamJoinBody,
+  instanceCredentials,
+  newHostKey,
+  sdkSignedGetCallerIdentity,
+} from "../fixtures/joins";
 
 /**
  * The join API under attack: every request below is forged, replayed, malformed or out of policy, and must be
@@ -46,6 +53,8 @@ spec: {roles: [Node], join_method: ec2, allow: [{aws_account: "${ACCOUNT}", aws_
 `;
 
 type Answer = Awaited<ReturnType<TestRuntime["call"]>>;
+const rsaHostKey = () => newHostKey("rsa");
+const ecdsaHostKey = () => newHostKey("ecdsa");
 function refused(r: Answer, status: number, reason: string): void {
   const code = status === 403 ? "access_denied" : status === 429 ? "rate_limited" : "bad_request";
   expect({ status: r.status, code: r.body?.error?.code, reason: r.body?.error?.reason }).toEqual({
@@ -60,6 +69,8 @@ describe("join API red team: generic, token and iam refusals", () => {
   let moto: Moto;
   let rt: TestRuntime;
   const join = (body: unknown) => rt.call("POST", "/v1/join", body);
+  const freshChallenge = async () =>
+    (await rt.call("POST", "/v1/join/challenge", { method: "iam", token: "iam-token" })).body.challenge as string;
   const iamBody = async (token: string, instance: string, role = "node") =>
     iamJoinBody(rt, {
       token,
@@ -144,6 +155,32 @@ describe("join API red team: generic, token and iam refusals", () => {
         403,
         "token_expired",
       ));
+    it("names the node after the decoded key: the same key spelled otherwise is the same node", async () => {
+      const key = ecdsaHostKey();
+      const [type, blob] = key.split(" ");
+      const ok = await join({ method: "token", token: SECRET, host_public_key: `${type} ${blob} first-comment` });
+      expect(ok.status).toBe(200);
+      // The last base64 character before the padding carries two unused bits: set them, same bytes.
+      const last = blob.replace(/=+$/, "").slice(-1);
+      const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+      const respelled = `${blob.replace(/=+$/, "").slice(0, -1)}${alphabet[alphabet.indexOf(last) | 3]}=`;
+      expect(respelled).not.toBe(blob);
+      expect(Buffer.from(respelled, "base64")).toEqual(Buffer.from(blob, "base64"));
+      refused(
+        await join({ method: "token", token: SECRET, host_public_key: `${type} ${respelled} another-comment` }),
+        403,
+        "already_joined",
+      );
+    });
+    it.each([
+      ["a truncated key", "ssh-ed25519 AAAA"],
+      ["an rsa key labelled ed25519", () => `ssh-ed25519 ${rsaHostKey().split(" ")[1]}`],
+    ])("%s is refused as bad_host_key and nothing is stored", async (_, key) => {
+      const host_public_key = typeof key === "function" ? key() : key;
+      const before = (await rt.call("GET", "/v1/nodes", undefined, { admin: true })).body.nodes.length;
+      refused(await join({ method: "token", token: SECRET, host_public_key }), 400, "bad_host_key");
+      expect((await rt.call("GET", "/v1/nodes", undefined, { admin: true })).body.nodes.length).toBe(before);
+    });
     it("joins once; the same host joining again is refused and audited", async () => {
       const key = newHostKey();
       const ok = await join({ method: "token", token: SECRET, host_public_key: key });
@@ -172,9 +209,20 @@ describe("join API red team: generic, token and iam refusals", () => {
       expect((await join(body)).status).toBe(200);
       refused(await join({ ...body, host_public_key: newHostKey() }), 403, "challenge_invalid");
     });
-    it("a challenge never issued", async () => {
+    it("a challenge never issued, signed into the request", async () => {
+      const challenge = "A".repeat(43);
+      const sts_request = await signedGetCallerIdentity({
+        challenge,
+        stsEndpoint: moto.endpoint,
+        region: "us-east-1",
+        credentials: await instanceCredentials(moto.endpoint, ACCOUNT, "i-0a1b2c3d4e5f60003"),
+      });
+      const body = { method: "iam", token: "iam-token", host_public_key: newHostKey(), challenge, sts_request };
+      refused(await join(body), 403, "challenge_invalid");
+    });
+    it("a body naming another challenge than the one signed", async () => {
       const body = await iamBody("iam-token", "i-0a1b2c3d4e5f60003");
-      refused(await join({ ...body, challenge: "A".repeat(43) }), 403, "challenge_invalid");
+      refused(await join({ ...body, challenge: "A".repeat(43) }), 403, "sts_challenge_mismatch");
     });
     it("no challenge at all", async () => {
       const { challenge: _c, ...body } = await iamBody("iam-token", "i-0a1b2c3d4e5f60004");
@@ -242,6 +290,63 @@ describe("join API red team: generic, token and iam refusals", () => {
       const body = await iamBody("iam-token", "i-0a1b2c3d4e5f60013");
       const { authorization: _a, ...headers } = body.sts_request.headers;
       refused(await join({ ...body, sts_request: { ...body.sts_request, headers } }), 400, "sts_authorization_missing");
+    });
+    it.each([
+      ["botocore's SigV4Auth (Python), which hands back no Host header", "botocore", "i-0a1b2c3d4e5f60101"],
+      ["the AWS SDK for JS v3's own STSClient (user-agent and retry headers)", "js-sdk", "i-0a1b2c3d4e5f60102"],
+    ])("accepts a request signed by %s", async (_, signer, instance) => {
+      const challenge = await freshChallenge();
+      const creds = await instanceCredentials(moto.endpoint, ACCOUNT, instance);
+      const sts_request =
+        signer === "botocore"
+          ? botocoreSignedGetCallerIdentity(moto.endpoint, challenge, creds)
+          : await sdkSignedGetCallerIdentity(moto.endpoint, challenge, creds);
+      const names = Object.keys(sts_request.headers).map((h) => h.toLowerCase());
+      if (signer === "botocore") expect(names).not.toContain("host");
+      else expect(names).toEqual(expect.arrayContaining(["amz-sdk-invocation-id", "x-amz-user-agent"]));
+      const r = await join({
+        method: "iam",
+        token: "iam-token",
+        host_public_key: newHostKey(),
+        challenge,
+        sts_request,
+      });
+      expect([r.status, r.body.labels?.["discovery/account-id"]]).toEqual([200, ACCOUNT]);
+    });
+    it("a botocore request whose added Host header names another host", async () => {
+      const challenge = await freshChallenge();
+      const creds = await instanceCredentials(moto.endpoint, ACCOUNT, "i-0a1b2c3d4e5f60103");
+      const signed = botocoreSignedGetCallerIdentity(moto.endpoint, challenge, creds);
+      const sts_request = { ...signed, headers: { ...signed.headers, Host: "sts.amazonaws.com" } };
+      refused(
+        await join({ method: "iam", token: "iam-token", host_public_key: newHostKey(), challenge, sts_request }),
+        403,
+        "sts_host_header_mismatch",
+      );
+    });
+    it.each([
+      ["a control character", "agent\u0007", "i-0a1b2c3d4e5f60104"],
+      ["non-ASCII text", "agent-café", "i-0a1b2c3d4e5f60105"],
+      ["a NUL", "agent\u0000x", "i-0a1b2c3d4e5f60106"],
+    ])("a header value with %s is a 400 that leaves the challenge unused", async (_, value, instance) => {
+      const body = await iamBody("iam-token", instance);
+      const headers = { ...body.sts_request.headers, "user-agent": value };
+      refused(await join({ ...body, sts_request: { ...body.sts_request, headers } }), 400, "sts_request_malformed");
+      expect((await join(body)).status).toBe(200);
+    });
+    it.each([
+      ["a truncated ed25519 key", "ssh-ed25519 AAAA", "i-0a1b2c3d4e5f60107"],
+      ["a cut-off ed25519 blob", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI", "i-0a1b2c3d4e5f60108"],
+      [
+        "an ssh-rsa blob labelled ssh-ed25519",
+        () => `ssh-ed25519 ${rsaHostKey().split(" ")[1]}`,
+        "i-0a1b2c3d4e5f60109",
+      ],
+    ])("%s is a 400 bad_host_key before attestation: the challenge is still unused", async (_, key, instance) => {
+      const body = await iamBody("iam-token", instance);
+      const host_public_key = typeof key === "function" ? key() : key;
+      refused(await join({ ...body, host_public_key }), 400, "bad_host_key");
+      expect((await join(body)).status).toBe(200);
     });
     it("a caller in an account the token does not allow", async () =>
       refused(await join(await iamBody("iam-other-account", "i-0a1b2c3d4e5f60014")), 403, "iam_no_matching_rule"));

@@ -25,12 +25,14 @@ const AWS_STS_HOSTS = new Set(["sts.amazonaws.com", ...STS_REGIONS.map((r) => `s
 
 /**
  * Headers a signed GetCallerIdentity may carry. Only SigV4's own `x-amz-*` headers: `x-amz-target` would switch
- * STS to its JSON protocol and another action. `user-agent` is harmless and sent by SDKs and curl;
- * `accept-encoding` is refused because a compressed answer has no use here and would have to be inflated.
+ * STS to its JSON protocol and another action. `user-agent`, `x-amz-user-agent` and the SDKs' retry bookkeeping
+ * `amz-sdk-invocation-id`/`amz-sdk-request` are harmless and signed by the AWS SDKs for JS v3 and Go v2, so a
+ * request built by their own STS clients passes; `accept-encoding` is refused because a compressed answer has no
+ * use here and would have to be inflated.
  */
 export const STS_ALLOWED_HEADERS: ReadonlySet<string> = new Set([
   "host", "content-type", "content-length", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256",
-  "authorization", CHALLENGE_HEADER, "user-agent",
+  "authorization", CHALLENGE_HEADER, "user-agent", "x-amz-user-agent", "amz-sdk-invocation-id", "amz-sdk-request",
 ]); // prettier-ignore
 
 const MAX_URL = 2048;
@@ -138,15 +140,16 @@ export function checkStsRequest(req: unknown, opts: CheckStsRequestOptions): Sts
   const headers: Record<string, string> = {};
   for (const [name, value] of raw) {
     const lower = name.toLowerCase();
-    if (typeof value !== "string" || /[\r\n\0]/.test(value))
-      refuse("sts_request_malformed", `header ${show(name)} must be one string on one line`, 400);
+    // Only printable ASCII and tab: Node refuses to send anything else in a header (a 500 if it got that far),
+    // and no SigV4 header needs more.
+    if (typeof value !== "string" || /[^\t\x20-\x7e]/.test(value))
+      refuse("sts_request_malformed", `header ${show(name)} must be one line of printable ASCII`, 400);
     if (value.length > MAX_HEADER_VALUE) refuse("sts_request_too_large", `header ${show(name)} exceeds 8 KiB`, 400);
     if (lower in headers) refuse("sts_header_duplicate", `header ${show(name)} is given twice`, 400);
     if (!STS_ALLOWED_HEADERS.has(lower)) refuse("sts_header_not_allowed", `header ${show(name)} is not allowed`);
     headers[lower] = value;
   }
-  if (headers.host === undefined) refuse("sts_host_header_missing", "the signed host header is missing", 400);
-  if (headers.host !== url.host)
+  if (headers.host !== undefined && headers.host !== url.host)
     refuse("sts_host_header_mismatch", `host header ${show(headers.host)} differs from the url host ${url.host}`);
   if (!/^application\/x-www-form-urlencoded(; ?charset=utf-8)?$/i.test(headers["content-type"] ?? ""))
     refuse("sts_content_type_not_allowed", "content-type must be application/x-www-form-urlencoded; charset=utf-8");
@@ -159,6 +162,9 @@ export function checkStsRequest(req: unknown, opts: CheckStsRequestOptions): Sts
   if (!auth) refuse("sts_authorization_malformed", "authorization is not an AWS4-HMAC-SHA256 signature for sts", 400);
   const signed = auth[1].split(";");
   if (!signed.includes("host")) refuse("sts_host_not_signed", "host must be among SignedHeaders");
+  // botocore signs the host from the URL and hands back no Host header; the URL is already checked against the
+  // allowlist, so the host it names is the one that was signed (a different one fails STS's signature check).
+  headers.host ??= url.host;
   if (!signed.includes(CHALLENGE_HEADER))
     refuse("sts_challenge_not_signed", `${CHALLENGE_HEADER} must be signed, or a captured request could be replayed`);
 
@@ -173,6 +179,28 @@ export function checkStsRequest(req: unknown, opts: CheckStsRequestOptions): Sts
   if (!sameSecret(carried, opts.challenge))
     refuse("sts_challenge_mismatch", `${CHALLENGE_HEADER} is not the challenge issued for this join`);
   return { url: r.url, method: r.method, headers, body: r.body };
+}
+
+/** Options of {@link checkIamJoinRequest}. */
+export interface CheckIamJoinRequestOptions {
+  /** `join.aws.sts_endpoint`. */
+  stsEndpoint: string;
+  /** Server time. */
+  now: Date;
+}
+
+/**
+ * The iam fields of a join request, checked before the service loads the token or consumes the challenge: the
+ * challenge the body names and a signed request that passes {@link checkStsRequest} for it. A malformed request
+ * is refused here without burning the challenge; the attestor checks again against the consumed one.
+ */
+export function checkIamJoinRequest(body: Record<string, unknown>, opts: CheckIamJoinRequestOptions): void {
+  const challenge = body.challenge;
+  if (typeof challenge !== "string" || challenge.length === 0 || challenge.length > 128)
+    refuse("missing_field", 'request field "challenge" is required: the string POST /v1/join/challenge returned', 400);
+  if (body.sts_request === undefined)
+    refuse("missing_field", 'request field "sts_request" is required: {url, method, headers, body}', 400);
+  checkStsRequest(body.sts_request, { challenge, stsEndpoint: opts.stsEndpoint, now: opts.now });
 }
 
 /** Options of {@link callSts}. */

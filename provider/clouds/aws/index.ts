@@ -4,7 +4,7 @@ import { JoinRefusal } from "../../join/errors";
 import type { AwsMatcher } from "../../model";
 import { registerJoinMethod } from "../../join/methods";
 import { attestEc2 } from "./attest-ec2";
-import { attestIam, OrganizationCache } from "./attest-iam";
+import { attestIam, checkIamJoinRequest, OrganizationCache } from "./attest-iam";
 import { accountCredentials } from "./credentials";
 import { fetchEc2 } from "./fetch";
 import { installViaSsm } from "./install-ssm";
@@ -15,6 +15,7 @@ let describeAccount: ReturnType<typeof organizationsDescribeAccount> | undefined
 
 registerJoinMethod("iam", {
   needsChallenge: true,
+  validate: (body, settings, now) => checkIamJoinRequest(body, { stsEndpoint: settings.aws.stsEndpoint, now }),
   attest: async (body, ctx) => {
     if (!ctx.challenge) throw new JoinRefusal("challenge_missing", "an iam join needs a challenge", 400);
     const a = await attestIam(body, {
