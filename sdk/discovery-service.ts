@@ -44,8 +44,13 @@ export interface RuntimeConfigArgs {
     aws?: { extraCaCerts?: string[]; stsEndpoint?: string };
     gcp?: { issuer?: string; jwksUrl?: string };
     rateLimit?: { requestsPerMinute: number; burst: number };
+    /** Lifetime of the host certificates joins issue, e.g. 24h; at most (and by default) 720h. */
     certificateTtl?: string;
   };
+  /** Audit log: events older than `retention` (a duration; default 720h, 30 days) are deleted. */
+  audit?: { retention?: string };
+  /** `requireAdminToken: true`: GET /metrics answers 401 without the admin bearer token (default false). */
+  metrics?: { requireAdminToken?: boolean };
   /** The runtime's own discovery loop, as a teleport.yaml's discovery_service. */
   discoveryService?: {
     enabled?: boolean;

@@ -1,11 +1,10 @@
 import { execFileSync } from "child_process";
 import * as fs from "fs";
-import * as path from "path";
 import { Command, Option } from "commander";
 import { InstanceMetadata } from "../clouds/aws/imds";
 import { signedGetCallerIdentity } from "../clouds/aws/sts-request";
-import { editSshdConfig } from "../ssh";
 import { answerError, request, RuntimeTarget } from "./http";
+import { checkJoinFiles, installSshdConfig } from "./join-files";
 
 /** Options of `discovery join`. */
 export interface JoinOptions {
@@ -20,25 +19,14 @@ export interface JoinOptions {
   stsEndpoint?: string;
 }
 
-function ensureHostKey(file: string): string {
-  if (!fs.existsSync(file)) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", file]);
-  }
-  if (!fs.existsSync(file + ".pub")) fs.writeFileSync(file + ".pub", execFileSync("ssh-keygen", ["-y", "-f", file]));
-  return fs
-    .readFileSync(file + ".pub", "utf8")
-    .trim()
-    .split(/\s+/)
-    .slice(0, 2)
-    .join(" ");
-}
-
-/** Joins this machine: proves its identity with the method, then installs the host certificate and CA keys. */
+/**
+ * Joins this machine: checks every path first (a join is used once, so a bad path must not spend it), proves the
+ * identity with the method, then installs the host certificate and CA keys.
+ */
 export async function joinNode(o: JoinOptions): Promise<{ nodeName: string; files: string[] }> {
   const target: RuntimeTarget = { server: o.server, caFile: o.caCert };
-  const hostKey = o.hostKey ?? (o.opensshConfig ? "/etc/ssh/ssh_host_ed25519_key" : path.join(o.dataDir, "host_key"));
-  const body: Record<string, unknown> = { method: o.method, token: o.token, host_public_key: ensureHostKey(hostKey) };
+  const files = checkJoinFiles(o);
+  const body: Record<string, unknown> = { method: o.method, token: o.token, host_public_key: files.hostPublicKey };
   const imds = new InstanceMetadata();
   if (o.method === "ec2") body.iid = (await imds.get("/latest/dynamic/instance-identity/rsa2048")).replace(/\s+/g, "");
   if (o.method === "iam") {
@@ -63,27 +51,19 @@ export async function joinNode(o: JoinOptions): Promise<{ nodeName: string; file
     host_ca_public_keys: string[];
     user_ca_public_keys: string[];
   };
-  fs.mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
-  const files = {
-    cert: `${hostKey}-cert.pub`,
-    userCa: path.join(o.dataDir, "user_ca.pub"),
-    knownHosts: path.join(o.dataDir, "known_hosts"),
-    node: path.join(o.dataDir, "node"),
-  };
   fs.writeFileSync(files.cert, r.host_certificate + "\n", { mode: 0o644 });
   fs.writeFileSync(files.userCa, r.user_ca_public_keys.join("\n") + "\n", { mode: 0o644 });
   fs.writeFileSync(files.knownHosts, r.host_ca_public_keys.map((k) => `@cert-authority * ${k}`).join("\n") + "\n");
   fs.writeFileSync(files.node, r.node_name + "\n");
-  const written = Object.values(files);
-  if (o.opensshConfig) {
-    const before = fs.readFileSync(o.opensshConfig, "utf8");
-    const after = editSshdConfig(before, {
-      hostKeyPath: hostKey,
-      hostCertificatePath: files.cert,
-      trustedUserCaKeysPath: files.userCa,
-    });
-    if (after !== before) fs.writeFileSync(o.opensshConfig, after);
-    written.push(o.opensshConfig);
+  const written = [files.cert, files.userCa, files.knownHosts, files.node];
+  if (files.sshdConfig) {
+    try {
+      installSshdConfig(files);
+    } catch (err) {
+      // The join is spent by now: say what was written, so the operator finishes by hand instead of rejoining.
+      throw new Error(`joined as ${r.node_name} and wrote ${written.join(", ")}, but ${(err as Error).message}`);
+    }
+    written.push(files.sshdConfig);
     if (o.restartSshd) restartSshd();
   }
   return { nodeName: r.node_name, files: written };

@@ -2,6 +2,7 @@ import * as fs from "fs";
 import { Command } from "commander";
 import * as sshpk from "sshpk";
 import { ConfigError, loadRuntimeConfig, RuntimeConfig } from "../runtime/config";
+import { assertPrivateFiles } from "../runtime/file-modes";
 import { startRuntime } from "../runtime/server";
 import { openStore } from "../runtime/store";
 
@@ -61,6 +62,8 @@ export function serveCommand(): Command {
     .action(async (opts: { config: string }) => {
       const config = configOrReport(opts.config);
       if (!config) return;
+      // Before seeding opens the store: a store other users can read is refused, not written to.
+      assertPrivateFiles(config);
       await seedCertAuthorities(config);
       const runtime = await startRuntime(config);
       let stopping = false;

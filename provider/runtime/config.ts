@@ -4,16 +4,38 @@ import { z } from "zod";
 import {
   discoveryServiceSection,
   DiscoveryServiceSection,
+  duration,
   fieldError,
+  parseDuration,
   parseYamlWith,
   SourceProblem,
   zodErrorMap,
   zodProblems,
 } from "../model";
+import { MAX_CERT_TTL_SECONDS } from "../ssh";
+
+/** How long audit events are kept when the config says nothing: 30 days. */
+export const DEFAULT_AUDIT_RETENTION = "720h";
+
+/** Host certificate lifetime when the config says nothing: the longest we issue. */
+export const DEFAULT_CERTIFICATE_TTL = `${MAX_CERT_TTL_SECONDS / 3600}h`;
 
 const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { message: "must be host:port such as 127.0.0.1:3080" });
+
+// Whole seconds (an OpenSSH certificate's validity is in seconds) and at most what the CA will sign.
+const certificateTtl = duration.superRefine((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined || ms <= 0) return; // `duration` has said why
+  if (ms % 1000 !== 0)
+    ctx.addIssue({ code: "custom", message: "must be a whole number of seconds, such as 90s or 24h" });
+  else if (ms / 1000 > MAX_CERT_TTL_SECONDS)
+    ctx.addIssue({
+      code: "custom",
+      message: `must be at most ${DEFAULT_CERTIFICATE_TTL} (30 days): a longer-lived certificate outlasts a CA rotation`,
+    });
+});
 
 const runtimeConfigSchema = z
   .object({
@@ -66,10 +88,12 @@ const runtimeConfigSchema = z
           })
           .strict()
           .optional(),
-        certificate_ttl: z.string().optional(),
+        certificate_ttl: certificateTtl.optional(),
       })
       .strict()
       .optional(),
+    audit: z.object({ retention: duration.optional() }).strict().optional(),
+    metrics: z.object({ require_admin_token: z.boolean().optional() }).strict().optional(),
     discovery_service: discoveryServiceSection.optional(),
   })
   .strict();
@@ -94,7 +118,13 @@ export interface RuntimeConfig {
     aws: { extraCaCerts: string[]; stsEndpoint: string };
     gcp: { issuer: string; jwksUrl: string };
     rateLimit: { requestsPerMinute: number; burst: number };
+    /** Lifetime of the host certificates joins issue (`join.certificate_ttl`), at most MAX_CERT_TTL_SECONDS. */
+    certificateTtlSeconds: number;
   };
+  /** Audit events older than this are deleted (`audit.retention`). */
+  audit: { retentionMs: number };
+  /** `/metrics` answers only with the admin bearer token (`metrics.require_admin_token`). */
+  metrics: { requireAdminToken: boolean };
   discoveryService?: DiscoveryServiceSection;
 }
 
@@ -161,7 +191,10 @@ export function parseRuntimeConfig(text: string, file: string): RuntimeConfig {
         requestsPerMinute: c.join?.rate_limit?.requests_per_minute ?? 120,
         burst: c.join?.rate_limit?.burst ?? 60,
       },
+      certificateTtlSeconds: parseDuration(c.join?.certificate_ttl ?? DEFAULT_CERTIFICATE_TTL)! / 1000,
     },
+    audit: { retentionMs: parseDuration(c.audit?.retention ?? DEFAULT_AUDIT_RETENTION)! },
+    metrics: { requireAdminToken: c.metrics?.require_admin_token ?? false },
     discoveryService: c.discovery_service,
   };
 }

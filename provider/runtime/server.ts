@@ -9,10 +9,13 @@ import { JoinService } from "../join/service";
 import "../join/tokens";
 import "../clouds";
 import { CertificateRequestError, generateCertAuthority } from "../ssh";
-import { adminRoutes } from "./admin-routes";
+import { adminRoutes, requireAdminToken } from "./admin-routes";
 import { MAX_BODY_DEPTH, nestingDepth } from "./body-depth";
 import { RuntimeConfig } from "./config";
+import { assertPrivateFiles, makePrivateDir, writePrivateFile } from "./file-modes";
+import { startHousekeeping } from "./housekeeping";
 import { builtinInstallers, isInstallerName, renderInstaller } from "./installers";
+import { LogSampler } from "./log-sampler";
 import { RuntimeMetrics } from "./metrics";
 import { DiscoveryScheduler } from "./scheduler";
 import { openStore } from "./store";
@@ -53,9 +56,8 @@ export function loadOrCreateAdminToken(file: string): string {
       throw new Error(`${file} holds a token shorter than 32 characters; delete it to make a new one`);
     return token;
   }
-  fs.mkdirSync(path.dirname(file), { recursive: true });
   const token = crypto.randomBytes(32).toString("base64url");
-  fs.writeFileSync(file, token + "\n", { mode: 0o600, flag: "wx" });
+  writePrivateFile(file, token + "\n");
   return token;
 }
 
@@ -70,9 +72,22 @@ export function sendRefusal(reply: FastifyReply, err: JoinRefusal): FastifyReply
   return reply.code(err.status).send({ error: { code, message: err.reason, reason: err.code } });
 }
 
+/** Options of startRuntime beyond the config: injected for tests. */
+export interface RuntimeOptions {
+  logger?: Logger;
+  /** The clock of joins, challenges and housekeeping. */
+  now?: () => Date;
+  /** Time between housekeeping passes (expired challenges, audit retention); default one minute. */
+  housekeepingIntervalMs?: number;
+}
+
 /** Starts the runtime: store, certificate authorities, TLS, and the HTTP API of SPEC §4. */
-export async function startRuntime(config: RuntimeConfig, opts: { logger?: Logger } = {}): Promise<Runtime> {
+export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions = {}): Promise<Runtime> {
   const logger = opts.logger ?? pino({ name: "discovery" });
+  const now = opts.now ?? (() => new Date());
+  // Before anything is opened or written: a secret other users can read is refused, not used.
+  assertPrivateFiles(config);
+  makePrivateDir(config.dataDir);
   const store = await openStore(config.storage);
   for (const type of ["host", "user"] as const) {
     if (!(await store.getCertAuthority(type))) await store.initCertAuthority(generateCertAuthority(type));
@@ -91,6 +106,17 @@ export async function startRuntime(config: RuntimeConfig, opts: { logger?: Logge
     );
 
   const metrics = new RuntimeMetrics(store);
+  const housekeeping = await startHousekeeping({
+    store,
+    metrics,
+    logger: logger.child({ component: "housekeeping" }),
+    auditRetentionMs: config.audit.retentionMs,
+    intervalMs: opts.housekeepingIntervalMs,
+    now,
+  });
+  // A 429 costs its sender nothing: it gets no audit row and at most one log line per source a minute.
+  const rateLimitLog = new LogSampler();
+  const readinessLog = new LogSampler();
   const joins = new JoinService({
     store,
     clusterName: config.clusterName,
@@ -102,12 +128,24 @@ export async function startRuntime(config: RuntimeConfig, opts: { logger?: Logge
       gcp: config.join.gcp,
     },
     rateLimit: config.join.rateLimit,
-    certificateTtlSeconds: 30 * 24 * 3600,
+    certificateTtlSeconds: config.join.certificateTtlSeconds,
+    now,
     onEvent: async (e) => {
       metrics.joinEvent(e);
+      if (e.code === "rate_limited") {
+        const sample = rateLimitLog.take(e.source);
+        if (sample === "log")
+          logger.warn(
+            { source: e.source },
+            "rate limited: answering 429; further 429s to this source this minute are not logged",
+          );
+        else if (sample === "overflow")
+          logger.warn("rate limiting many sources; no more are logged this minute (see /metrics, reason rate_limited)");
+        return;
+      }
       if (e.type.endsWith("refused")) logger.warn({ audit: e }, `${e.type}: ${e.reason}`);
       else logger.info({ audit: e }, e.type);
-      await store.appendAudit({ at: new Date().toISOString(), ...e });
+      await store.appendAudit({ at: now().toISOString(), ...e });
     },
   });
 
@@ -169,10 +207,16 @@ export async function startRuntime(config: RuntimeConfig, opts: { logger?: Logge
       await store.getCertAuthority("host");
       return { status: "ready" };
     } catch (err) {
-      return reply.code(503).send({ status: "not ready", reason: (err as Error).message });
+      // Store errors name hosts, users and files: they go to the log (once a minute), not to whoever asks.
+      if (readinessLog.take("store") === "log") logger.error({ err }, "not ready: the store did not answer");
+      return reply.code(503).send({ status: "not ready", reason: "the store is not reachable; see the runtime log" });
     }
   });
-  app.get("/metrics", async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()));
+  app.get(
+    "/metrics",
+    { onRequest: config.metrics.requireAdminToken ? [requireAdminToken(adminToken)] : [] },
+    async (_req, reply) => reply.type(metrics.contentType).send(await metrics.render()),
+  );
 
   const installer = async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply) => {
     const { name } = req.params;
@@ -223,6 +267,7 @@ export async function startRuntime(config: RuntimeConfig, opts: { logger?: Logge
     close: async () => {
       await scheduler?.stop();
       await app.close();
+      await housekeeping.stop();
       await store.close();
     },
   };

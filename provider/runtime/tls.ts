@@ -5,6 +5,7 @@ import * as path from "path";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { describeCertificate } from "./certificate-pin";
+import { writePrivateFile } from "./file-modes";
 
 // The pin has a module of its own, light enough for every HTTPS client; it is this module's too.
 export { describeCertificate };
@@ -108,10 +109,11 @@ export async function loadOrCreateTls(opts: {
   const certFile = path.join(opts.dataDir, "tls.crt");
   const keyFile = path.join(opts.dataDir, "tls.key");
   if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) {
-    fs.mkdirSync(opts.dataDir, { recursive: true });
     const made = await makeSelfSignedCertificate(opts.clusterName, [...opts.hosts, "localhost", "127.0.0.1"]);
-    fs.writeFileSync(keyFile, made.key, { mode: 0o600 });
-    fs.writeFileSync(certFile, made.cert);
+    // A key left by an interrupted first start is replaced, never reused with a certificate it does not match.
+    fs.rmSync(keyFile, { force: true });
+    writePrivateFile(keyFile, made.key);
+    fs.writeFileSync(certFile, made.cert, { mode: 0o644 });
   }
   const cert = fs.readFileSync(certFile, "utf8");
   return { cert, key: fs.readFileSync(keyFile, "utf8"), certFile, selfSigned: true, ...describeCertificate(cert) };

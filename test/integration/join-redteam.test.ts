@@ -562,3 +562,98 @@ describe("join API red team: ec2 identity documents", () => {
       "missing_field",
     ));
 });
+
+/** The series of one metric in a /metrics text: `name{labels} value` lines. */
+const seriesOf = (text: string, name: string) => text.split("\n").filter((l) => l.startsWith(`${name}{`));
+
+describe("join API red team: floods cost the runtime nothing lasting", () => {
+  let rt: TestRuntime;
+  beforeAll(async () => {
+    rt = await startTestRuntime({ join: { rate_limit: { requests_per_minute: 1, burst: 2 } } });
+  });
+  afterAll(async () => rt?.stop());
+
+  it("a flood of rate-limited requests writes no audit row and one log line, yet every 429 is counted", async () => {
+    const body = { method: "token", token: "guess", host_public_key: newHostKey() };
+    for (let i = 0; i < 2; i++) refused(await rt.call("POST", "/v1/join", body), 403, "token_not_allowed");
+    for (let i = 0; i < 40; i++) refused(await rt.call("POST", "/v1/join", body), 429, "rate_limited");
+    for (let i = 0; i < 10; i++)
+      refused(await rt.call("POST", "/v1/join/challenge", { method: "iam", token: "x" }), 429, "rate_limited");
+
+    const audit = await rt.call("GET", "/v1/audit", undefined, { admin: true });
+    expect(audit.body.events.map((e: { code?: string }) => e.code)).toEqual(["token_not_allowed", "token_not_allowed"]);
+    const logged = rt
+      .log()
+      .split("\n")
+      .filter((l) => l.includes("rate limited"));
+    expect(logged).toHaveLength(1);
+    expect(JSON.parse(logged[0])).toMatchObject({ level: 40, source: "127.0.0.1" });
+    const metrics = (await rt.call("GET", "/metrics")).text;
+    expect(metrics).toContain(
+      'discovery_join_requests_total{method="unknown",result="join_refused",reason="rate_limited"} 40',
+    );
+    expect(metrics).toContain(
+      'discovery_join_requests_total{method="unknown",result="challenge_refused",reason="rate_limited"} 10',
+    );
+  });
+});
+
+describe("join API red team: client-chosen values cannot add series to /metrics", () => {
+  let rt: TestRuntime;
+  beforeAll(async () => {
+    rt = await startTestRuntime({ join: { rate_limit: { requests_per_minute: 100000, burst: 100000 } } });
+  });
+  afterAll(async () => rt?.stop());
+
+  const probe = async (method: string) => {
+    refused(
+      await rt.call("POST", "/v1/join", { method, token: "x", host_public_key: newHostKey() }),
+      400,
+      "unknown_method",
+    );
+    refused(await rt.call("POST", "/v1/join/challenge", { method, token: "x" }), 400, "challenge_not_used");
+  };
+
+  it("counts every unknown join method under the one label value invalid", async () => {
+    await probe("saml-0");
+    const before = seriesOf((await rt.call("GET", "/metrics")).text, "discovery_join_requests_total");
+    const methods = Array.from({ length: 60 }, (_, i) => `saml-${i + 1}`);
+    // Label syntax in a method must not break out of the label either.
+    methods.push('x"} 1\nforged_metric{a="', "ToKeN", "token ", "ec2\u0000");
+    for (const m of methods) await probe(m);
+
+    const text = (await rt.call("GET", "/metrics")).text;
+    const after = seriesOf(text, "discovery_join_requests_total");
+    expect(after.map((l) => l.replace(/ \d+$/, ""))).toEqual(before.map((l) => l.replace(/ \d+$/, "")));
+    expect(text).not.toMatch(/saml-|forged_metric|ToKeN/);
+    const n = methods.length + 1;
+    expect(after).toEqual(
+      expect.arrayContaining([
+        `discovery_join_requests_total{method="invalid",result="join_refused",reason="unknown_method"} ${n}`,
+        `discovery_join_requests_total{method="invalid",result="challenge_refused",reason="challenge_not_used"} ${n}`,
+      ]),
+    );
+  });
+});
+
+describe("join API red team: /metrics behind the admin token", () => {
+  let rt: TestRuntime;
+  beforeAll(async () => {
+    rt = await startTestRuntime({ metrics: { require_admin_token: true } });
+  });
+  afterAll(async () => rt?.stop());
+
+  it("answers 401 without the token or with a wrong one, and the metrics with it", async () => {
+    for (const bearer of [undefined, "x".repeat(43), "short"]) {
+      const r = await rt.call("GET", "/metrics", undefined, { bearer });
+      expect([r.status, r.body.error?.code]).toEqual([401, "unauthorized"]);
+      expect(r.text).not.toContain("discovery_");
+    }
+    const ok = await rt.call("GET", "/metrics", undefined, { admin: true });
+    expect(ok.status).toBe(200);
+    expect(ok.text).toContain("discovery_nodes 0");
+    // The probes a load balancer makes stay open.
+    expect((await rt.call("GET", "/readyz")).status).toBe(200);
+    expect((await rt.call("GET", "/webapi/ping")).status).toBe(200);
+  });
+});

@@ -192,3 +192,50 @@ describe("certificate authority rotation", () => {
     expect([bad.status, bad.body.error.message]).toEqual([400, 'action: must be "start" or "complete"']);
   });
 });
+
+describe("host certificate lifetime (join.certificate_ttl)", () => {
+  let rt: TestRuntime;
+  const SECRET = "ttl-secret-4e7a1c9b";
+  beforeAll(async () => {
+    rt = await startTestRuntime({ join: { certificate_ttl: "2h30m" } });
+    const doc = `kind: token\nversion: v2\nmetadata: {name: ${SECRET}}\nspec: {roles: [Node], join_method: token}\n`;
+    await rt.call("PUT", "/v1/resources", doc, { admin: true, contentType: "application/yaml" });
+  });
+  afterAll(async () => rt?.stop());
+
+  it("issues certificates valid for the configured time, as ssh-keygen reads them", async () => {
+    const { execFileSync } = await import("child_process");
+    const { newHostKey } = await import("../fixtures/joins");
+    const before = Date.now();
+    const r = await rt.call("POST", "/v1/join", { method: "token", token: SECRET, host_public_key: newHostKey() });
+    expect(r.status).toBe(200);
+    const file = path.join(rt.dir, "host-cert.pub");
+    fs.writeFileSync(file, r.body.host_certificate + "\n");
+    const shown = execFileSync("ssh-keygen", ["-L", "-f", file], { encoding: "utf8", env: { TZ: "UTC" } });
+    const [, from, to] = /Valid: from (\S+) to (\S+)/.exec(shown) ?? [];
+    const validFrom = Date.parse(from + "Z");
+    const validTo = Date.parse(to + "Z");
+    // Back-dated a minute for clock skew; the lifetime counts from the moment of issue.
+    expect(validTo - validFrom).toBe((2.5 * 3600 + 60) * 1000);
+    expect(validTo).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 + 2.5 * 3600_000);
+    expect(validTo).toBeLessThanOrEqual(Date.now() + 2.5 * 3600_000);
+    expect(Math.abs(Date.parse(r.body.expires_at) - validTo)).toBeLessThan(1000);
+  });
+});
+
+describe("readiness", () => {
+  let rt: TestRuntime;
+  beforeAll(async () => {
+    rt = await startTestRuntime();
+  });
+  afterAll(async () => rt?.stop());
+
+  it("answers 503 with a generic reason when the store fails, the details only in the log", async () => {
+    expect((await rt.call("GET", "/readyz")).body).toEqual({ status: "ready" });
+    await rt.runtime.store.close();
+    const r = await rt.call("GET", "/readyz");
+    expect(r.status).toBe(503);
+    expect(r.body).toEqual({ status: "not ready", reason: "the store is not reachable; see the runtime log" });
+    expect(rt.log()).toContain("The database connection is not open");
+  });
+});

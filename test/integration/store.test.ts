@@ -249,6 +249,18 @@ describe.each(backends)("the $name store", (backend) => {
       expect(await store.consumeChallenge("fresh", now)).toMatchObject({ challenge: "fresh" });
     });
 
+    it("expired and unused are deleted by the sweep, fresh ones kept and still usable", async () => {
+      const now = new Date("2025-06-01T12:00:00.000Z");
+      await store.putChallenge(challenge("abandoned", "2025-06-01T11:59:00.000Z"));
+      await store.putChallenge(challenge("edge", now.toISOString()));
+      await store.putChallenge(challenge("fresh", "2025-06-01T12:00:30.000Z"));
+      expect(await store.deleteExpiredChallenges(now)).toBe(2);
+      expect(await store.deleteExpiredChallenges(now)).toBe(0);
+      // Deleted for good: not even a clock turned back finds them.
+      expect(await store.consumeChallenge("abandoned", new Date("2025-06-01T11:00:00.000Z"))).toBeUndefined();
+      expect(await store.consumeChallenge("fresh", now)).toMatchObject({ challenge: "fresh" });
+    });
+
     it("are taken by exactly one of 20 concurrent consumers on two replicas", async () => {
       const replicas = [store, await open()];
       await store.putChallenge(challenge("contested"));
@@ -305,6 +317,18 @@ describe.each(backends)("the $name store", (backend) => {
     expect(all.map((e) => e.id)).toEqual([...all.map((e) => e.id)].sort((a, b) => b! - a!));
     expect(await store.listAudit(2)).toEqual(all.slice(0, 2));
     expect(await store.listAudit(0)).toEqual([]);
+  });
+
+  it("prunes audit events older than the retention, keeping newer ones and their order", async () => {
+    for (const at of ["2025-01-01T00:00:00.000Z", "2025-01-09T23:59:59.999Z", "2025-01-10T00:00:00.000Z"])
+      await store.appendAudit({ at, type: "join.refused", code: "token_not_allowed" });
+    await store.appendAudit({ at: "2025-02-01T00:00:00.000Z", type: "join.accepted" });
+    expect(await store.pruneAudit(new Date("2025-01-10T00:00:00.000Z"))).toBe(2);
+    expect((await store.listAudit(10)).map((e) => e.at)).toEqual([
+      "2025-02-01T00:00:00.000Z",
+      "2025-01-10T00:00:00.000Z",
+    ]);
+    expect(await store.pruneAudit(new Date("2025-01-10T00:00:00.000Z"))).toBe(0);
   });
 
   it("keeps one enrollment per cloud, account, region and instance, replaced whole on upsert", async () => {

@@ -171,16 +171,22 @@ export class PostgresStore implements Store {
         "DELETE FROM challenges WHERE challenge = $1 AND expires_at > $2 RETURNING *",
         [challenge, at],
       );
-      // Abandoned challenges are never consumed; sweep them here. SKIP LOCKED keeps concurrent sweeps from waiting
-      // on (or deadlocking over) rows another transaction is already deleting.
-      await c.query(
-        `DELETE FROM challenges WHERE challenge IN
-           (SELECT challenge FROM challenges WHERE expires_at <= $1 FOR UPDATE SKIP LOCKED)`,
-        [at],
-      );
       return rows[0];
     });
     return row && toChallenge(row);
+  }
+
+  async deleteExpiredChallenges(now: Date): Promise<number> {
+    // SKIP LOCKED keeps replicas sweeping at the same moment from waiting on (or deadlocking over) rows another
+    // transaction is already deleting; whatever one skips, the next sweep takes.
+    return this.tx(async (c) => {
+      const r = await c.query(
+        `DELETE FROM challenges WHERE challenge IN
+           (SELECT challenge FROM challenges WHERE expires_at <= $1 FOR UPDATE SKIP LOCKED)`,
+        [now.toISOString()],
+      );
+      return r.rowCount ?? 0;
+    });
   }
 
   async getCertAuthority(type: "host" | "user"): Promise<CertAuthorityRecord | undefined> {
@@ -228,6 +234,13 @@ export class PostgresStore implements Store {
       Math.max(0, Math.floor(limit)),
     ]);
     return rows.map(toAudit);
+  }
+
+  async pruneAudit(before: Date): Promise<number> {
+    return this.tx(async (c) => {
+      const r = await c.query("DELETE FROM audit_events WHERE at < $1", [before.toISOString()]);
+      return r.rowCount ?? 0;
+    });
   }
 
   /** Writes one enrollment whole: a reason or detail from an earlier status must not linger on the new one. */

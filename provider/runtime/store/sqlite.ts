@@ -1,6 +1,5 @@
 import Database from "better-sqlite3";
-import * as fs from "fs";
-import * as path from "path";
+import { createPrivateFile } from "../file-modes";
 import { applySqliteMigrations } from "./migrations";
 import * as Rows from "./rows";
 import { OPTIONAL_AUDIT_FIELDS, rowMappers } from "./rows";
@@ -38,9 +37,10 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
 
-  /** Opens (and creates, with its parent directory) the database file; `migrate()` creates the tables. */
+  /** Opens (and creates, 0600 in a 0700 directory) the database file; `migrate()` creates the tables. */
   constructor(file: string) {
-    if (file !== ":memory:") fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    // The file holds the SSH CA private keys; made before SQLite opens it, which would create it 0644.
+    if (file !== ":memory:") createPrivateFile(file);
     this.db = new Database(file);
     // busy_timeout first: switching to WAL itself needs the lock another process may hold.
     this.db.pragma("busy_timeout = 5000");
@@ -142,14 +142,13 @@ export class SqliteStore implements Store {
 
   async consumeChallenge(challenge: string, now: Date): Promise<ChallengeRecord | undefined> {
     const take = this.stmt("DELETE FROM challenges WHERE challenge = ? AND expires_at > ? RETURNING *");
-    // Abandoned challenges are never consumed; sweeping them here keeps the table small without a timer.
-    const sweep = this.stmt("DELETE FROM challenges WHERE expires_at <= ?");
-    const row = this.write(() => {
-      const taken = take.get(challenge, iso(now)) as ChallengeRow | undefined;
-      sweep.run(iso(now));
-      return taken;
-    });
+    const row = this.write(() => take.get(challenge, iso(now)) as ChallengeRow | undefined);
     return row && toChallenge(row);
+  }
+
+  async deleteExpiredChallenges(now: Date): Promise<number> {
+    const sweep = this.stmt("DELETE FROM challenges WHERE expires_at <= ?");
+    return this.write(() => sweep.run(iso(now)).changes);
   }
 
   async getCertAuthority(type: "host" | "user"): Promise<CertAuthorityRecord | undefined> {
@@ -188,6 +187,11 @@ export class SqliteStore implements Store {
     // SQLite reads a negative LIMIT as "no limit"; clamp so both backends agree.
     const rows = this.stmt("SELECT * FROM audit_events ORDER BY id DESC LIMIT ?").all(Math.max(0, Math.floor(limit)));
     return (rows as AuditRow[]).map(toAudit);
+  }
+
+  async pruneAudit(before: Date): Promise<number> {
+    const prune = this.stmt("DELETE FROM audit_events WHERE at < ?");
+    return this.write(() => prune.run(iso(before)).changes);
   }
 
   /** Writes one enrollment whole: a reason or detail from an earlier status must not linger on the new one. */

@@ -105,6 +105,8 @@ export interface Store {
   putChallenge(c: ChallengeRecord): Promise<void>;
   /** Atomically takes a challenge: returns it once if it exists and has not expired at `now`, then never again. */
   consumeChallenge(challenge: string, now: Date): Promise<ChallengeRecord | undefined>;
+  /** Deletes the challenges expired at `now` (issued, never used); returns how many. */
+  deleteExpiredChallenges(now: Date): Promise<number>;
 
   getCertAuthority(type: "host" | "user"): Promise<CertAuthorityRecord | undefined>;
   /** Creates the CA only if absent (first replica wins); returns the stored one either way. */
@@ -115,6 +117,8 @@ export interface Store {
   appendAudit(event: AuditEvent): Promise<void>;
   /** Newest first. */
   listAudit(limit: number): Promise<AuditEvent[]>;
+  /** Deletes the audit events that happened before `before` (the retention); returns how many. */
+  pruneAudit(before: Date): Promise<number>;
 
   upsertEnrollment(e: EnrollmentRecord): Promise<void>;
   /**
