@@ -205,7 +205,7 @@ describe("the default installers under sh, against a real sshd", () => {
       "default-agentless-installer",
       "ec2-token",
       vm,
-      { endpoint: "http://127.0.0.1:9", requests: [], stop: async () => {} },
+      { endpoint: "http://127.0.0.1:9", requests: [], issuedTokens: [], stop: async () => {} },
       "ec2",
     );
     expect(r.status).not.toBe(0);
