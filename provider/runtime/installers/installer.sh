@@ -153,15 +153,25 @@ configure_sshd() {
       }
     }
   ' "$SSHD_CONFIG" >"$tmp"
+  # Only a config sshd accepts is installed; with no sshd to ask, nothing is.
   sshd_bin=$(command -v sshd 2>/dev/null || echo /usr/sbin/sshd)
-  if [ -x "$sshd_bin" ] && ! "$sshd_bin" -t -f "$tmp" 2>"$tmp.err"; then
+  if [ ! -x "$sshd_bin" ]; then
+    rm -f "$tmp"
+    die "no sshd found on PATH or at /usr/sbin/sshd to check the edited config with; $SSHD_CONFIG is unchanged: install the OpenSSH server (or put its sshd on PATH) and rerun"
+  fi
+  if ! "$sshd_bin" -t -f "$tmp" 2>"$tmp.err"; then
     err=$(cat "$tmp.err"); rm -f "$tmp" "$tmp.err"
-    die "the edited sshd config does not pass 'sshd -t'; $SSHD_CONFIG is unchanged: $err"
+    die "$SSHD_CONFIG with the discovery block does not pass 'sshd -t', so it is unchanged: fix what sshd reports (check with: sshd -t -f $SSHD_CONFIG) and rerun: $err"
   fi
   rm -f "$tmp.err"
-  chmod 644 "$tmp"
   if cmp -s "$tmp" "$SSHD_CONFIG"; then rm -f "$tmp"; return 1; fi
-  mv "$tmp" "$SSHD_CONFIG"
+  # A copy of the original (cp -p keeps its mode, owner and group) takes the checked content and is renamed
+  # over it: sshd never reads a half-written file, and a 0600 config stays 0600.
+  if ! { cp -p "$SSHD_CONFIG" "$tmp.new" && cat "$tmp" >"$tmp.new" && mv "$tmp.new" "$SSHD_CONFIG"; }; then
+    rm -f "$tmp" "$tmp.new"
+    die "could not replace $SSHD_CONFIG (is its file system full or read-only?); it is unchanged"
+  fi
+  rm -f "$tmp"
   return 0
 }
 
