@@ -16,14 +16,21 @@ export interface SsmInstallerDocumentArgs {
   region: pulumi.Input<string>;
   /** agent: install the discovery agent; agentless: point the instance's OpenSSH at the discovery CA. Changes in place. */
   mode: pulumi.Input<"agent" | "agentless">;
+  /**
+   * host:port of the runtime (DiscoveryService's address) the document fixes: SendCommand then accepts no other,
+   * so a caller allowed to send this document can only run what this runtime serves. Changes in place.
+   */
+  proxyAddr?: pulumi.Input<string>;
+  /** The runtime's TLS key pin (DiscoveryService's tlsPin) the document fixes and downloads with. Changes in place. */
+  caPin?: pulumi.Input<string>;
   /** Tags of the document. */
   tags?: pulumi.Input<Record<string, pulumi.Input<string>>>;
 }
 
 /**
- * The custom SSM Command document discovery sends to instances (a matcher's `ssm.documentName`). A mode change
- * makes a new version the default; refresh reports the default version, and a document deleted outside Pulumi
- * as gone.
+ * The custom SSM Command document discovery sends to instances (a matcher's `ssm.documentName`). A change of mode,
+ * of the fixed runtime, or of the package's document content makes a new version the default; refresh reports the
+ * default version, and a document deleted outside Pulumi as gone.
  */
 export class SsmInstallerDocument extends pulumi.dynamic.Resource {
   /** Name of the SSM document. */
@@ -34,19 +41,34 @@ export class SsmInstallerDocument extends pulumi.dynamic.Resource {
   declare public readonly mode: pulumi.Output<string>;
   /** Tags of the document. */
   declare public readonly tags: pulumi.Output<Record<string, string> | undefined>;
+  /** The runtime address the document fixes, if any. */
+  declare public readonly proxyAddr: pulumi.Output<string | undefined>;
+  /** The TLS key pin the document fixes, if any. */
+  declare public readonly caPin: pulumi.Output<string | undefined>;
   /** arn:aws:ssm:<region>:<account>:document/<name>. */
   declare public readonly arn: pulumi.Output<string>;
   /** The version SendCommand runs. */
   declare public readonly defaultVersion: pulumi.Output<string>;
   /** The newest version of the document. */
   declare public readonly latestVersion: pulumi.Output<string>;
+  /** sha256 of the default version's content: a newer package's content shows as an update. */
+  declare public readonly contentDigest: pulumi.Output<string>;
 
   /** Declares the document `args.name` in `args.region`. */
   constructor(name: string, args: SsmInstallerDocumentArgs, opts?: pulumi.CustomResourceOptions) {
     super(
       thinProvider(require.resolve("../provider/pulumi/ssm-installer-document"), "ssmInstallerDocumentProvider"),
       name,
-      { tags: undefined, arn: undefined, defaultVersion: undefined, latestVersion: undefined, ...args },
+      {
+        tags: undefined,
+        proxyAddr: undefined,
+        caPin: undefined,
+        arn: undefined,
+        defaultVersion: undefined,
+        latestVersion: undefined,
+        contentDigest: undefined,
+        ...args,
+      },
       opts,
       "discovery",
       "SsmInstallerDocument",

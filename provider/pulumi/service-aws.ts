@@ -59,6 +59,8 @@ export interface SsmDocumentPlan {
   name: string;
   region: string;
   mode: "agent" | "agentless";
+  /** The matchers' install.proxy_addr, which the document fixes; undefined: the runtime's own address. */
+  proxyAddr?: string;
 }
 
 /**
@@ -68,6 +70,7 @@ export interface SsmDocumentPlan {
 export function ssmDocumentsFor(matchers: readonly AwsMatcher[], regions: string[] | undefined): SsmDocumentPlan[] {
   const out = new Map<string, SsmDocumentPlan>();
   const modes = new Map<string, string>();
+  const proxies = new Map<string, string | undefined>();
   matchers.forEach((m, i) => {
     const name = m.ssm.document_name;
     if (/^(aws|amazon)/i.test(name) || m.assume_role?.role_arn || m.organization) return;
@@ -78,13 +81,22 @@ export function ssmDocumentsFor(matchers: readonly AwsMatcher[], regions: string
           `${modes.get(name)} and ${mode}; one document has one mode, so give each mode its own document name`,
       );
     modes.set(name, mode);
+    // The document fixes the address instances download from, so its matchers must agree on it.
+    const proxyAddr = m.install.proxy_addr;
+    if (proxies.has(name) && proxies.get(name) !== proxyAddr)
+      throw new Error(
+        `config.discoveryService.aws[${i}].install.proxyAddr: ${proxyAddr ?? "(the runtime's address)"} differs ` +
+          `from ${proxies.get(name) ?? "(the runtime's address)"} of another matcher with the SSM document ${name}, ` +
+          `which fixes one address; give the matchers the same proxyAddr or their own document names`,
+      );
+    proxies.set(name, proxyAddr);
     const where = regions ?? m.regions;
     if (where.includes("*"))
       throw new Error(
         `aws.regions: config.discoveryService.aws[${i}] uses every region (*) with the custom SSM document ${name}; ` +
           `list the regions to create the document in`,
       );
-    for (const region of where) out.set(`${region}/${name}`, { name, region, mode });
+    for (const region of where) out.set(`${region}/${name}`, { name, region, mode, proxyAddr });
   });
   return [...out.values()].sort((a, b) => (a.region + a.name < b.region + b.name ? -1 : 1));
 }
@@ -232,7 +244,10 @@ export function deployAws(plan: VmPlan, args: AwsTargetArgs, discoveryPolicy: ob
         name: d.name,
         documentType: "Command",
         documentFormat: "JSON",
-        content: documentContent(d.mode),
+        // Fixed to this runtime: the role's SendCommand on the document can run only what the runtime serves.
+        content: pulumi
+          .all([address, keys.tlsPin])
+          .apply(([addr, caPin]) => documentContent(d.mode, { proxyAddr: d.proxyAddr ?? hostPort(addr), caPin })),
         tags,
       },
       opts,
@@ -241,7 +256,14 @@ export function deployAws(plan: VmPlan, args: AwsTargetArgs, discoveryPolicy: ob
   return { address, instanceId: instance.id, ...keyOutputs(keys) };
 }
 
+/** host:port of an https URL, port included, as the runtime gives it to its installs (publicHostPort). */
+function hostPort(url: string): string {
+  const u = new URL(url);
+  return `${u.hostname}:${u.port || "443"}`;
+}
+
 /** The installer document's content (the same as aws.SsmInstallerDocument's), loaded only for this target. */
-function documentContent(mode: "agent" | "agentless"): string {
-  return (require("../clouds/aws/ssm-document") as typeof import("../clouds/aws/ssm-document")).documentContent(mode);
+function documentContent(mode: "agent" | "agentless", runtime: { proxyAddr: string; caPin: string }): string {
+  const ssm = require("../clouds/aws/ssm-document") as typeof import("../clouds/aws/ssm-document");
+  return ssm.documentContent(mode, runtime);
 }

@@ -1,6 +1,6 @@
 import type * as dynamic from "@pulumi/pulumi/dynamic";
 import type { SSMClient } from "@aws-sdk/client-ssm";
-import type { InstallMode } from "../clouds/aws/ssm-document";
+import type { FixedRuntime, InstallMode } from "../clouds/aws/ssm-document";
 
 /** Inputs of an SsmInstallerDocument, as the engine hands them to the provider. */
 export interface SsmInstallerDocumentInputs {
@@ -10,6 +10,10 @@ export interface SsmInstallerDocumentInputs {
   region: string;
   /** agent or agentless. */
   mode: InstallMode;
+  /** host:port (or https://host:port) the document fixes: callers cannot point instances elsewhere. */
+  proxyAddr?: string;
+  /** sha256//<base64> TLS key pin the document fixes: the download and the join trust only that key. */
+  caPin?: string;
   /** Tags of the document. */
   tags?: Record<string, string>;
 }
@@ -24,6 +28,11 @@ export interface SsmInstallerDocumentOutputs extends Omit<SsmInstallerDocumentIn
   defaultVersion: string;
   /** The newest version. */
   latestVersion: string;
+  /**
+   * Digest of the default version's content. A package whose document differs (or a document changed outside
+   * Pulumi, after a refresh) then shows as an update, which makes its content the new default version.
+   */
+  contentDigest?: string;
 }
 
 /** The string the engine passes for inputs that are not known yet (during preview). */
@@ -61,19 +70,17 @@ async function documentArn(region: string, name: string): Promise<string> {
   }
 }
 
-// SSM may reformat the JSON it stores; compare meaning, not bytes.
-function sameJson(a: string, b: string): boolean {
-  try {
-    return JSON.stringify(JSON.parse(a)) === JSON.stringify(JSON.parse(b));
-  } catch {
-    return a === b;
-  }
-}
+/** The values the document fixes, from inputs or outputs. */
+const fixedOf = (p: { proxyAddr?: string; caPin?: string }): FixedRuntime => ({
+  proxyAddr: p.proxyAddr || undefined,
+  caPin: p.caPin || undefined,
+});
 
-/** The mode whose document `content` is, or `modified` when it is neither. */
-function modeOf(content: string): InstallMode | "modified" {
+/** The mode whose document `content` is (with the values `p` fixes), or `modified` when it is neither. */
+function modeOf(content: string, p: FixedRuntime): InstallMode | "modified" {
   const d = documents();
-  for (const mode of ["agent", "agentless"] as const) if (sameJson(content, d.documentContent(mode))) return mode;
+  for (const mode of ["agent", "agentless"] as const)
+    if (d.sameContent(content, d.documentContent(mode, p))) return mode;
   return "modified";
 }
 
@@ -117,6 +124,18 @@ function checkInputs(news: SsmInstallerDocumentInputs): dynamic.CheckFailure[] {
     failures.push({ property: "region", reason: "must be an AWS region such as us-east-1" });
   if (known(news.mode) && news.mode !== "agent" && news.mode !== "agentless")
     failures.push({ property: "mode", reason: 'must be "agent" or "agentless"' });
+  const { PARAMETER_PATTERNS, proxyHost } = documents();
+  if (news.proxyAddr !== undefined && known(news.proxyAddr)) {
+    if (typeof news.proxyAddr !== "string" || !PARAMETER_PATTERNS.proxyAddr.test(proxyHost(news.proxyAddr)))
+      failures.push({ property: "proxyAddr", reason: "must be host:port (or https://host:port) of the runtime" });
+  }
+  if (news.caPin !== undefined && known(news.caPin)) {
+    if (typeof news.caPin !== "string" || !PARAMETER_PATTERNS.caPin.test(news.caPin))
+      failures.push({
+        property: "caPin",
+        reason: "must be sha256//<base64 of 32 bytes>, as DiscoveryService's tlsPin",
+      });
+  }
   if (news.tags !== undefined && known(news.tags)) {
     const ok =
       news.tags !== null &&
@@ -139,7 +158,18 @@ export const ssmInstallerDocumentProvider: dynamic.ResourceProvider = {
 
   async diff(_id: string, olds: SsmInstallerDocumentOutputs, news: SsmInstallerDocumentInputs) {
     const replaces = (["name", "region"] as const).filter((k) => olds[k] !== news[k]);
-    const changes = replaces.length > 0 || olds.mode !== news.mode || !sameTags(olds.tags, news.tags);
+    const fixed = (p: FixedRuntime) => JSON.stringify(fixedOf(p));
+    const d = documents();
+    // States written before contentDigest existed have none: their documents predate this package's content.
+    const stale =
+      (news.mode === "agent" || news.mode === "agentless") &&
+      olds.contentDigest !== d.contentDigest(d.documentContent(news.mode, fixedOf(news)));
+    const changes =
+      replaces.length > 0 ||
+      olds.mode !== news.mode ||
+      fixed(olds) !== fixed(news) ||
+      stale ||
+      !sameTags(olds.tags, news.tags);
     // A new name or region never collides with the old document, so the new one is made first.
     return { changes, replaces, deleteBeforeReplace: false };
   },
@@ -150,6 +180,7 @@ export const ssmInstallerDocumentProvider: dynamic.ResourceProvider = {
       const state = await documents().createInstallerDocument(client, {
         name: inputs.name,
         mode: inputs.mode,
+        runtime: fixedOf(inputs),
         tags: inputs.tags,
       });
       const arn = await documentArn(inputs.region, inputs.name);
@@ -158,6 +189,7 @@ export const ssmInstallerDocumentProvider: dynamic.ResourceProvider = {
         arn,
         defaultVersion: state.defaultVersion,
         latestVersion: state.latestVersion,
+        contentDigest: documents().contentDigest(state.content),
       };
       return { id: arn, outs };
     } finally {
@@ -173,9 +205,10 @@ export const ssmInstallerDocumentProvider: dynamic.ResourceProvider = {
       if (!state) return { id: "", props: {} };
       const outs: SsmInstallerDocumentOutputs = {
         ...props,
-        mode: modeOf(state.content),
+        mode: modeOf(state.content, fixedOf(props)),
         defaultVersion: state.defaultVersion,
         latestVersion: state.latestVersion,
+        contentDigest: documents().contentDigest(state.content),
       };
       return { id, props: outs };
     } finally {
@@ -186,13 +219,18 @@ export const ssmInstallerDocumentProvider: dynamic.ResourceProvider = {
   async update(_id: string, olds: SsmInstallerDocumentOutputs, news: SsmInstallerDocumentInputs) {
     const client = ssmClient(news.region);
     try {
-      const { state } = await documents().updateInstallerDocument(client, { name: news.name, mode: news.mode });
+      const { state } = await documents().updateInstallerDocument(client, {
+        name: news.name,
+        mode: news.mode,
+        runtime: fixedOf(news),
+      });
       if (!sameTags(olds.tags, news.tags)) await retag(client, news.name, olds.tags, news.tags);
       const outs: SsmInstallerDocumentOutputs = {
         ...news,
         arn: olds.arn,
         defaultVersion: state.defaultVersion,
         latestVersion: state.latestVersion,
+        contentDigest: documents().contentDigest(state.content),
       };
       return { outs };
     } finally {

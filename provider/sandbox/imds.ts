@@ -27,6 +27,8 @@ export interface FakeImds {
   endpoint: string;
   /** Every request seen, so a test can assert how a client talked to it. */
   requests: { method: string; path: string; withToken: boolean }[];
+  /** Every session token issued, so a test can look for them where they must not be (a process's argv). */
+  issuedTokens: string[];
   stop(): Promise<void>;
 }
 
@@ -40,6 +42,7 @@ const MAX_TOKEN_TTL_S = 21600;
 export async function startImds(opts: FakeImdsOptions): Promise<FakeImds> {
   const tokens = new Map<string, number>(); // token -> expiry (ms)
   const requests: FakeImds["requests"] = [];
+  const issuedTokens: string[] = [];
   const doc = opts.document;
   const roleBase = "/latest/meta-data/iam/security-credentials/";
   const credentialsJson = (c: ImdsRoleCredentials) =>
@@ -84,6 +87,7 @@ export async function startImds(opts: FakeImdsOptions): Promise<FakeImds> {
       if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_TOKEN_TTL_S) return reply(400);
       const issued = randomBytes(32).toString("base64url");
       tokens.set(issued, Date.now() + ttl * 1000);
+      issuedTokens.push(issued);
       res.setHeader("x-aws-ec2-metadata-token-ttl-seconds", String(ttl));
       return reply(200, issued);
     }
@@ -98,6 +102,7 @@ export async function startImds(opts: FakeImdsOptions): Promise<FakeImds> {
   return {
     endpoint: `http://127.0.0.1:${port}`,
     requests,
+    issuedTokens,
     stop: () =>
       new Promise((resolve) => {
         server.closeAllConnections();

@@ -80,7 +80,19 @@ export function planRunShellScript(parameters: CommandParameters): CommandPlan {
   };
 }
 
-type Declared = { type?: string; default?: unknown };
+type Declared = { type?: string; default?: unknown; allowedPattern?: unknown };
+
+/** SSM refuses a value its parameter's allowedPattern does not match; documents rely on that to bound callers. */
+function checkPattern(doc: string, key: string, decl: Declared | undefined, values: string[]): void {
+  if (typeof decl?.allowedPattern !== "string") return;
+  const pattern = new RegExp(decl.allowedPattern);
+  const bad = values.find((v) => !pattern.test(v));
+  if (bad !== undefined)
+    throw invalidParameters(
+      `document ${doc}: parameter "${key}" value ${JSON.stringify(bad)} failed to satisfy constraint: ` +
+        `allowedPattern ${decl.allowedPattern}`,
+    );
+}
 
 function parameterValues(doc: Record<string, unknown>, name: string, given: CommandParameters): CommandParameters {
   const declared = (doc.parameters ?? {}) as Record<string, Declared>;
@@ -91,8 +103,10 @@ function parameterValues(doc: Record<string, unknown>, name: string, given: Comm
       throw invalidParameters(`document ${name} does not support the parameter "${key}"`);
   const values: CommandParameters = {};
   for (const [key, decl] of Object.entries(declared)) {
-    if (given[key]) values[key] = given[key];
-    else if (decl?.default !== undefined)
+    if (given[key]) {
+      checkPattern(name, key, decl, given[key]);
+      values[key] = given[key];
+    } else if (decl?.default !== undefined)
       values[key] = Array.isArray(decl.default) ? decl.default.map(String) : [String(decl.default)];
     else throw invalidParameters(`document ${name} requires the parameter "${key}"`);
   }

@@ -27,7 +27,7 @@ describe("the default installers under sh, against a real sshd", () => {
   const cleanups: (() => Promise<unknown>)[] = [];
 
   beforeAll(async () => {
-    world = await startAwsWorld(6);
+    world = await startAwsWorld(8);
     ({ moto, rt, signer, instances } = world);
   });
   afterAll(async () => {
@@ -52,15 +52,17 @@ describe("the default installers under sh, against a real sshd", () => {
     return { vm, imds };
   }
 
-  /** `curl .../installer/NAME | sh -s TOKEN`, as the SSM command runs it. */
+  /** `curl .../installer/NAME | DISCOVERY_TOKEN=TOKEN sh`, as the SSM command runs it (or `sh -s TOKEN`). */
   function install(
     script: string,
     token: string,
     vm: TestVm,
     imds: FakeImds,
     method: string,
+    tokenAs: "env" | "argument" = "env",
   ): Promise<{ status: number | null; stdout: string; stderr: string }> {
     const env = {
+      ...(tokenAs === "env" && { DISCOVERY_TOKEN: token }),
       PATH: `/usr/sbin:/usr/bin:/bin`,
       DISCOVERY_JOIN_METHOD: method,
       DISCOVERY_CA_PIN: rt.runtime.tls.publicKeyPin,
@@ -71,7 +73,8 @@ describe("the default installers under sh, against a real sshd", () => {
       AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.endpoint,
       AWS_ENDPOINT_URL: moto.endpoint,
     };
-    const cmd = `curl -sS --fail -k --pinnedpubkey "$DISCOVERY_CA_PIN" ${rt.url}/webapi/scripts/installer/${script} | sh -s ${token}`;
+    const sh = tokenAs === "env" ? "sh" : `sh -s ${token}`;
+    const cmd = `curl -sS --fail -k --pinnedpubkey "$DISCOVERY_CA_PIN" ${rt.url}/webapi/scripts/installer/${script} | ${sh}`;
     return new Promise((resolve) => {
       const child = spawn("bash", ["-c", `set -o pipefail; ${cmd}`], { env, stdio: ["ignore", "pipe", "pipe"] });
       let stdout = "";
@@ -198,6 +201,51 @@ describe("the default installers under sh, against a real sshd", () => {
     expect(fs.readFileSync(vm.sshdConfig, "utf8")).toBe(original);
   });
 
+  it("keeps sshd_config's mode and owner: a 0600 config is still 0600 after the edit", async () => {
+    const { vm, imds } = await vmWithImds(instances[6]);
+    fs.chmodSync(vm.sshdConfig, 0o600);
+    const original = fs.readFileSync(vm.sshdConfig, "utf8");
+    const before = fs.statSync(vm.sshdConfig);
+    const r = await install("default-agentless-installer", "ec2-token", vm, imds, "ec2");
+    expect(r.stderr).toContain(`updated ${vm.sshdConfig}`);
+    expect(r.status).toBe(0);
+    const after = fs.statSync(vm.sshdConfig);
+    expect((after.mode & 0o7777).toString(8)).toBe("600");
+    expect([after.uid, after.gid]).toEqual([before.uid, before.gid]);
+    expect(fs.readFileSync(vm.sshdConfig, "utf8")).not.toBe(original);
+    expect(fs.readdirSync(vm.dir).filter((f) => f.includes(".discovery."))).toEqual([]);
+  });
+
+  it("leaves a config that fails `sshd -t` untouched, saying why and how to check it", async () => {
+    const { vm, imds } = await vmWithImds(instances[7]);
+    fs.appendFileSync(vm.sshdConfig, "NoSuchOption yes\n");
+    fs.chmodSync(vm.sshdConfig, 0o640);
+    const original = fs.readFileSync(vm.sshdConfig, "utf8");
+    const r = await install("default-agentless-installer", "ec2-token", vm, imds, "ec2");
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain(
+      `discovery-installer: error: ${vm.sshdConfig} with the discovery block does not pass 'sshd -t', so it is ` +
+        `unchanged: fix what sshd reports (check with: sshd -t -f ${vm.sshdConfig}) and rerun:`,
+    );
+    expect(r.stderr).toContain("NoSuchOption");
+    expect(fs.readFileSync(vm.sshdConfig, "utf8")).toBe(original);
+    expect((fs.statSync(vm.sshdConfig).mode & 0o7777).toString(8)).toBe("640");
+    expect(fs.readdirSync(vm.dir).filter((f) => f.includes(".discovery."))).toEqual([]);
+  });
+
+  it("takes a non-secret token name as `sh -s NAME`, but refuses a token-method secret there (ps shows it)", async () => {
+    const { vm, imds } = await vmWithImds(instances[5]);
+    const byArgument = await install("default-agentless-installer", "ec2-token", vm, imds, "ec2", "argument");
+    expect(byArgument.stderr).toContain(`joined as ${ACCOUNT}-${instances[5].id}`);
+    expect(byArgument.status).toBe(0);
+    const secret = await install("default-installer", "a-token-secret", vm, imds, "token", "argument");
+    expect(secret.status).not.toBe(0);
+    expect(secret.stderr).toBe(
+      "discovery-installer: error: the token method's token is a secret: pass it in DISCOVERY_TOKEN " +
+        "(curl ... | DISCOVERY_TOKEN=<token> sh), not as an argument, and rotate it: it was visible in ps\n",
+    );
+  });
+
   it("fails clearly when there is no metadata service", async () => {
     const vm = await startVm();
     cleanups.push(() => vm.stop());
@@ -205,7 +253,7 @@ describe("the default installers under sh, against a real sshd", () => {
       "default-agentless-installer",
       "ec2-token",
       vm,
-      { endpoint: "http://127.0.0.1:9", requests: [], stop: async () => {} },
+      { endpoint: "http://127.0.0.1:9", requests: [], issuedTokens: [], stop: async () => {} },
       "ec2",
     );
     expect(r.status).not.toBe(0);

@@ -1,6 +1,12 @@
 import * as fs from "fs";
 import * as path from "path";
-import { DescribeDocumentCommand, DeleteDocumentCommand, GetDocumentCommand, SSMClient } from "@aws-sdk/client-ssm";
+import {
+  CreateDocumentCommand,
+  DescribeDocumentCommand,
+  DeleteDocumentCommand,
+  GetDocumentCommand,
+  SSMClient,
+} from "@aws-sdk/client-ssm";
 import { Stack } from "@pulumi/pulumi/automation";
 import { documentContent } from "../../provider/clouds/aws/ssm-document";
 import { Moto, MOTO_CREDENTIALS, MOTO_DEFAULT_ACCOUNT, startMoto } from "../../provider/sandbox/moto";
@@ -22,6 +28,10 @@ async function remote(ssm: SSMClient, name: string): Promise<{ defaultVersion: s
 }
 
 const contentOf = (mode: "agent" | "agentless") => JSON.parse(documentContent(mode));
+const PIN = "sha256//tYh4Wx8sV0XQb5h3s2lN+2m3CjYkAR9Xb8n7Qe1UZ8o=";
+const FIXED = { proxyAddr: "runtime.example.com:3080", caPin: PIN };
+/** The agent document an earlier package made: a free-form `env` parameter pasted into `exec env ...`. */
+const ENV_DOCUMENT = fs.readFileSync(path.resolve(__dirname, "../fixtures/ssm-document-env-v1.json"), "utf8");
 
 describe("aws.SsmInstallerDocument through the real Pulumi engine, against moto", () => {
   let moto: Moto;
@@ -65,16 +75,58 @@ describe("aws.SsmInstallerDocument through the real Pulumi engine, against moto"
     expect(preview.changeSummary).toEqual({ same: 2 });
   });
 
-  it("switching to agentless updates in place: version 2 becomes the default", async () => {
+  it("an earlier package's document (env parameter, no content digest in state) is updated in place: a new default version", async () => {
+    // The document and the state as an earlier package left them.
+    await ssm.send(new DeleteDocumentCommand({ Name: "DiscoveryInstaller" }));
+    await ssm.send(
+      new CreateDocumentCommand({
+        Name: "DiscoveryInstaller",
+        Content: ENV_DOCUMENT,
+        DocumentType: "Command",
+        DocumentFormat: "JSON",
+        Tags: [{ Key: "owner", Value: "discovery-tests" }],
+      }),
+    );
+    const state = await stack.exportStack();
+    for (const r of state.deployment.resources ?? []) if (r.type === TYPE) delete r.outputs.contentDigest;
+    await stack.importStack(state);
+    expect((await remote(ssm, "DiscoveryInstaller"))?.content).toEqual(JSON.parse(ENV_DOCUMENT));
+
+    const preview = await stack.preview();
+    expect(preview.changeSummary).toEqual({ same: 1, update: 1 });
+    const up = await stack.up();
+    expect(up.summary.resourceChanges).toEqual({ same: 1, update: 1 });
+    expect(up.outputs.defaultVersion.value).toBe("2");
+    const now = await remote(ssm, "DiscoveryInstaller");
+    expect(now).toEqual({ defaultVersion: "2", content: contentOf("agent") });
+    expect(Object.keys((now!.content as { parameters: object }).parameters)).not.toContain("env");
+    expect((await stack.preview()).changeSummary).toEqual({ same: 2 });
+  });
+
+  it("switching to agentless updates in place: version 3 becomes the default", async () => {
     await stack.setConfig("mode", { value: "agentless" });
     const preview = await stack.preview();
     expect(preview.changeSummary).toEqual({ same: 1, update: 1 });
     const up = await stack.up();
     expect(up.summary.resourceChanges).toEqual({ same: 1, update: 1 });
     expect(up.outputs.mode.value).toBe("agentless");
-    expect(up.outputs.defaultVersion.value).toBe("2");
-    expect(up.outputs.latestVersion.value).toBe("2");
-    expect(await remote(ssm, "DiscoveryInstaller")).toEqual({ defaultVersion: "2", content: contentOf("agentless") });
+    expect(up.outputs.defaultVersion.value).toBe("3");
+    expect(up.outputs.latestVersion.value).toBe("3");
+    expect(await remote(ssm, "DiscoveryInstaller")).toEqual({ defaultVersion: "3", content: contentOf("agentless") });
+  });
+
+  it("fixing the runtime's address and pin updates in place; SendCommand then accepts no other", async () => {
+    await stack.setConfig("proxyAddr", { value: "https://runtime.example.com:3080" });
+    await stack.setConfig("caPin", { value: PIN });
+    const up = await stack.up();
+    expect(up.summary.resourceChanges).toEqual({ same: 1, update: 1 });
+    expect(up.outputs.defaultVersion.value).toBe("4");
+    const { content } = (await remote(ssm, "DiscoveryInstaller"))!;
+    expect(content).toEqual(JSON.parse(documentContent("agentless", FIXED)));
+    const { parameters } = content as { parameters: Record<string, { allowedPattern: string }> };
+    expect(new RegExp(parameters.proxyAddr.allowedPattern).test("runtime.example.com:3080")).toBe(true);
+    expect(new RegExp(parameters.proxyAddr.allowedPattern).test("elsewhere.example.com:3080")).toBe(false);
+    expect(new RegExp(parameters.caPin.allowedPattern).test(PIN)).toBe(true);
   });
 
   it("a new name replaces the document: the new one exists, the old one is gone", async () => {
@@ -82,7 +134,10 @@ describe("aws.SsmInstallerDocument through the real Pulumi engine, against moto"
     const up = await stack.up();
     expect(up.summary.resourceChanges).toEqual({ same: 1, replace: 1 });
     expect(await remote(ssm, "DiscoveryInstaller")).toBeUndefined();
-    expect(await remote(ssm, "DiscoveryInstaller2")).toEqual({ defaultVersion: "1", content: contentOf("agentless") });
+    expect(await remote(ssm, "DiscoveryInstaller2")).toEqual({
+      defaultVersion: "1",
+      content: JSON.parse(documentContent("agentless", FIXED)),
+    });
   });
 
   it("refuses a bad name at preview, naming the `name` property, and creates nothing", async () => {

@@ -454,7 +454,7 @@ describe("installViaSsm against a scenario SSM endpoint", () => {
     );
   });
 
-  it("custom document: token, scriptName, proxyAddr, env and sshdConfigPath; each step read by plugin name", async () => {
+  it("custom document: token, scriptName, proxyAddr, joinMethod, caPin and sshdConfigPath; each step read by plugin name", async () => {
     const list = ids(3);
     const matcher = awsMatcher.parse({
       regions: [REGION],
@@ -465,9 +465,13 @@ describe("installViaSsm against a scenario SSM endpoint", () => {
       {
         managed: linux(list),
         result: (id, plugin) =>
-          id === list[1] && plugin === "downloadContent"
-            ? { Status: "Failed", ResponseCode: 1, StandardErrorContent: "failed to download file: 404 Not Found\n" }
-            : id === list[2] && plugin === "runShellScript"
+          id === list[1] && plugin === "download"
+            ? {
+                Status: "Failed",
+                ResponseCode: 90,
+                StandardErrorContent: "curl: (90) SSL: public key does not match pinned public key\n",
+              }
+            : id === list[2] && plugin === "install"
               ? { Status: "Failed", ResponseCode: 2, StandardErrorContent: "discovery-installer: error: no sshd\n" }
               : SUCCESS,
       },
@@ -480,7 +484,8 @@ describe("installViaSsm against a scenario SSM endpoint", () => {
       token: ["aws-discovery-iam-token"],
       scriptName: ["default-agentless-installer"],
       proxyAddr: ["proxy.example.com:443"],
-      env: [`DISCOVERY_JOIN_METHOD='ec2' DISCOVERY_CA_PIN='${PIN}'`],
+      joinMethod: ["ec2"],
+      caPin: [PIN],
       sshdConfigPath: ["/etc/ssh/sshd_config"],
     });
     const steps = (id: string) =>
@@ -488,22 +493,40 @@ describe("installViaSsm against a scenario SSM endpoint", () => {
         .calls("GetCommandInvocation")
         .filter((c) => c.body.InstanceId === id)
         .map((c) => c.body.PluginName);
-    expect(steps(list[0])).toEqual(["downloadContent", "runShellScript"]);
-    expect(steps(list[1])).toEqual(["downloadContent"]);
+    expect(steps(list[0])).toEqual(["download", "install"]);
+    expect(steps(list[1])).toEqual(["download"]);
     expect(outcomes[0].status).toBe("succeeded");
     expect(outcomes[1]).toMatchObject({
       failureClass: "script-failure",
-      exitCode: 1,
+      exitCode: 90,
       reason:
         "downloading the installer from https://proxy.example.com:443/webapi/scripts/installer/default-agentless-installer " +
-        "failed (step downloadContent, exit code 1)",
-      stderrTail: "failed to download file: 404 Not Found",
+        "failed (step download, exit code 90): curl: (90) SSL: public key does not match pinned public key",
+      remediation:
+        "make https://proxy.example.com:443/webapi/scripts/installer/default-agentless-installer reachable from the " +
+        "instance (security groups, install.proxy_addr); curl's exit code 90 means the runtime's TLS key does not " +
+        "match the pin (caPin) the document was given",
+      stderrTail: "curl: (90) SSL: public key does not match pinned public key",
     });
     expect(outcomes[2]).toMatchObject({
       failureClass: "script-failure",
       exitCode: 2,
       reason: "the installer exited with code 2: discovery-installer: error: no sshd",
     });
+  });
+
+  it("custom document: a setting its patterns refuse fails every instance, naming the parameter, before any send", async () => {
+    const list = ids(2);
+    const matcher = awsMatcher.parse({
+      regions: [REGION],
+      ssm: { document_name: "DiscoveryInstaller" },
+      install: { proxy_addr: "-k.example.com:443" }, // the model takes it; as a URL host it is no host name
+    });
+    const { fake, outcomes } = await install({ managed: linux(list) }, candidates(list), { matcher });
+    expect(fake.calls("SendCommand")).toHaveLength(0);
+    expect(outcomes.map((o) => o.failureClass)).toEqual(["invocation-failure", "invocation-failure"]);
+    expect(outcomes[0].reason).toMatch(/^SSM document parameter proxyAddr "-k.example.com:443" does not match/);
+    expect(outcomes[0].remediation).toContain("correct the matcher's install block (install.proxy_addr");
   });
 
   it("groups by account and region, with each scope's own credentials, and keeps the input order", async () => {

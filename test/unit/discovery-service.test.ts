@@ -322,17 +322,37 @@ describe("DiscoveryService target aws", () => {
     expect(await value(svc.instanceId)).toBe("disc-instance-id");
   });
 
-  it("creates each custom SSM document in each of its matcher's regions with the installer content", async () => {
+  it("creates each custom SSM document in each of its matcher's regions, fixed to this runtime's address and pin", async () => {
     const rs = await settle(new DiscoveryService("disc", awsArgs()));
     const docs = rs.filter((r) => r.type === "aws:ssm/document:Document").map((r) => r.inputs);
     expect(docs.map((d) => [d.region, d.name]).sort()).toEqual([
       ["eu-west-1", "DiscoveryInstaller"],
       ["us-east-1", "DiscoveryInstaller"],
     ]);
+    const { tlsPin } = one(rs, "pulumi-nodejs:dynamic/discovery:RuntimeKeys", "disc-keys").state;
+    const proxyAddr = `${EIP.publicIp}:3080`;
     for (const d of docs) {
       expect(d).toEqual(expect.objectContaining({ documentType: "Command", documentFormat: "JSON" }));
-      expect(d.content).toBe(documentContent("agentless")); // the matcher's install mode
+      // The matcher's install mode; SendCommand accepts only this runtime's address and pin.
+      expect(d.content).toBe(documentContent("agentless", { proxyAddr, caPin: tlsPin }));
+      const { parameters } = JSON.parse(d.content);
+      expect(new RegExp(parameters.proxyAddr.allowedPattern).test(proxyAddr)).toBe(true);
+      expect(new RegExp(parameters.proxyAddr.allowedPattern).test("evil.example.com:443")).toBe(false);
+      expect(new RegExp(parameters.caPin.allowedPattern).test(tlsPin)).toBe(true);
+      expect(new RegExp(parameters.caPin.allowedPattern).test(`sha256//${"A".repeat(43)}=`)).toBe(false);
     }
+  });
+
+  it("refuses matchers that share a document but not an install.proxyAddr, which the document fixes", () => {
+    const shared = [
+      { regions: ["us-east-1"], ssm: { documentName: "SharedDoc" }, install: { proxyAddr: "a.example.com:443" } },
+      { regions: ["us-east-1"], ssm: { documentName: "SharedDoc" } },
+    ];
+    expect(() => new DiscoveryService("shared", awsArgs({ config: { discoveryService: { aws: shared } } }))).toThrow(
+      "config.discoveryService.aws[1].install.proxyAddr: (the runtime's address) differs from a.example.com:443 " +
+        "of another matcher with the SSM document SharedDoc, which fixes one address; give the matchers the same " +
+        "proxyAddr or their own document names",
+    );
   });
 
   it("creates the documents of a matcher over every region in aws.regions, and says so when they are missing", async () => {
@@ -347,10 +367,12 @@ describe("DiscoveryService target aws", () => {
         awsArgs({ config: star, aws: { region: "us-east-1", regions: ["us-east-1", "sa-east-1"] } }),
       ),
     );
+    const { tlsPin } = one(rs, "pulumi-nodejs:dynamic/discovery:RuntimeKeys", "star-keys").state;
+    const proxyAddr = `${EIP.publicIp}:3080`;
     expect(
       rs
         .filter((r) => r.type === "aws:ssm/document:Document")
-        .map((r) => [r.name, r.inputs.content === documentContent("agent")]),
+        .map((r) => [r.name, r.inputs.content === documentContent("agent", { proxyAddr, caPin: tlsPin })]),
     ).toEqual([
       ["star-ssm-sa-east-1-EveryRegionDoc", true],
       ["star-ssm-us-east-1-EveryRegionDoc", true],

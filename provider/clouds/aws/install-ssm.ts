@@ -14,7 +14,7 @@ import {
 import { DEFAULT_SSM_DOCUMENT, type AwsMatcher } from "../../model";
 import type { Candidate, InstallOutcome, RuntimeEndpoint } from "../../enroll/types";
 import { documentArn, instanceArn } from "./policy";
-import { INSTALLER_STEPS, InstallerArgs, installerParameters, proxyHost } from "./ssm-document";
+import { INSTALLER_STEPS, InstallerArgs, installerParameters, proxyHost, refusedParameter } from "./ssm-document";
 
 /** The most instance ids one ssm:SendCommand (and one DescribeInstanceInformation filter) accepts. */
 export const SSM_BATCH_SIZE = 50;
@@ -200,11 +200,12 @@ function classify(c: Candidate, r: GetCommandInvocationCommandOutput, url: strin
         c,
         "script-failure",
         download
-          ? `downloading the installer from ${url} failed (step downloadContent, exit code ${code})`
+          ? `downloading the installer from ${url} failed (step ${INSTALLER_STEPS[0]}, exit code ${code})` +
+              `${stderrTail ? `: ${stderrTail.split("\n").pop()}` : ""}`
           : `the installer exited with code ${code}${stderrTail ? `: ${stderrTail.split("\n").pop()}` : ""}`,
         download
-          ? `make ${url} reachable from the instance with a certificate its trust store accepts ` +
-              "(aws:downloadContent cannot pin a key; the stock AWS-RunShellScript document can)"
+          ? `make ${url} reachable from the instance (security groups, install.proxy_addr); curl's exit code 90 ` +
+              "means the runtime's TLS key does not match the pin (caPin) the document was given"
           : "read stderrTail; if curl could not reach the runtime, open the path from the instance to it " +
               "(security groups, install.proxy_addr); rerun the command on the instance to reproduce",
       ),
@@ -292,6 +293,15 @@ async function send(
 ): Promise<Watch[]> {
   const watches: Watch[] = [];
   const parameters = installerParameters(document, args);
+  // SSM would refuse the whole batch with InvalidParameters; say which setting is wrong before sending.
+  const refused = document === DEFAULT_SSM_DOCUMENT ? undefined : refusedParameter(parameters);
+  if (refused) {
+    const fix =
+      "correct the matcher's install block (install.proxy_addr, install.join_params) or the runtime's public " +
+      "address; the token name and script name must be plain names";
+    for (const c of all) out.set(c.instanceId, failed(c, "invocation-failure", refused, fix));
+    return watches;
+  }
   for (let i = 0; i < all.length; i += SSM_BATCH_SIZE) {
     const chunk = all.slice(i, i + SSM_BATCH_SIZE);
     let infos: Map<string, InstanceInformation>;

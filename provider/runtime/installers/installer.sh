@@ -1,8 +1,11 @@
 #!/bin/sh
 # pulumi-discovery installer (__SCRIPT_NAME__): joins this VM to the discovery runtime without shared
 # secrets, proving its identity from the cloud metadata service, and installs what the runtime issues.
-#   curl -sS https://<runtime>/webapi/scripts/installer/__SCRIPT_NAME__ | sh -s <token>
-# Needs only sh, curl, openssl and OpenSSH. Environment (all optional):
+#   curl -sS https://<runtime>/webapi/scripts/installer/__SCRIPT_NAME__ | DISCOVERY_TOKEN=<token> sh
+# (`sh -s <token>` works too for the ec2 and iam methods, whose token names are not secret.)
+# Needs only sh, curl, openssl and OpenSSH. No key, token or signature is ever a command's argument (ps shows
+# those to every user): they travel through pipes, curl's stdin and shell variables. Environment (all optional):
+#   DISCOVERY_TOKEN         the join token's name (for the token method: the secret itself)
 #   DISCOVERY_JOIN_METHOD   ec2 | iam | token (default iam)
 #   DISCOVERY_CA_PIN        sha256//<base64> public key pin of the runtime's TLS certificate
 #   DISCOVERY_CA_FILE       CA bundle for the runtime's TLS certificate (instead of a pin)
@@ -19,7 +22,9 @@ umask 077
 PROXY={{ .PublicProxyAddr }}
 CLUSTER={{ .ClusterName }}
 MODE=__MODE__
-TOKEN="${1:-${DISCOVERY_TOKEN:-}}"
+TOKEN="${DISCOVERY_TOKEN:-${1:-}}"
+# Kept in a shell variable only: the commands run below need not inherit it.
+unset DISCOVERY_TOKEN
 METHOD="${DISCOVERY_JOIN_METHOD:-iam}"
 DATA_DIR="${DISCOVERY_DATA_DIR:-/var/lib/discovery}"
 SSHD_CONFIG="${DISCOVERY_SSHD_CONFIG:-/etc/ssh/sshd_config}"
@@ -36,22 +41,54 @@ NL='
 die() { echo "discovery-installer: error: $*" >&2; exit 1; }
 log() { echo "discovery-installer: $*" >&2; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required but not found on PATH"; }
-sha256hex() { openssl dgst -sha256 | sed 's/^.*= *//'; }
-hmac() { printf '%s' "$2" | openssl dgst -sha256 -mac HMAC -macopt "$1" | sed 's/^.*= *//'; }
 json_escape() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g' | tr -d '\n\r'; }
 json_str() { printf '%s' "$1" | tr -d '\n' | sed -n "s/.*\"$2\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p"; }
 json_list() { printf '%s' "$1" | tr -d '\n' | sed -n "s/.*\"$2\"[[:space:]]*:[[:space:]]*\[\([^]]*\)\].*/\1/p" | tr ',' '\n' | sed 's/^[[:space:]]*"//; s/"[[:space:]]*$//'; }
 
+# begin hmac: HMAC-SHA256 with the key in shell variables only (openssl's -macopt key:... would put it in argv).
+# test/unit/installer-hmac.test.ts runs this part on its own against RFC 4231.
+tohex() { od -An -v -tx1 | tr -d ' \n'; }
+sha256hex() { openssl dgst -sha256 -binary | tohex; }
+# Writes the bytes of hex string $1, each XOR $2 (default 0), through the printf builtin.
+hexbytes() {
+  h=$1 esc=''
+  while [ -n "$h" ]; do
+    r=${h#??}; v=$((0x${h%"$r"} ^ ${2:-0})); h=$r
+    esc="$esc\\$((v / 64))$((v / 8 % 8))$((v % 8))"
+  done
+  printf "$esc"
+}
+# HMAC-SHA256 (RFC 2104) of stdin under the key whose hex is $1; prints the hex digest.
+hmac() {
+  k=$1
+  [ ${#k} -le 128 ] || k=$(hexbytes "$k" | sha256hex)
+  while [ ${#k} -lt 128 ]; do k="${k}00"; done
+  inner=$({ hexbytes "$k" 54; cat; } | sha256hex)
+  { hexbytes "$k" 92; hexbytes "$inner"; } | sha256hex
+}
+# SigV4's signing key (hex) for secret key $1 and scope parts $2...: date, region, service, aws4_request.
+signing_key() {
+  k=$(printf '%s' "AWS4$1" | tohex); shift
+  for part in "$@"; do k=$(printf '%s' "$part" | hmac "$k"); done
+  printf '%s' "$k"
+}
+# end hmac
+
 need curl
 need openssl
 need ssh-keygen
-[ -n "$TOKEN" ] || die "no join token: pass it as the first argument (sh -s TOKEN) or in DISCOVERY_TOKEN"
+[ -n "$TOKEN" ] || die "no join token: set DISCOVERY_TOKEN (curl ... | DISCOVERY_TOKEN=<token> sh)"
 case "$METHOD" in ec2 | iam | token) ;; *) die "DISCOVERY_JOIN_METHOD must be ec2, iam or token, not $METHOD" ;; esac
+# A token-method token is a secret, and ps shows every process's arguments to every user.
+[ "$METHOD" != token ] || [ -z "${1:-}" ] ||
+  die "the token method's token is a secret: pass it in DISCOVERY_TOKEN (curl ... | DISCOVERY_TOKEN=<token> sh), not as an argument, and rotate it: it was visible in ps"
 
+# POSTs stdin (JSON) to the runtime path $1: the body, which holds the token and signatures, never is an argument.
 runtime() {
-  if [ -n "${DISCOVERY_CA_PIN:-}" ]; then curl -sS --fail-with-body --max-time 60 -k --pinnedpubkey "$DISCOVERY_CA_PIN" "$@"
-  elif [ -n "${DISCOVERY_CA_FILE:-}" ]; then curl -sS --fail-with-body --max-time 60 --cacert "$DISCOVERY_CA_FILE" "$@"
-  else curl -sS --fail-with-body --max-time 60 "$@"; fi
+  set -- -sS --fail-with-body --max-time 60 -X POST -H 'Content-Type: application/json' --data-binary @- "https://$PROXY$1"
+  if [ -n "${DISCOVERY_CA_PIN:-}" ]; then curl -k --pinnedpubkey "$DISCOVERY_CA_PIN" "$@"
+  elif [ -n "${DISCOVERY_CA_FILE:-}" ]; then curl --cacert "$DISCOVERY_CA_FILE" "$@"
+  else curl "$@"; fi
 }
 
 # One run at a time: a second run waits for the first (up to 5 minutes), a stale lock is taken over.
@@ -75,7 +112,9 @@ imds() {
     imds_token=$(curl -sS -f --max-time 10 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$IMDS/latest/api/token") ||
       die "cannot get an IMDSv2 token from $IMDS (is this an EC2 instance with the metadata service enabled?)"
   fi
-  curl -sS -f --max-time 10 -H "X-aws-ec2-metadata-token: $imds_token" "$IMDS$1" || die "cannot read $1 from $IMDS"
+  # The session token goes in as a header of a curl config read from stdin, not as -H on the command line.
+  printf 'header = "X-aws-ec2-metadata-token: %s"\n' "$imds_token" | curl -sS -f --max-time 10 -K - "$IMDS$1" ||
+    die "cannot read $1 from $IMDS"
 }
 
 # sshd_config: drop the block a previous run managed (the marker line and the HostKey, HostCertificate and
@@ -114,15 +153,25 @@ configure_sshd() {
       }
     }
   ' "$SSHD_CONFIG" >"$tmp"
+  # Only a config sshd accepts is installed; with no sshd to ask, nothing is.
   sshd_bin=$(command -v sshd 2>/dev/null || echo /usr/sbin/sshd)
-  if [ -x "$sshd_bin" ] && ! "$sshd_bin" -t -f "$tmp" 2>"$tmp.err"; then
+  if [ ! -x "$sshd_bin" ]; then
+    rm -f "$tmp"
+    die "no sshd found on PATH or at /usr/sbin/sshd to check the edited config with; $SSHD_CONFIG is unchanged: install the OpenSSH server (or put its sshd on PATH) and rerun"
+  fi
+  if ! "$sshd_bin" -t -f "$tmp" 2>"$tmp.err"; then
     err=$(cat "$tmp.err"); rm -f "$tmp" "$tmp.err"
-    die "the edited sshd config does not pass 'sshd -t'; $SSHD_CONFIG is unchanged: $err"
+    die "$SSHD_CONFIG with the discovery block does not pass 'sshd -t', so it is unchanged: fix what sshd reports (check with: sshd -t -f $SSHD_CONFIG) and rerun: $err"
   fi
   rm -f "$tmp.err"
-  chmod 644 "$tmp"
   if cmp -s "$tmp" "$SSHD_CONFIG"; then rm -f "$tmp"; return 1; fi
-  mv "$tmp" "$SSHD_CONFIG"
+  # A copy of the original (cp -p keeps its mode, owner and group) takes the checked content and is renamed
+  # over it: sshd never reads a half-written file, and a 0600 config stays 0600.
+  if ! { cp -p "$SSHD_CONFIG" "$tmp.new" && cat "$tmp" >"$tmp.new" && mv "$tmp.new" "$SSHD_CONFIG"; }; then
+    rm -f "$tmp" "$tmp.new"
+    die "could not replace $SSHD_CONFIG (is its file system full or read-only?); it is unchanged"
+  fi
+  rm -f "$tmp"
   return 0
 }
 
@@ -163,8 +212,7 @@ iam)
   creds=$(imds "/latest/meta-data/iam/security-credentials/$role")
   ak=$(json_str "$creds" AccessKeyId); sk=$(json_str "$creds" SecretAccessKey); st=$(json_str "$creds" Token)
   [ -n "$ak" ] && [ -n "$sk" ] || die "the instance profile credentials of $role are incomplete"
-  resp=$(runtime -X POST -H 'Content-Type: application/json' \
-    --data-binary "{\"method\":\"iam\",\"token\":\"$(json_escape "$TOKEN")\"}" "https://$PROXY/v1/join/challenge") ||
+  resp=$(printf '{"method":"iam","token":"%s"}' "$(json_escape "$TOKEN")" | runtime /v1/join/challenge) ||
     die "the runtime refused a challenge: $resp"
   challenge=$(json_str "$resp" challenge)
   [ -n "$challenge" ] || die "the runtime sent no challenge: $resp"
@@ -180,8 +228,7 @@ iam)
   canonical="POST${NL}/${NL}${NL}${hdrs}${NL}${signed}${NL}$(printf '%s' "$req" | sha256hex)"
   scope="$day/$region/sts/aws4_request"
   tosign="AWS4-HMAC-SHA256${NL}$amzdate${NL}$scope${NL}$(printf '%s' "$canonical" | sha256hex)"
-  k=$(hmac "key:AWS4$sk" "$day"); k=$(hmac "hexkey:$k" "$region"); k=$(hmac "hexkey:$k" sts); k=$(hmac "hexkey:$k" aws4_request)
-  sig=$(hmac "hexkey:$k" "$tosign")
+  sig=$(printf '%s' "$tosign" | hmac "$(signing_key "$sk" "$day" "$region" sts aws4_request)")
   auth="AWS4-HMAC-SHA256 Credential=$ak/$scope, SignedHeaders=$signed, Signature=$sig"
   h="\"content-type\":\"$ctype\",\"host\":\"$host\",\"x-amz-date\":\"$amzdate\",\"x-discovery-challenge\":\"$challenge\",\"authorization\":\"$auth\""
   [ -z "$st" ] || h="$h,\"x-amz-security-token\":\"$(json_escape "$st")\""
@@ -189,7 +236,7 @@ iam)
   ;;
 esac
 
-resp=$(runtime -X POST -H 'Content-Type: application/json' --data-binary "$body" "https://$PROXY/v1/join") ||
+resp=$(printf '%s' "$body" | runtime /v1/join) ||
   die "the runtime refused the join: ${resp:-no answer from https://$PROXY}"
 node=$(json_str "$resp" node_name)
 cert=$(json_str "$resp" host_certificate)
