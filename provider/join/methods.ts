@@ -14,7 +14,12 @@ export interface AttestContext {
   challenge?: ChallengeRecord;
   /** Join settings of the runtime config. */
   settings: {
-    aws: { extraCaPems: string[]; stsEndpoint: string };
+    aws: {
+      extraCaPems: string[];
+      stsEndpoint: string;
+      /** Where discovery found an instance (its enrollment record), for iam joins, which STS does not place. */
+      enrollmentRegion?: (account: string, instanceId: string) => Promise<string | undefined>;
+    };
     gcp: { issuer: string; jwksUrl: string };
   };
 }
