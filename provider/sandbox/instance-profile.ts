@@ -11,6 +11,7 @@ import {
   IAMClient,
 } from "@aws-sdk/client-iam";
 import { concurrencyLimit } from "../clouds/aws/fetch-support";
+import { awsErrorCode } from "../clouds/aws/rate-limits";
 import type { SandboxCredentials } from "./moto-accounts";
 
 const EC2_TRUST = JSON.stringify({
@@ -20,7 +21,7 @@ const EC2_TRUST = JSON.stringify({
 
 // Made by an earlier call: fine, the profile's role is checked below.
 function existing(err: unknown): undefined {
-  if ((err as { name?: string })?.name !== "EntityAlreadyExists") throw err;
+  if (!/^EntityAlreadyExists/.test(awsErrorCode(err))) throw err;
   return undefined;
 }
 

@@ -176,7 +176,8 @@ export function sdkInstanceApi(scope: InstanceScope, opts: Ec2CheckOptions = {})
 export function cachedInstanceApis(opts: Ec2CheckOptions = {}, maxEntries = 256): InstanceApiFactory {
   const apis = new Map<string, SdkInstanceApi>();
   return (scope) => {
-    const key = `${scope.region} ${scope.roleArn ?? ""}`;
+    // The SDK reads AWS_ENDPOINT_URL when a client is made: a changed variable (tests) needs fresh clients.
+    const key = `${scope.region} ${scope.roleArn ?? ""} ${opts.endpoint ?? process.env.AWS_ENDPOINT_URL ?? ""}`;
     let api = apis.get(key);
     if (!api) {
       // The oldest is dropped, not destroyed: a join may still be using it, and its idle sockets close on their own.
