@@ -36,8 +36,9 @@ export function instanceSession(identity: CallerIdentity): { role: string; insta
 }
 
 /**
- * The optional `aws_region` of an iam join body (the node's IMDS placement region), checked before anything
- * else is done with the request. A value that is not a known region is refused (400), never looked up.
+ * The optional `aws_region` of an iam join body (the node's IMDS placement region), checked before STS or EC2 is
+ * called (and fit for a join method's pre-validation of the body). A value that is not a known region is refused
+ * (400), never looked up.
  */
 export function checkAwsRegionField(body: Record<string, unknown>): string | undefined {
   const region = body.aws_region;
@@ -74,8 +75,8 @@ export interface VerifyIamInstanceOptions {
   enrollmentRegion?: (account: string, instanceId: string) => Promise<string | undefined>;
 }
 
-// The node name goes to a candidate only when every fact below holds; a failed call is a refusal, never a
-// downgrade, so that a broken permission can't be mistaken for a missing instance.
+// A failed call refuses the join, never downgrades it to unverified: a missing permission must not pass for a
+// missing instance, or the real instance would lose its name to whoever joined first.
 function checkFailed(err: AwsCallError, account: string, region: string, roleArn?: string): JoinRefusal {
   const where = `account ${account}, region ${region}`;
   const fix =
