@@ -303,7 +303,7 @@ export const runtimeAddressHttps: ResourceValidationPolicy = {
 export const noWildcardAssumeRole: ResourceValidationPolicy = {
   name: "no-wildcard-assume-role",
   description:
-    "Roles to assume are named exactly: no wildcard in a matcher's assumeRole (roleArn, roleName), a token's awsRole, or the Resource of an IAM statement allowing sts:AssumeRole (an account wildcard with a fixed role name, as organization scanning needs, is allowed).",
+    "Roles to assume are named exactly: no wildcard in a matcher's assumeRole (roleArn, roleName), a token's awsRole, or the Resource of an IAM statement allowing sts:AssumeRole (an account wildcard with a fixed role name, as organization scanning and iam tokens' organization rules need, is allowed).",
   enforcementLevel: "mandatory",
   validateResource: (args: ResourceValidationArgs, report: ReportViolation) => {
     const fix = "name the role exactly, e.g. arn:aws:iam::123456789012:role/discovery";
@@ -320,7 +320,9 @@ export const noWildcardAssumeRole: ResourceValidationPolicy = {
     const token = tokenOf(args);
     token?.allow.forEach((rule, i) => {
       const role = asObject(rule)?.awsRole;
-      if (typeof role === "string" && hasWildcard(role))
+      // An iam rule's `*` account is the caller's (organization rules): a fixed role name is still named exactly.
+      const wild = token.joinMethod === "iam" ? (r: string) => coversUnnamed(r, "role") : hasWildcard;
+      if (typeof role === "string" && wild(role))
         report(`${token.at}allow[${i}].awsRole ${show(role)} has a wildcard: ${fix}.`);
     });
     for (const doc of policyDocumentsOf(args)) {

@@ -9,7 +9,10 @@ export interface ProvisionTokenAwsRule {
   awsAccount?: pulumi.Input<string>;
   /** ec2: the regions the instance may run in. */
   awsRegions?: pulumi.Input<pulumi.Input<string>[]>;
-  /** ec2: a role ARN assumed for the DescribeInstances check in a foreign account. */
+  /**
+   * ec2 and iam: a role ARN assumed for the instance check (DescribeInstances; iam also GetInstanceProfile) in a
+   * foreign account; iam rules may write `*` for the account, meaning the caller's (organization rules).
+   */
   awsRole?: pulumi.Input<string>;
   /** iam: a glob on the caller's ARN. */
   awsArn?: pulumi.Input<string>;
@@ -97,7 +100,7 @@ export interface ProvisionTokenAwsRuleOutput {
   awsAccount?: string;
   /** ec2: allowed regions. */
   awsRegions?: string[];
-  /** ec2: role assumed for the DescribeInstances check. */
+  /** ec2 and iam: role assumed for the instance check (`*` account: the caller's). */
   awsRole?: string;
   /** iam: glob on the caller ARN. */
   awsArn?: string;

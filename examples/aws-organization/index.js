@@ -22,7 +22,9 @@ const token = new discovery.ProvisionToken("org-token", {
   name: "aws-org-iam-token",
   roles: ["Node"],
   joinMethod: "iam",
-  allow: [{ awsOrganizationId: organizationId }],
+  // Before a node is named after its instance, the runtime checks the instance and its instance profile in the
+  // caller's account, through the same member role (`*`: whichever member account the caller is in).
+  allow: [{ awsOrganizationId: organizationId, awsRole: `arn:aws:iam::*:role/${roleName}` }],
 });
 
 const matchers = [

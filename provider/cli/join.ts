@@ -42,6 +42,9 @@ export async function joinNode(o: JoinOptions): Promise<{ nodeName: string; file
       region: "us-east-1",
       credentials: await imds.credentials(),
     });
+    // Where the runtime looks this instance up (STS does not say); without it, it tries what discovery recorded.
+    const region = await imds.get("/latest/meta-data/placement/region").catch(() => "");
+    if (region.trim()) body.aws_region = region.trim();
   }
   const a = await request(target, "POST", "/v1/join", body);
   if (a.status !== 200) throw new Error(`the runtime refused the join: ${answerError(a)}`);

@@ -21,7 +21,12 @@ export interface AttestContext {
 
 /** Join settings of the runtime config, as attestors and request checks see them. */
 export interface JoinSettings {
-  aws: { extraCaPems: string[]; stsEndpoint: string };
+  aws: {
+    extraCaPems: string[];
+    stsEndpoint: string;
+    /** Where discovery found an instance (its enrollment record), for iam joins, which STS does not place. */
+    enrollmentRegion?: (account: string, instanceId: string) => Promise<string | undefined>;
+  };
   gcp: { issuer: string; jwksUrl: string };
 }
 

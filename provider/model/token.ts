@@ -4,7 +4,6 @@ import {
   awsArnGlob,
   awsOrganizationId,
   awsRegion,
-  awsRoleArn,
   duration,
   gcpLocation,
   gcpProjectId,
@@ -28,7 +27,12 @@ const awsRule = z
   .object({
     aws_account: awsAccountId.optional(),
     aws_regions: nonEmptyList(awsRegion, "region").optional(),
-    aws_role: awsRoleArn.optional(),
+    aws_role: z
+      .string()
+      .regex(/^arn:aws(-[a-z]+)*:iam::(\d{12}|\*):role\/[\w+=,.@/-]{1,512}$/, {
+        message: "must be an IAM role ARN such as arn:aws:iam::123456789012:role/discovery",
+      })
+      .optional(),
     aws_arn: awsArnGlob.optional(),
     aws_organization_id: awsOrganizationId.optional(),
   })
@@ -52,11 +56,12 @@ const azureRule = z
   })
   .strict();
 
-const ONLY_FOR: Record<string, JoinMethod> = {
-  aws_regions: "ec2",
-  aws_role: "ec2",
-  aws_arn: "iam",
-  aws_organization_id: "iam",
+// aws_role serves both: ec2 checks the instance runs, iam checks a caller named after an instance is it.
+const ONLY_FOR: Record<string, JoinMethod[]> = {
+  aws_regions: ["ec2"],
+  aws_role: ["ec2", "iam"],
+  aws_arn: ["iam"],
+  aws_organization_id: ["iam"],
 };
 
 /**
@@ -122,13 +127,20 @@ const tokenSpec = z
     }
     (spec.allow ?? []).forEach((rule, i) => {
       for (const [field, only] of Object.entries(ONLY_FOR)) {
-        if ((rule as Record<string, unknown>)[field] !== undefined && isAws && only !== method)
+        if ((rule as Record<string, unknown>)[field] !== undefined && isAws && !only.includes(method))
           ctx.addIssue({
             code: "custom",
             path: ["allow", i, field],
-            message: `applies only to join_method ${only}, not ${method}`,
+            message: `applies only to join_method ${only.join(" and ")}, not ${method}`,
           });
       }
+      // For iam, `*` is the caller's account (organization rules); an ec2 rule names its one account.
+      if (method !== "iam" && rule.aws_role?.includes(":iam::*:"))
+        ctx.addIssue({
+          code: "custom",
+          path: ["allow", i, "aws_role"],
+          message: `a * account applies only to iam rules (the caller's account); name the account for ${method}`,
+        });
       if (method === "ec2" && rule.aws_account === undefined)
         ctx.addIssue({
           code: "custom",

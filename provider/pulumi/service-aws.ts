@@ -129,14 +129,22 @@ export function deployAws(plan: VmPlan, args: AwsTargetArgs, discoveryPolicy: ob
   );
   if (discoveryPolicy)
     new aws.iam.RolePolicy(`${name}-discovery`, { role: role.id, policy: JSON.stringify(discoveryPolicy) }, opts);
-  // ec2 joins check that the instance is running, whatever the matchers are.
+  // Joins check the instance, whatever the matchers are: ec2 that it runs, iam also its instance profile's role.
   new aws.iam.RolePolicy(
     `${name}-join`,
     {
       role: role.id,
       policy: JSON.stringify({
         Version: "2012-10-17",
-        Statement: [{ Sid: "Ec2JoinCheck", Effect: "Allow", Action: ["ec2:DescribeInstances"], Resource: ["*"] }],
+        Statement: [
+          { Sid: "Ec2JoinCheck", Effect: "Allow", Action: ["ec2:DescribeInstances"], Resource: ["*"] },
+          {
+            Sid: "IamJoinCheck",
+            Effect: "Allow",
+            Action: ["iam:GetInstanceProfile"],
+            Resource: ["arn:*:iam::*:instance-profile/*"],
+          },
+        ],
       }),
     },
     opts,

@@ -124,6 +124,10 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
       aws: {
         extraCaPems: config.join.aws.extraCaCerts.map((f) => fs.readFileSync(f, "utf8")),
         stsEndpoint: config.join.aws.stsEndpoint,
+        enrollmentRegion: async (account, instanceId) =>
+          (await store.enrollmentsOfNode(`${account}-${instanceId}`)).find(
+            (e) => e.cloud === "aws" && e.account === account && e.instanceId === instanceId,
+          )?.region,
       },
       gcp: config.join.gcp,
     },

@@ -10,6 +10,7 @@ import {
 import { concurrencyLimit } from "../clouds/aws/fetch-support";
 import { identityDocument, signIdentityDocument, TestSigner } from "./iid-signer";
 import { FakeImds, startImds } from "./imds";
+import { attachInstanceProfile, ensureInstanceProfile } from "./instance-profile";
 import {
   LaunchOptions,
   parseLaunchOptions,
@@ -21,7 +22,7 @@ import {
 import { MotoAccounts } from "./moto-accounts";
 import { startVm, TestVm } from "./sshd";
 
-/** The instance profile role every simulated instance has; its sessions are named after the instance. */
+/** The role of every simulated instance's instance profile (`discovery-node-profile`); its sessions are named after the instance. */
 export const NODE_ROLE = "discovery-node";
 
 /** One simulated instance: a real EC2 instance in moto, a directory for its disk, its IMDS, maybe an sshd. */
@@ -74,6 +75,7 @@ const wholeSeconds = (d: Date) => new Date(Math.floor(d.getTime() / 1000) * 1000
 export class Fleet {
   private readonly instances = new Map<string, FleetInstance>();
   private readonly images = new Map<string, Promise<string>>();
+  private readonly profiles = new Map<string, Promise<string>>();
   private stopped = false;
 
   constructor(private readonly opts: FleetOptions) {
@@ -106,6 +108,12 @@ export class Fleet {
         }),
       );
       const launched = out.Instances ?? [];
+      const profileArn = await this.instanceProfile(opts.account);
+      await attachInstanceProfile(
+        ec2,
+        launched.map((i) => i.InstanceId!),
+        profileArn,
+      );
       if (opts.state === "stopped")
         await ec2.send(new StopInstancesCommand({ InstanceIds: launched.map((i) => i.InstanceId!) }));
       // Registered one by one, so that when one set-up fails the others are still stopped with the fleet.
@@ -186,6 +194,19 @@ export class Fleet {
     await Promise.allSettled(all.flatMap((i) => [i.imds.stop(), ...(i.vm ? [i.vm.stop()] : [])]));
   }
 
+  /** The account's instance profile of {@link NODE_ROLE}, made once per account. */
+  private instanceProfile(account: string): Promise<string> {
+    let found = this.profiles.get(account);
+    if (!found) {
+      found = this.opts.accounts
+        .credentials(account)
+        .then((credentials) => ensureInstanceProfile(this.motoEndpoint, credentials, NODE_ROLE));
+      found.catch(() => this.profiles.delete(account));
+      this.profiles.set(account, found);
+    }
+    return found;
+  }
+
   private imageId(ec2: EC2Client, region: string): Promise<string> {
     let found = this.images.get(region);
     if (!found) {
@@ -215,8 +236,8 @@ export class Fleet {
       privateIp: i.PrivateIpAddress ?? null,
       pendingTime: wholeSeconds(now),
     });
-    // RoleSessionName = instance id is what an instance profile's session looks like, and what the iam join
-    // method names the node after.
+    // RoleSessionName = instance id is what an instance profile's session looks like; the iam join names the node
+    // after the instance once DescribeInstances shows this role's profile on it.
     const roleCredentials = await this.opts.accounts.assumeRole(
       `arn:aws:iam::${opts.account}:role/${NODE_ROLE}`,
       instanceId,

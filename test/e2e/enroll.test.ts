@@ -69,8 +69,9 @@ describe("discovery enroll against the sandbox", () => {
     const started = await discoveryAsync(["sandbox", "start", "--dir", dir]);
     expect(started.status).toBe(0);
     env = parseEnvFile(path.join(dir, "env.sh"));
+    // The other account's instances are verified (DescribeInstances, GetInstanceProfile) through a role there.
     const tokens = [
-      `kind: token\nversion: v2\nmetadata: {name: iam-token}\nspec: {roles: [Node], join_method: iam, allow: [{aws_account: "${ACCOUNT}"}, {aws_account: "${OTHER}"}]}`,
+      `kind: token\nversion: v2\nmetadata: {name: iam-token}\nspec: {roles: [Node], join_method: iam, allow: [{aws_account: "${ACCOUNT}"}, {aws_account: "${OTHER}", aws_role: "arn:aws:iam::${OTHER}:role/discovery-sandbox"}]}`,
       `kind: token\nversion: v2\nmetadata: {name: ec2-token}\nspec: {roles: [Node], join_method: ec2, allow: [{aws_account: "${ACCOUNT}", aws_regions: [us-west-2]}]}`,
       // An installer that exits 0 without ever joining: the pass must notice.
       `kind: installer\nversion: v1\nmetadata: {name: no-join}\nspec: {script: "#!/bin/sh\\necho pretending to install {{ .ClusterName }}\\necho no join today >&2\\nexit 0\\n"}`,

@@ -2,13 +2,15 @@ import * as http from "http";
 import { AddressInfo } from "net";
 import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
 import { attestIam, IamJoinContext } from "../../provider/clouds/aws/attest-iam";
+import { cachedInstanceApis, InstanceApiFactory } from "../../provider/clouds/aws/instance-lookup";
 import { AwsCredentials, signedGetCallerIdentity } from "../../provider/clouds/aws/sts-request";
 import { JoinRefusal } from "../../provider/join/errors";
 import { Token, tokenDocument } from "../../provider/model";
+import { instanceCredentials, launchWithRole } from "../fixtures/joins";
 import { Moto, MOTO_CREDENTIALS, MOTO_DEFAULT_ACCOUNT, startMoto } from "../fixtures/moto";
 
 const SECOND_ACCOUNT = "210987654321";
-const INSTANCE_ID = "i-0123456789abcdef0";
+const CHECK_ROLE = `arn:aws:iam::${SECOND_ACCOUNT}:role/discovery-join-check`;
 const CHALLENGE = "integration-challenge-7f3a9c";
 
 function token(allow: Record<string, string>[]): Token {
@@ -20,19 +22,28 @@ function token(allow: Record<string, string>[]): Token {
   });
 }
 
-/** A join body as the node CLI sends it, signed for `stsEndpoint`. */
-async function joinBody(stsEndpoint: string, credentials: AwsCredentials = MOTO_CREDENTIALS) {
+/** A join body as the node CLI sends it, signed for `stsEndpoint`, with `extra` fields (aws_region). */
+async function joinBody(
+  stsEndpoint: string,
+  credentials: AwsCredentials = MOTO_CREDENTIALS,
+  extra: Record<string, unknown> = {},
+) {
   const sts_request = await signedGetCallerIdentity({
     challenge: CHALLENGE,
     stsEndpoint,
     region: "us-east-1",
     credentials,
   });
-  return { method: "iam", token: "aws-iam", challenge: CHALLENGE, sts_request };
+  return { method: "iam", token: "aws-iam", challenge: CHALLENGE, sts_request, ...extra };
 }
 
+/** For callers that are no instance session: any AWS call is a failure of the test. */
+const noAws: InstanceApiFactory = () => {
+  throw new Error("no EC2 or IAM call was expected");
+};
+
 function context(stsEndpoint: string, t: Token, over: Partial<IamJoinContext> = {}): IamJoinContext {
-  return { token: t, challenge: CHALLENGE, stsEndpoint, now: new Date(), ...over };
+  return { token: t, challenge: CHALLENGE, stsEndpoint, now: new Date(), instances: noAws, ...over };
 }
 
 async function refusal(p: Promise<unknown>): Promise<JoinRefusal> {
@@ -70,61 +81,99 @@ async function fakeSts(handler: (req: http.IncomingMessage, res: http.ServerResp
   return fake;
 }
 
-describe("iam join against moto as STS", () => {
+describe("iam join against moto as STS, EC2 and IAM", () => {
   let moto: Moto;
+  let instances: InstanceApiFactory;
   beforeAll(async () => {
     moto = await startMoto();
+    // The runtime's clients: moto's default account is the runtime's own.
+    instances = cachedInstanceApis({ endpoint: moto.endpoint, credentials: MOTO_CREDENTIALS });
   });
   afterAll(async () => {
     await moto?.stop();
   });
 
-  it("accepts a request signed by the node client, and names the caller", async () => {
+  it("accepts a request signed by the node client, and names an IAM user apart from every instance", async () => {
     const out = await attestIam(
       await joinBody(moto.endpoint),
       context(moto.endpoint, token([{ aws_account: MOTO_DEFAULT_ACCOUNT }])),
     );
     // moto names the caller of its default credentials user/moto.
     expect(out.identity).toMatchObject({ account: MOTO_DEFAULT_ACCOUNT, arn: "arn:aws:sts::123456789012:user/moto" });
-    expect(out.nodeName).toBe("123456789012-moto");
+    expect(out.nodeName).toMatch(/^123456789012-iam-moto-[0-9a-f]{12}$/);
     expect(out.principals).toEqual([out.nodeName]);
-    expect(out.labels).toEqual({ "discovery/origin": "cloud", "discovery/account-id": MOTO_DEFAULT_ACCOUNT });
+    expect(out.labels).toEqual({
+      "discovery/origin": "cloud",
+      "discovery/account-id": MOTO_DEFAULT_ACCOUNT,
+      "discovery/instance-verified": "false",
+      "discovery/unverified-reason": "not-instance-session",
+    });
   });
 
-  describe("an instance-profile style assumed role in another account", () => {
-    let assumed: AwsCredentials;
+  describe("an instance of another account, with the instance profile of role node", () => {
+    let id: string;
+    let ip: string;
+    let creds: AwsCredentials;
+    const join = async (t: Token, extra: Record<string, unknown>, over: Partial<IamJoinContext> = {}) =>
+      attestIam(await joinBody(moto.endpoint, creds, extra), context(moto.endpoint, t, { instances, ...over }));
+    const glob = `arn:aws:sts::${SECOND_ACCOUNT}:assumed-role/node/i-*`;
+
     beforeAll(async () => {
+      // moto attributes AssumeRole credentials to the account in the role ARN: launching with them seeds account 2.
       const sts = new STSClient({ region: "us-east-1", endpoint: moto.endpoint, credentials: MOTO_CREDENTIALS });
-      const out = await sts.send(
-        new AssumeRoleCommand({ RoleArn: `arn:aws:iam::${SECOND_ACCOUNT}:role/x`, RoleSessionName: INSTANCE_ID }),
-      );
-      const c = out.Credentials!;
-      assumed = { accessKeyId: c.AccessKeyId!, secretAccessKey: c.SecretAccessKey!, sessionToken: c.SessionToken };
+      const seed = (await sts.send(new AssumeRoleCommand({ RoleArn: CHECK_ROLE, RoleSessionName: "seed" })))
+        .Credentials!;
+      sts.destroy();
+      const account2 = { accessKeyId: seed.AccessKeyId!, secretAccessKey: seed.SecretAccessKey!, sessionToken: seed.SessionToken }; // prettier-ignore
+      [{ id, ip }] = await launchWithRole(moto.endpoint, "node", 1, { credentials: account2, region: "us-west-2" });
+      creds = await instanceCredentials(moto.endpoint, SECOND_ACCOUNT, id, "node");
     });
 
-    it("is matched by an aws_arn glob and named after the instance", async () => {
-      const t = token([
-        { aws_account: MOTO_DEFAULT_ACCOUNT },
-        { aws_arn: `arn:aws:sts::${SECOND_ACCOUNT}:assumed-role/x/i-*` },
-      ]);
-      const out = await attestIam(await joinBody(moto.endpoint, assumed), context(moto.endpoint, t));
+    it.each([
+      ["the rule's aws_role", CHECK_ROLE],
+      ["the rule's aws_role with the account left to the caller's (*)", "arn:aws:iam::*:role/discovery-join-check"],
+    ])("is verified through %s and named after the instance", async (_, role) => {
+      const out = await join(token([{ aws_arn: glob, aws_role: role }]), { aws_region: "us-west-2" });
       expect(out.identity).toMatchObject({
         account: SECOND_ACCOUNT,
-        arn: `arn:aws:sts::${SECOND_ACCOUNT}:assumed-role/x/${INSTANCE_ID}`,
+        arn: `arn:aws:sts::${SECOND_ACCOUNT}:assumed-role/node/${id}`,
       });
-      expect(out.nodeName).toBe(`${SECOND_ACCOUNT}-${INSTANCE_ID}`);
+      expect(out.nodeName).toBe(`${SECOND_ACCOUNT}-${id}`);
       expect(out.labels).toEqual({
         "discovery/origin": "cloud",
         "discovery/account-id": SECOND_ACCOUNT,
-        "discovery/instance-id": INSTANCE_ID,
+        "discovery/instance-id": id,
+        "discovery/region": "us-west-2",
+        "discovery/instance-verified": "true",
+      });
+      expect(out.principals).toEqual(expect.arrayContaining([`${SECOND_ACCOUNT}-${id}`, ip]));
+    });
+
+    it("is found in the region discovery recorded when the node states none", async () => {
+      const enrollmentRegion = jest.fn(async () => "us-west-2");
+      const out = await join(token([{ aws_arn: glob, aws_role: CHECK_ROLE }]), {}, { enrollmentRegion });
+      expect([out.nodeName, out.labels["discovery/region"]]).toEqual([`${SECOND_ACCOUNT}-${id}`, "us-west-2"]);
+      expect(enrollmentRegion).toHaveBeenCalledWith(SECOND_ACCOUNT, id);
+    });
+
+    it.each([
+      ["the rule names no role: the runtime's own account has no such instance", {}, "us-west-2", "instance-not-found"],
+      ["the node states another region", { aws_role: CHECK_ROLE }, "eu-west-1", "instance-not-found"],
+    ])("is not named after the instance when %s", async (_, rule, region, reason) => {
+      const out = await join(token([{ aws_arn: glob, ...rule }]), { aws_region: region });
+      expect(out.nodeName).toMatch(new RegExp(`^${SECOND_ACCOUNT}-iam-${id}-[0-9a-f]{12}$`));
+      expect(out.labels["discovery/instance-id"]).toBeUndefined();
+      expect(out.labels).toMatchObject({
+        "discovery/instance-verified": "false",
+        "discovery/unverified-reason": reason,
       });
     });
 
     it("is refused when its account is not allowed", async () => {
       const t = token([{ aws_account: MOTO_DEFAULT_ACCOUNT }, { aws_arn: "arn:aws:sts::*:assumed-role/other/*" }]);
-      const e = await refusal(attestIam(await joinBody(moto.endpoint, assumed), context(moto.endpoint, t)));
+      const e = await refusal(join(t, { aws_region: "us-west-2" }));
       expect([e.code, e.status]).toEqual(["iam_no_matching_rule", 403]);
-      expect(e.reason).toContain(`arn:aws:sts::${SECOND_ACCOUNT}:assumed-role/x/${INSTANCE_ID}`);
+      expect(e.reason).toContain(`arn:aws:sts::${SECOND_ACCOUNT}:assumed-role/node/${id}`);
     });
   });
 });
@@ -235,6 +284,14 @@ describe("iam join against a hostile or broken STS endpoint", () => {
     expect([e.code, e.status]).toEqual(["sts_unreachable", 403]);
   });
 
+  it("refuses an aws_region that is not a region before STS is ever called", async () => {
+    const sts = await serve((_, res) => res.writeHead(500).end());
+    const body = await joinBody(sts.endpoint, MOTO_CREDENTIALS, { aws_region: "eu-fake-9" });
+    const e = await refusal(attestIam(body, context(sts.endpoint, allowAll)));
+    expect([e.code, e.status]).toEqual(["iam_region_invalid", 400]);
+    expect(sts.hits).toBe(0);
+  });
+
   it("sends exactly the signed request to the configured endpoint", async () => {
     let seen: { method?: string; url?: string; headers?: http.IncomingHttpHeaders; body: string } = { body: "" };
     const sts = await serve((req, res) => {
@@ -248,7 +305,7 @@ describe("iam join against a hostile or broken STS endpoint", () => {
     });
     const body = await joinBody(sts.endpoint);
     const out = await attestIam(body, context(sts.endpoint, allowAll));
-    expect(out.nodeName).toBe("123456789012-alice");
+    expect(out.nodeName).toMatch(/^123456789012-iam-alice-[0-9a-f]{12}$/);
     expect(seen).toMatchObject({ method: "POST", url: "/", body: "Action=GetCallerIdentity&Version=2011-06-15" });
     expect(seen.headers?.host).toBe(new URL(sts.endpoint).host);
     expect(seen.headers?.authorization).toBe(body.sts_request.headers.authorization);

@@ -71,15 +71,21 @@ describe("join API red team: generic, token and iam refusals", () => {
   const join = (body: unknown) => rt.call("POST", "/v1/join", body);
   const freshChallenge = async () =>
     (await rt.call("POST", "/v1/join/challenge", { method: "iam", token: "iam-token" })).body.challenge as string;
-  const iamBody = async (token: string, instance: string, role = "node") =>
-    iamJoinBody(rt, {
+  const iamBody = async (token: string, instance: string, role = "node", region?: string) => ({
+    ...(await iamJoinBody(rt, {
       token,
       motoEndpoint: moto.endpoint,
       credentials: await instanceCredentials(moto.endpoint, ACCOUNT, instance, role),
-    });
+    })),
+    ...(region && { aws_region: region }),
+  });
+
+  const savedEnv = { ...process.env };
 
   beforeAll(async () => {
     moto = await startMoto();
+    // The runtime's EC2 and IAM checks of iam callers go to moto, whose account has none of these instances.
+    Object.assign(process.env, { AWS_ENDPOINT_URL: moto.endpoint, AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing" }); // prettier-ignore
     rt = await startTestRuntime({
       join: { aws: { sts_endpoint: moto.endpoint }, rate_limit: { requests_per_minute: 100000, burst: 100000 } },
     });
@@ -89,6 +95,7 @@ describe("join API red team: generic, token and iam refusals", () => {
   afterAll(async () => {
     await rt?.stop();
     await moto?.stop();
+    process.env = savedEnv;
   });
 
   describe("malformed requests (400)", () => {
@@ -192,17 +199,20 @@ describe("join API red team: generic, token and iam refusals", () => {
   });
 
   describe("iam method", () => {
-    it("accepts a signed GetCallerIdentity from an instance profile and names the node after the instance", async () => {
-      const r = await join(await iamBody("iam-token", "i-0a1b2c3d4e5f60001"));
+    // Naming after instances is join-redteam-iam-names.test.ts's; these sessions name instances EC2 doesn't know.
+    it("accepts a signed GetCallerIdentity, but not as the instance its session names, which EC2 does not know", async () => {
+      const r = await join(await iamBody("iam-token", "i-0a1b2c3d4e5f60001", "node", "us-east-1"));
       expect(r.status).toBe(200);
-      expect(r.body.node_name).toBe(`${ACCOUNT}-i-0a1b2c3d4e5f60001`);
-      expect(r.body.labels).toMatchObject({
+      expect(r.body.node_name).toMatch(new RegExp(`^${ACCOUNT}-iam-i-0a1b2c3d4e5f60001-[0-9a-f]{12}$`));
+      expect(r.body.labels).toEqual({
         "discovery/origin": "cloud",
         "discovery/account-id": ACCOUNT,
-        "discovery/instance-id": "i-0a1b2c3d4e5f60001",
+        "discovery/instance-verified": "false",
+        "discovery/unverified-reason": "instance-not-found",
+        "discovery/join-method": "iam",
       });
     });
-    it("the same instance joining again with a fresh challenge", async () =>
+    it("the same caller joining again with a fresh challenge", async () =>
       refused(await join(await iamBody("iam-token", "i-0a1b2c3d4e5f60001")), 403, "already_joined"));
     it("a replayed challenge", async () => {
       const body = await iamBody("iam-token", "i-0a1b2c3d4e5f60002");

@@ -2,7 +2,6 @@ import {
   attestIam,
   checkStsRequest,
   DescribeAccount,
-  iamNodeIdentity,
   matchArnGlob,
   matchIamRule,
   OrganizationCache,
@@ -390,37 +389,38 @@ describe("matchIamRule", () => {
   });
 });
 
-describe("iamNodeIdentity", () => {
-  it.each([
-    [
-      "arn:aws:sts::123456789012:assumed-role/node/i-0123456789abcdef0",
-      "123456789012-i-0123456789abcdef0",
-      "i-0123456789abcdef0",
-    ],
-    ["arn:aws:sts::123456789012:assumed-role/node/i-01234567", "123456789012-i-01234567", "i-01234567"],
-    ["arn:aws:sts::123456789012:assumed-role/sso/Alice@Example.com", "123456789012-alice-example.com", undefined],
-    ["arn:aws:iam::123456789012:user/ops/bob", "123456789012-bob", undefined],
-    ["arn:aws:iam::123456789012:user/i-0123456789abcdef0", "123456789012-i-0123456789abcdef0", undefined],
-    ["arn:aws:iam::123456789012:root", "123456789012-root", undefined],
-  ])("%s -> %s", (arn, nodeName, instanceId) => {
-    const out = iamNodeIdentity({ account: "123456789012", arn, userId: "X" });
-    expect(out.nodeName).toBe(nodeName);
-    expect(out.labels["discovery/origin"]).toBe("cloud");
-    expect(out.labels["discovery/account-id"]).toBe("123456789012");
-    expect(out.labels["discovery/instance-id"]).toBe(instanceId);
-  });
-});
-
 describe("attestIam refuses before calling STS", () => {
-  const ctx = { token: token([{ aws_account: "123456789012" }]), challenge: CHALLENGE, stsEndpoint: GLOBAL, now: NOW };
+  // Any AWS call would fail the test: these refusals come before STS, and so before EC2.
+  const instances = jest.fn<never, []>(() => {
+    throw new Error("no AWS call was expected");
+  });
+  const ctx = { token: token([{ aws_account: "123456789012" }]), challenge: CHALLENGE, stsEndpoint: GLOBAL, now: NOW, instances }; // prettier-ignore
 
   it.each([
     ["a body without sts_request", { challenge: CHALLENGE }, "iam_request_malformed", 400],
     ["a body that is not an object", "iam", "iam_request_malformed", 400],
     ["another challenge in the body", { challenge: "other", sts_request: {} }, "challenge_mismatch", 403],
     ["a malformed sts_request", { challenge: CHALLENGE, sts_request: { url: 1 } }, "sts_request_malformed", 400],
+    [
+      "an aws_region that is no region",
+      { challenge: CHALLENGE, sts_request: {}, aws_region: "mars-1" },
+      "iam_region_invalid",
+      400,
+    ],
+    [
+      "an aws_region with another challenge",
+      { challenge: "other", sts_request: {}, aws_region: "x" },
+      "iam_region_invalid",
+      400,
+    ],
   ])("%s", async (_, body, code, status) => {
     expect(await asyncRefusalOf(attestIam(body, ctx))).toMatchObject({ code, status });
+    expect(instances).not.toHaveBeenCalled();
+  });
+
+  it("an aws_region that is no region, in a request signed correctly: refused before STS is called", async () => {
+    const body = { challenge: CHALLENGE, sts_request: await sign(), aws_region: "us-east-1; rm -rf /" };
+    expect(await asyncRefusalOf(attestIam(body, ctx))).toMatchObject({ code: "iam_region_invalid", status: 400 });
   });
 
   it("a token of another join method", async () => {

@@ -15,6 +15,13 @@ const DESCRIBE: PolicyStatement = {
   Action: ["ec2:DescribeInstances"],
   Resource: ["*"],
 };
+// Matchers install with iam joins unless they say otherwise: the runtime reads instance profiles to verify them.
+const VERIFY: PolicyStatement = {
+  Sid: "VerifyIamJoins",
+  Effect: "Allow",
+  Action: ["iam:GetInstanceProfile"],
+  Resource: ["arn:aws:iam::*:instance-profile/*"],
+};
 const REGIONS: PolicyStatement = {
   Sid: "ListRegions",
   Effect: "Allow",
@@ -75,6 +82,7 @@ describe("discoveryPolicy", () => {
     expect(discoveryPolicy([m({ regions: ["us-east-1"], tags: { env: "prod" } })])).toEqual(
       doc(
         DESCRIBE,
+        VERIFY,
         READ,
         send("arn:aws:ec2:us-east-1:*:instance/*", "arn:aws:ssm:us-east-1::document/AWS-RunShellScript"),
       ),
@@ -83,7 +91,13 @@ describe("discoveryPolicy", () => {
 
   it("all regions: adds account:ListRegions and ec2:DescribeRegions and uses * as the region", () => {
     expect(discoveryPolicy([m({ regions: ["*"] })])).toEqual(
-      doc(DESCRIBE, REGIONS, READ, send("arn:aws:ec2:*:*:instance/*", "arn:aws:ssm:*::document/AWS-RunShellScript")),
+      doc(
+        DESCRIBE,
+        VERIFY,
+        REGIONS,
+        READ,
+        send("arn:aws:ec2:*:*:instance/*", "arn:aws:ssm:*::document/AWS-RunShellScript"),
+      ),
     );
   });
 
@@ -92,6 +106,7 @@ describe("discoveryPolicy", () => {
     expect(discoveryPolicy([matcher])).toEqual(
       doc(
         DESCRIBE,
+        VERIFY,
         READ,
         send(
           "arn:aws:ec2:eu-west-1:*:instance/*",
@@ -112,6 +127,7 @@ describe("discoveryPolicy", () => {
     expect(discoveryPolicy([matcher])).toEqual(
       doc(
         DESCRIBE,
+        VERIFY,
         READ,
         send("arn:aws:ec2:us-west-2:*:instance/*", "arn:aws:ssm:us-west-2:222222222222:document/DiscoveryInstaller"),
         assume("arn:aws:iam::222222222222:role/DiscoveryAccess"),
@@ -133,6 +149,7 @@ describe("discoveryPolicy", () => {
     expect(discoveryPolicy([matcher])).toEqual(
       doc(
         DESCRIBE,
+        VERIFY,
         REGIONS,
         READ,
         send("arn:aws:ec2:*:*:instance/*", "arn:aws:ssm:*::document/AWS-RunShellScript"),
@@ -154,6 +171,7 @@ describe("discoveryPolicy", () => {
     });
     const expected = doc(
       DESCRIBE,
+      VERIFY,
       READ,
       send(
         "arn:aws:ec2:us-east-1:*:instance/*",
@@ -171,8 +189,23 @@ describe("discoveryPolicy", () => {
   it("a * region covers the same resources of single regions", () => {
     const policy = discoveryPolicy([m({ regions: ["us-east-1"] }), m({ regions: ["*"] })]);
     expect(policy).toEqual(
-      doc(DESCRIBE, REGIONS, READ, send("arn:aws:ec2:*:*:instance/*", "arn:aws:ssm:*::document/AWS-RunShellScript")),
+      doc(
+        DESCRIBE,
+        VERIFY,
+        REGIONS,
+        READ,
+        send("arn:aws:ec2:*:*:instance/*", "arn:aws:ssm:*::document/AWS-RunShellScript"),
+      ),
     );
+  });
+
+  it("matchers installing with ec2 or token joins leave instance profiles alone", () => {
+    const ec2 = m({ regions: ["us-east-1"], install: { join_params: { method: "ec2", token_name: "ec2-token" } } });
+    expect(discoveryPolicy([ec2]).Statement.map((st) => st.Sid)).not.toContain("VerifyIamJoins");
+    expect(discoveryPolicy([ec2, m({ regions: ["us-gov-west-1"] })]).Statement[1]).toEqual({
+      ...VERIFY,
+      Resource: ["arn:aws-us-gov:iam::*:instance-profile/*"],
+    });
   });
 
   it("takes a discovery_config document, its spec, or its AWS matchers alike", () => {
@@ -236,6 +269,7 @@ describe("discovery policy aws|gcp --config FILE", () => {
     expect(JSON.parse(out)).toEqual({
       discovery: doc(
         DESCRIBE,
+        VERIFY,
         READ,
         send("arn:aws:ec2:us-east-1:*:instance/*", "arn:aws:ssm:us-east-1::document/AWS-RunShellScript"),
       ),

@@ -202,7 +202,10 @@ describe("DiscoveryService target aws", () => {
       { Sid: "ReadRuntimeSecrets", Effect: "Allow", Action: ["ssm:GetParameter"], Resource: [param.state.arn] },
     ]);
     const join = JSON.parse(one(rs, "aws:iam/rolePolicy:RolePolicy", "disc-join").inputs.policy);
-    expect(join.Statement.map((s: { Action: string[] }) => s.Action)).toEqual([["ec2:DescribeInstances"]]);
+    expect(join.Statement.map((s: { Action: string[] }) => s.Action)).toEqual([
+      ["ec2:DescribeInstances"],
+      ["iam:GetInstanceProfile"],
+    ]);
     const profile = one(rs, "aws:iam/instanceProfile:InstanceProfile", "disc-profile");
     expect(profile.inputs.role).toBe(role.state.name);
     expect(one(rs, "aws:ec2/instance:Instance", "disc-instance").inputs.iamInstanceProfile).toBe(profile.state.name);

@@ -72,9 +72,21 @@ describe("kind: token", () => {
       ["spec.allow[0].aws_regions: applies only to join_method ec2, not iam"],
     ],
     [
-      "aws_role on an iam token",
-      iam('aws_account: "123456789012"\n      aws_role: arn:aws:iam::123456789012:role/x'),
-      ["spec.allow[0].aws_role: applies only to join_method ec2, not iam"],
+      "aws_role with a * account on an ec2 token",
+      ec2("      aws_role: arn:aws:iam::*:role/discovery\n"),
+      [
+        "spec.allow[0].aws_role: a * account applies only to iam rules (the caller's account); name the account for ec2",
+      ],
+    ],
+    [
+      "aws_role with a * in the role name",
+      iam('aws_account: "123456789012"\n      aws_role: arn:aws:iam::*:role/disc*'),
+      ["spec.allow[0].aws_role: must be an IAM role ARN such as arn:aws:iam::123456789012:role/discovery"],
+    ],
+    [
+      "aws_role on an iam token that is not a role ARN",
+      iam('aws_account: "123456789012"\n      aws_role: arn:aws:iam::123456789012:user/bob'),
+      ["spec.allow[0].aws_role: must be an IAM role ARN such as arn:aws:iam::123456789012:role/discovery"],
     ],
     [
       "aws_arn on an ec2 token",
@@ -211,6 +223,16 @@ describe("kind: token", () => {
     expect(b.spec.aws_iid_ttl).toBe("5m");
     expect(c.spec.join_method).toBe("token");
     expect(c.spec.aws_iid_ttl).toBeUndefined();
+  });
+
+  it("accepts aws_role on an iam rule: the role the instance check assumes in that account", () => {
+    const { resources, problems } = parseDocuments(
+      iam('aws_account: "210987654321"\n      aws_role: arn:aws:iam::210987654321:role/discovery-join-check'),
+    );
+    expect(problems).toEqual([]);
+    expect((resources[0] as Token).spec.allow![0].aws_role).toBe("arn:aws:iam::210987654321:role/discovery-join-check");
+    const org = parseDocuments(iam("aws_organization_id: o-abcde12345\n      aws_role: arn:aws:iam::*:role/Member"));
+    expect(org.problems).toEqual([]);
   });
 
   it("accepts an unquoted 12-digit account id and keeps it a string", () => {

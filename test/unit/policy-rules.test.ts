@@ -440,6 +440,16 @@ describe("no-wildcard-assume-role", () => {
     ).toEqual([expect.stringMatching(/^allow\[0\]\.awsRole "arn:aws:iam::123456789012:role\/\*" has a wildcard/)]);
   });
 
+  it("lets an iam token's organization rule name its role in the caller's account (* account), and nothing wider", async () => {
+    const org = (awsRole: string) =>
+      provisionToken({ joinMethod: "iam", allow: [{ awsOrganizationId: "o-abcde12345", awsRole }] });
+    expect(await check(org("arn:aws:iam::*:role/DiscoveryMember"))).toEqual([]);
+    expect(await check(org("arn:aws:iam::*:role/*"))).toEqual([
+      expect.stringMatching(/^allow\[0\]\.awsRole "arn:aws:iam::\*:role\/\*" has a wildcard/),
+    ]);
+    expect(await check(org("arn:aws:iam::*:role/Discovery?"))).toHaveLength(1);
+  });
+
   it("refuses sts:AssumeRole grants on any role", async () => {
     const assume = (Resource: unknown, Action: unknown = "sts:AssumeRole") =>
       iamPolicy({ Sid: "Assume", Effect: "Allow", Action, Resource });

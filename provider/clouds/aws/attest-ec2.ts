@@ -2,11 +2,19 @@ import * as crypto from "crypto";
 import { isIPv4 } from "net";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
-import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
-import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
 import { JoinRefusal } from "../../join/errors";
 import { DEFAULT_AWS_IID_TTL, parseDuration, type Token } from "../../model";
+import {
+  AwsCallError,
+  awsFailure,
+  Ec2CheckOptions,
+  hostPrincipals,
+  InstanceAddresses,
+  sdkInstanceApi,
+} from "./instance-lookup";
 import { awsRegionCertificate } from "./region-certs";
+
+export type { AwsCredentials } from "./credentials";
 
 /** Largest PKCS7 text accepted; AWS's is about 1.5 KiB, so this leaves room for armour and a certificate or two. */
 export const MAX_IID_CHARS = 16 * 1024;
@@ -288,43 +296,6 @@ export function matchEc2Rule(identity: InstanceIdentity, token: Token): Ec2Allow
   throw new JoinRefusal(code, `${what}: no rule of token ${name} allows it`, 403);
 }
 
-/** Static AWS credentials, e.g. moto's or an assumed role's. */
-export interface AwsCredentials {
-  accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken?: string;
-}
-
-/** How {@link checkInstanceRunning} reaches AWS; everything defaults to the SDK's own environment handling. */
-export interface Ec2CheckOptions {
-  /** The runtime's credentials; default the SDK provider chain (env, profile, instance role). */
-  credentials?: AwsCredentials;
-  /** One endpoint for EC2 and STS (tests); default `AWS_ENDPOINT_URL`, read by the SDK, or AWS itself. */
-  endpoint?: string;
-  /** Session name for AssumeRole, shown in the foreign account's CloudTrail. */
-  roleSessionName?: string;
-}
-
-/** Names and addresses of a running instance, for the host certificate's principals. */
-export type InstanceAddresses = Partial<Record<"privateDnsName" | "publicDnsName" | "privateIp" | "publicIp", string>>;
-
-function errorName(err: unknown): string {
-  const e = err as { name?: string; Code?: string };
-  return e?.Code ?? e?.name ?? "Error";
-}
-
-const THROTTLED = new Set(["RequestLimitExceeded", "ThrottlingException", "Throttling", "TooManyRequestsException"]);
-
-// When AWS answered, only its error code reaches the reason: its message can name the runtime's own role. A
-// network failure has no code, and its message names nothing but the endpoint.
-function awsFailure(err: unknown, code: string, doing: string): JoinRefusal {
-  const name = errorName(err);
-  if (THROTTLED.has(name)) return new JoinRefusal("aws_throttled", `AWS throttled ${doing}; retry shortly`, 429);
-  const answered = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode !== undefined;
-  const unreachable = String((err as Error)?.message).replace(/^AWS SDK error wrapper for /, "");
-  return new JoinRefusal(code, `${doing} failed: ${answered ? name : unreachable.slice(0, 160)}`, 403);
-}
-
 /**
  * Asks EC2 whether the instance exists in its account and region and is running, assuming the rule's `aws_role`
  * when it names one (a foreign account). A document alone proves the instance once lived; this proves it still does.
@@ -334,48 +305,28 @@ export async function checkInstanceRunning(
   rule: Ec2AllowRule,
   opts: Ec2CheckOptions = {},
 ): Promise<InstanceAddresses> {
-  const base = { region: identity.region, maxAttempts: 2, ...(opts.endpoint && { endpoint: opts.endpoint }) };
-  let credentials = opts.credentials;
-  if (rule.aws_role) {
-    const sts = new STSClient({ ...base, ...(credentials && { credentials }) });
-    try {
-      const session = opts.roleSessionName ?? "discovery-ec2-join";
-      const out = await sts.send(new AssumeRoleCommand({ RoleArn: rule.aws_role, RoleSessionName: session }));
-      const c = out.Credentials;
-      if (!c?.AccessKeyId || !c.SecretAccessKey) throw new Error("AssumeRole returned no credentials");
-      credentials = { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken };
-    } catch (err) {
-      throw awsFailure(err, "ec2_assume_role_failed", `assuming ${rule.aws_role} to check ${identity.instanceId}`);
-    } finally {
-      sts.destroy();
-    }
-  }
-  const ec2 = new EC2Client({ ...base, ...(credentials && { credentials }) });
+  const session = opts.roleSessionName ?? "discovery-ec2-join";
+  const api = sdkInstanceApi(
+    { region: identity.region, roleArn: rule.aws_role },
+    { ...opts, roleSessionName: session },
+  );
   const id = identity.instanceId;
   const where = `account ${identity.accountId}, region ${identity.region}`;
   const refuse = (code: string, reason: string) => new JoinRefusal(code, `instance ${id} ${reason}`, 403);
   try {
-    const out = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }));
-    const found = (out.Reservations ?? []).flatMap((r) => (r.Instances ?? []).map((i) => ({ i, owner: r.OwnerId })));
-    const match = found.find((x) => x.i.InstanceId === id);
-    if (!match) throw refuse("ec2_instance_not_found", `does not exist in ${where}`);
-    if (match.owner && match.owner !== identity.accountId)
-      throw refuse("ec2_account_mismatch", `belongs to account ${match.owner}, not ${identity.accountId}`);
-    const state = match.i.State?.Name ?? "unknown";
-    if (state !== "running") throw refuse("ec2_instance_not_running", `is ${state}, not running`);
-    return {
-      privateDnsName: match.i.PrivateDnsName || undefined,
-      publicDnsName: match.i.PublicDnsName || undefined,
-      privateIp: match.i.PrivateIpAddress || undefined,
-      publicIp: match.i.PublicIpAddress || undefined,
-    };
+    const found = await api.describeInstance(id);
+    if (!found) throw refuse("ec2_instance_not_found", `does not exist in ${where}`);
+    if (found.ownerId && found.ownerId !== identity.accountId)
+      throw refuse("ec2_account_mismatch", `belongs to account ${found.ownerId}, not ${identity.accountId}`);
+    if (found.state !== "running") throw refuse("ec2_instance_not_running", `is ${found.state}, not running`);
+    return found.addresses;
   } catch (err) {
-    if (err instanceof JoinRefusal) throw err;
-    if (/^InvalidInstanceID\./.test(errorName(err)))
-      throw refuse("ec2_instance_not_found", `does not exist in ${where}`);
-    throw awsFailure(err, "ec2_describe_failed", `DescribeInstances for ${id} in ${identity.region}`);
+    if (!(err instanceof AwsCallError)) throw err;
+    if (err.action === "sts:AssumeRole")
+      throw awsFailure(err.cause, "ec2_assume_role_failed", `assuming ${rule.aws_role} to check ${id}`);
+    throw awsFailure(err.cause, "ec2_describe_failed", `DescribeInstances for ${id} in ${identity.region}`);
   } finally {
-    ec2.destroy();
+    api.destroy();
   }
 }
 
@@ -409,7 +360,6 @@ export async function attestEc2(iid: string, ctx: Ec2AttestContext): Promise<Ec2
   const rule = matchEc2Rule(identity, ctx.token);
   const live = await checkInstanceRunning(identity, rule, ctx.aws);
   const nodeName = `${identity.accountId}-${identity.instanceId}`;
-  const principals = [nodeName, identity.privateIp ?? live.privateIp, live.privateDnsName, live.publicDnsName];
   return {
     nodeName,
     labels: {
@@ -418,7 +368,7 @@ export async function attestEc2(iid: string, ctx: Ec2AttestContext): Promise<Ec2
       "discovery/instance-id": identity.instanceId,
       "discovery/region": identity.region,
     },
-    principals: [...new Set(principals.filter((p): p is string => !!p))],
+    principals: hostPrincipals(nodeName, { ...live, privateIp: identity.privateIp ?? live.privateIp }),
     identity,
   };
 }

@@ -1,8 +1,11 @@
-import { timingSafeEqual } from "crypto";
+import { createHash, timingSafeEqual } from "crypto";
 import * as http from "http";
 import * as https from "https";
 import { JoinRefusal } from "../../join/errors";
 import type { Token } from "../../model";
+import { checkAwsRegionField, InstanceVerification, stsHostRegion, verifyIamInstance } from "./iam-instance";
+import { matchIamRule, OrganizationCache } from "./iam-rules";
+import { hostPrincipals, InstanceApiFactory } from "./instance-lookup";
 import {
   CallerIdentity,
   CHALLENGE_HEADER,
@@ -46,7 +49,6 @@ export const DEFAULT_STS_TIMEOUT_MS = 10_000;
 
 const AUTHORIZATION_RE =
   /^AWS4-HMAC-SHA256 Credential=[A-Za-z0-9]{1,128}\/\d{8}\/[a-z0-9-]{1,32}\/sts\/aws4_request, ?SignedHeaders=([a-z0-9-]+(?:;[a-z0-9-]+)*), ?Signature=[0-9a-f]{64}$/;
-const INSTANCE_ID_RE = /^i-[0-9a-f]{8}(?:[0-9a-f]{9})?$/;
 
 /** Resolves an account's organization id, undefined when the account belongs to no organization the runtime sees. */
 export type DescribeAccount = (accountId: string) => Promise<string | undefined>;
@@ -201,6 +203,7 @@ export function checkIamJoinRequest(body: Record<string, unknown>, opts: CheckIa
   if (body.sts_request === undefined)
     refuse("missing_field", 'request field "sts_request" is required: {url, method, headers, body}', 400);
   checkStsRequest(body.sts_request, { challenge, stsEndpoint: opts.stsEndpoint, now: opts.now });
+  checkAwsRegionField(body);
 }
 
 /** Options of {@link callSts}. */
@@ -271,109 +274,11 @@ export function callSts(req: StsRequest, opts: CallStsOptions): Promise<CallerId
   });
 }
 
-/**
- * Whether `arn` matches a glob where `*` is any run and `?` one character, anchored at both ends. Matched
- * character by character, never through a regular expression, so a pattern's `.` or `+` are literal.
- */
-export function matchArnGlob(pattern: string, arn: string): boolean {
-  let p = 0;
-  let a = 0;
-  let star = -1;
-  let resume = 0;
-  while (a < arn.length) {
-    if (p < pattern.length && (pattern[p] === "?" || pattern[p] === arn[a])) {
-      p++;
-      a++;
-    } else if (p < pattern.length && pattern[p] === "*") {
-      star = p++;
-      resume = a;
-    } else if (star >= 0) {
-      p = star + 1;
-      a = ++resume;
-    } else return false;
-  }
-  while (pattern[p] === "*") p++;
-  return p === pattern.length;
-}
-
-/**
- * Remembers whether an account belongs to an organization. The key is the pair (account, organization):
- * Vault's CVE-2025-11621 keyed such a cache by role name only, so one account's answer served another.
- */
-export class OrganizationCache {
-  private readonly entries = new Map<string, { member: boolean; expires: number }>();
-
-  /** Builds a cache whose answers live `ttlMs` and which holds at most `maxEntries`. */
-  constructor(
-    private readonly ttlMs = 5 * 60_000,
-    private readonly maxEntries = 10_000,
-  ) {}
-
-  /** Whether `account` is in `organizationId`, asking `describe` unless a fresh answer is cached. */
-  async isMember(account: string, organizationId: string, describe: DescribeAccount, now: Date): Promise<boolean> {
-    const key = `${account}/${organizationId}`;
-    const hit = this.entries.get(key);
-    if (hit && hit.expires > now.getTime()) return hit.member;
-    const member = (await describe(account)) === organizationId; // errors propagate and are never cached
-    this.entries.delete(key);
-    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
-    this.entries.set(key, { member, expires: now.getTime() + this.ttlMs });
-    return member;
-  }
-}
-
-/** Options of {@link matchIamRule}. */
-export interface MatchIamRuleOptions {
-  /** Organizations lookup for `aws_organization_id` rules. */
-  describeAccount?: DescribeAccount;
-  /** Cache of organization answers shared across joins; without one every join asks. */
-  orgCache?: OrganizationCache;
-  /** Server time, for the cache. */
-  now?: Date;
-}
-
-/**
- * The first allow rule the caller satisfies. Within a rule every field set must match (account, ARN glob,
- * organization), as in Teleport; the organization is looked up only when the rule's other fields match.
- */
-export async function matchIamRule(
-  identity: CallerIdentity,
-  token: Token,
-  opts: MatchIamRuleOptions = {},
-): Promise<AwsAllowRule> {
-  const cache = opts.orgCache ?? new OrganizationCache();
-  let lookupError: string | undefined;
-  for (const rule of token.spec.allow ?? []) {
-    // An empty rule would allow everyone; the model refuses it, and so does this loop.
-    if (rule.aws_account === undefined && rule.aws_arn === undefined && rule.aws_organization_id === undefined)
-      continue;
-    if (rule.aws_account !== undefined && rule.aws_account !== identity.account) continue;
-    if (rule.aws_arn !== undefined && !matchArnGlob(rule.aws_arn, identity.arn)) continue;
-    if (rule.aws_organization_id !== undefined) {
-      if (!opts.describeAccount) {
-        lookupError = "the runtime has no Organizations access configured";
-        continue;
-      }
-      try {
-        const now = opts.now ?? new Date();
-        if (!(await cache.isMember(identity.account, rule.aws_organization_id, opts.describeAccount, now))) continue;
-      } catch (e) {
-        lookupError = `organizations:DescribeAccount failed: ${(e as Error).message}`;
-        continue;
-      }
-    }
-    return rule;
-  }
-  const why = lookupError ? `; an organization rule could not be checked: ${lookupError}` : "";
-  return refuse(
-    lookupError ? "iam_organization_lookup_failed" : "iam_no_matching_rule",
-    `caller ${identity.arn} (account ${identity.account}) matches no allow rule of token ${show(token.metadata.name)}${why}`,
-  );
-}
+export { matchArnGlob, matchIamRule, OrganizationCache, type MatchIamRuleOptions } from "./iam-rules";
 
 /** What the join service needs from a verified iam join. */
 export interface IamAttestation {
-  /** `<account>-<instance-id>` for an instance profile, else `<account>-<session or user name>`. */
+  /** `<account>-<instance-id>` for a verified instance, else `<account>-iam-<caller name>-<hash of the ARN>`. */
   nodeName: string;
   /** `discovery/` labels of the node. */
   labels: Record<string, string>;
@@ -393,6 +298,10 @@ export interface IamJoinContext {
   stsEndpoint: string;
   /** Server time. */
   now: Date;
+  /** EC2 and IAM access, to verify that a caller named after an instance is that instance. */
+  instances: InstanceApiFactory;
+  /** Where discovery found an instance (its enrollment record's region), if it did. */
+  enrollmentRegion?: (account: string, instanceId: string) => Promise<string | undefined>;
   /** Organizations lookup for `aws_organization_id` rules. */
   describeAccount?: DescribeAccount;
   /** Organization answers shared across joins. */
@@ -404,26 +313,36 @@ export interface IamJoinContext {
 }
 
 /**
- * Node name and labels for a caller. An instance-profile session is named after the instance, so the instance
- * id is taken from it; anyone allowed to assume that role could pick such a session name, so allow rules
- * should name roles only EC2 may assume.
+ * Node name, labels and principals for a caller. Only a verified instance is named after it; any other caller
+ * gets `<account>-iam-...`, which no `<account>-i-...` instance name can equal, so it can't take or block one.
  */
-export function iamNodeIdentity(identity: CallerIdentity): { nodeName: string; labels: Record<string, string> } {
-  const resource = identity.arn.split(":").slice(5).join(":");
-  const parts = resource.split("/");
-  const name = parts[parts.length - 1];
+export function iamNodeIdentity(
+  identity: CallerIdentity,
+  check: InstanceVerification,
+): { nodeName: string; labels: Record<string, string>; principals: string[] } {
   const labels: Record<string, string> = { "discovery/origin": "cloud", "discovery/account-id": identity.account };
-  if (parts[0] === "assumed-role" && parts.length === 3 && INSTANCE_ID_RE.test(name)) {
-    labels["discovery/instance-id"] = name;
-    return { nodeName: `${identity.account}-${name}`, labels };
+  if (check.verified) {
+    const nodeName = `${identity.account}-${check.instanceId}`;
+    labels["discovery/instance-id"] = check.instanceId;
+    labels["discovery/region"] = check.region;
+    labels["discovery/instance-verified"] = "true";
+    return { nodeName, labels, principals: hostPrincipals(nodeName, check.addresses) };
   }
-  const clean = name.toLowerCase().replace(/[^a-z0-9._-]/g, "-").replace(/^[.-]+/, ""); // prettier-ignore
-  return { nodeName: `${identity.account}-${clean || "caller"}`, labels };
+  const resource = identity.arn.split(":").slice(5).join(":");
+  const name = resource.slice(resource.lastIndexOf("/") + 1);
+  const clean = name.toLowerCase().replace(/[^a-z0-9._-]/g, "-").replace(/^[.-]+/, "").slice(0, 32) || "caller"; // prettier-ignore
+  // The hash keeps two callers whose names clean up alike (roles of one session name, say) apart.
+  const hash = createHash("sha256").update(identity.arn).digest("hex").slice(0, 12);
+  const nodeName = `${identity.account}-iam-${clean}-${hash}`;
+  labels["discovery/instance-verified"] = "false";
+  labels["discovery/unverified-reason"] = check.reason;
+  return { nodeName, labels, principals: [nodeName] };
 }
 
 /**
  * Verifies an `iam` join: the signed GetCallerIdentity passes the allowlist and carries this join's challenge,
- * STS names the caller, and the caller matches an allow rule of the token.
+ * STS names the caller, the caller matches an allow rule of the token, and a caller whose session is named
+ * after an instance is checked against EC2 before it is named after that instance.
  */
 export async function attestIam(body: unknown, ctx: IamJoinContext): Promise<IamAttestation> {
   if (ctx.token.spec.join_method !== "iam")
@@ -431,12 +350,18 @@ export async function attestIam(body: unknown, ctx: IamJoinContext): Promise<Iam
   const b = body as { challenge?: unknown; sts_request?: unknown } | null;
   if (typeof b !== "object" || b === null || typeof b.challenge !== "string" || b.sts_request === undefined)
     refuse("iam_request_malformed", "an iam join needs challenge and sts_request {url, method, headers, body}", 400);
+  const stated = checkAwsRegionField(b);
   if (!sameSecret(b.challenge, ctx.challenge))
     refuse("challenge_mismatch", "challenge is not the one issued for this join; ask /v1/join/challenge again");
   const req = checkStsRequest(b.sts_request, { challenge: ctx.challenge, stsEndpoint: ctx.stsEndpoint, now: ctx.now });
   const { stsEndpoint, stsTimeoutMs: timeoutMs, stsMaxBytes: maxBytes } = ctx;
   const identity = await callSts(req, { stsEndpoint, timeoutMs, maxBytes });
-  await matchIamRule(identity, ctx.token, ctx);
-  const { nodeName, labels } = iamNodeIdentity(identity);
-  return { nodeName, labels, principals: [nodeName], identity };
+  const rule = await matchIamRule(identity, ctx.token, ctx);
+  const check = await verifyIamInstance(identity, {
+    instances: ctx.instances,
+    roleArn: rule.aws_role,
+    regions: [stated, stsHostRegion(req.url)],
+    enrollmentRegion: ctx.enrollmentRegion,
+  });
+  return { ...iamNodeIdentity(identity, check), identity };
 }

@@ -8,9 +8,12 @@ import { attestIam, checkIamJoinRequest, OrganizationCache } from "./attest-iam"
 import { accountCredentials } from "./credentials";
 import { fetchEc2 } from "./fetch";
 import { installViaSsm } from "./install-ssm";
+import { cachedInstanceApis } from "./instance-lookup";
 import { organizationsDescribeAccount } from "./organizations";
 
 const orgCache = new OrganizationCache();
+// One set of EC2/IAM clients per region and role, shared by iam joins; AWS_ENDPOINT_URL (tests) applies to all.
+const iamInstanceApis = cachedInstanceApis({ roleSessionName: "discovery-iam-join" });
 let describeAccount: ReturnType<typeof organizationsDescribeAccount> | undefined;
 
 registerJoinMethod("iam", {
@@ -25,6 +28,8 @@ registerJoinMethod("iam", {
       now: ctx.now,
       orgCache,
       describeAccount: (id) => (describeAccount ??= organizationsDescribeAccount())(id),
+      instances: iamInstanceApis,
+      enrollmentRegion: ctx.settings.aws.enrollmentRegion,
     });
     return { nodeName: a.nodeName, labels: a.labels, principals: a.principals };
   },

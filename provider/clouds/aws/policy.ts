@@ -88,7 +88,9 @@ function matcherAccount(m: AwsMatcher): string {
 /**
  * The discovery role's policy: list instances, resolve `*` regions, check SSM registration, send the
  * installer (only the documents and regions the matchers use), read results, assume the configured roles and
- * walk the named organizations. Where roles are assumed, the assumed roles need the same EC2 and SSM actions.
+ * walk the named organizations; for matchers that install with iam joins, read instance profiles, which the
+ * runtime checks before naming a node after an instance. Where roles are assumed, the assumed roles need the
+ * same EC2, IAM and SSM actions.
  */
 export function discoveryPolicy(input: PolicyInput): PolicyDocument {
   const matchers = awsMatchers(input);
@@ -97,8 +99,11 @@ export function discoveryPolicy(input: PolicyInput): PolicyDocument {
   const allRegions = matchers.some((m) => m.regions.includes("*"));
   const send: string[] = [];
   const roles: string[] = [];
+  const profiles: string[] = [];
   for (const m of matchers) {
     const regions = m.regions.includes("*") ? ["*"] : m.regions;
+    if (m.install.join_params.method === "iam")
+      profiles.push(`arn:${partitionOf(regions[0])}:iam::*:instance-profile/*`);
     for (const region of regions) {
       send.push(documentArn(region, m.ssm.document_name, matcherAccount(m)), instanceArn(region));
     }
@@ -107,6 +112,8 @@ export function discoveryPolicy(input: PolicyInput): PolicyDocument {
       roles.push(`arn:${partitionOf(regions[0])}:iam::*:role/${m.assume_role.role_name}`);
   }
   Statement.push(statement("DescribeInstances", ["ec2:DescribeInstances"], ["*"]));
+  // iam joins: an instance-profile session is named after its instance only once the profile's role is the caller's.
+  if (profiles.length > 0) Statement.push(statement("VerifyIamJoins", ["iam:GetInstanceProfile"], profiles));
   if (allRegions) Statement.push(statement("ListRegions", ["account:ListRegions", "ec2:DescribeRegions"], ["*"]));
   Statement.push(
     statement(

@@ -232,7 +232,8 @@ iam)
   auth="AWS4-HMAC-SHA256 Credential=$ak/$scope, SignedHeaders=$signed, Signature=$sig"
   h="\"content-type\":\"$ctype\",\"host\":\"$host\",\"x-amz-date\":\"$amzdate\",\"x-discovery-challenge\":\"$challenge\",\"authorization\":\"$auth\""
   [ -z "$st" ] || h="$h,\"x-amz-security-token\":\"$(json_escape "$st")\""
-  body="{$common,\"challenge\":\"$challenge\",\"sts_request\":{\"url\":\"$STS/\",\"method\":\"POST\",\"headers\":{$h},\"body\":\"$req\"}}"
+  placement=$(imds /latest/meta-data/placement/region 2>/dev/null | tr -cd 'a-z0-9-') # where the runtime looks the instance up
+  body="{$common,\"challenge\":\"$challenge\",\"sts_request\":{\"url\":\"$STS/\",\"method\":\"POST\",\"headers\":{$h},\"body\":\"$req\"}${placement:+,\"aws_region\":\"$placement\"}}"
   ;;
 esac
 

@@ -1,0 +1,195 @@
+/**
+ * The AWS calls a join makes to check a live instance: DescribeInstances and, for iam joins, the role behind an
+ * instance profile (IAM GetInstanceProfile), in the instance's account (assuming a rule's role) and region.
+ */
+import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { GetInstanceProfileCommand, IAMClient, Role } from "@aws-sdk/client-iam";
+import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
+import { JoinRefusal } from "../../join/errors";
+import type { AwsCredentials } from "./credentials";
+import { awsErrorCode, isThrottling } from "./rate-limits";
+
+/** How the runtime reaches AWS for instance checks; everything defaults to the SDK's own environment handling. */
+export interface Ec2CheckOptions {
+  /** The runtime's credentials; default the SDK provider chain (env, profile, instance role). */
+  credentials?: AwsCredentials;
+  /** One endpoint for EC2, IAM and STS (tests); default `AWS_ENDPOINT_URL`, read by the SDK, or AWS itself. */
+  endpoint?: string;
+  /** Session name for AssumeRole, shown in the foreign account's CloudTrail. */
+  roleSessionName?: string;
+}
+
+/** Names and addresses of a running instance, for the host certificate's principals. */
+export type InstanceAddresses = Partial<Record<"privateDnsName" | "publicDnsName" | "privateIp" | "publicIp", string>>;
+
+/** What DescribeInstances says about one instance. */
+export interface DescribedInstance {
+  instanceId: string;
+  /** Account of the reservation. */
+  ownerId?: string;
+  /** `running`, `stopped`, ... */
+  state: string;
+  /** `IamInstanceProfile.Arn`: the instance profile attached, if any. */
+  instanceProfileArn?: string;
+  addresses: InstanceAddresses;
+}
+
+/** A role of an instance profile, as IAM GetInstanceProfile names it. */
+export interface ProfileRole {
+  arn: string;
+  name: string;
+  /** The role's unique id (`AROA...`), the prefix of its sessions' user ids. */
+  id: string;
+}
+
+/** Where instances are looked up: a region, and the role to assume first (a foreign account) if any. */
+export interface InstanceScope {
+  region: string;
+  roleArn?: string;
+}
+
+/** The AWS calls of an instance check in one scope; small, so unit tests fake it in memory. */
+export interface InstanceApi {
+  /** The instance, or undefined when EC2 does not know it in this scope. Other failures throw {@link AwsCallError}. */
+  describeInstance(instanceId: string): Promise<DescribedInstance | undefined>;
+  /** The roles of an instance profile, or undefined when IAM does not know it. Failures throw {@link AwsCallError}. */
+  instanceProfileRoles(profileArn: string): Promise<ProfileRole[] | undefined>;
+}
+
+/** Gives the {@link InstanceApi} of a scope. */
+export type InstanceApiFactory = (scope: InstanceScope) => InstanceApi;
+
+/** An AWS call of an instance check that failed: which permission it needed, and the SDK's error. */
+export class AwsCallError extends Error {
+  /** Wraps `cause`, the error of the call that needs `action`. */
+  constructor(
+    /** The IAM action of the failed call, e.g. `ec2:DescribeInstances`. */
+    readonly action: "sts:AssumeRole" | "ec2:DescribeInstances" | "iam:GetInstanceProfile",
+    /** The SDK's error. */
+    override readonly cause: unknown,
+  ) {
+    super(`${action} failed: ${(cause as Error)?.message}`);
+    this.name = "AwsCallError";
+  }
+}
+
+/**
+ * A refusal for a failed AWS call: 429 when AWS throttled it, else `code` (403). When AWS answered, only its
+ * error code reaches the reason: its message can name the runtime's own role. A network failure has no code,
+ * and its message names nothing but the endpoint.
+ */
+export function awsFailure(err: unknown, code: string, doing: string, fix = ""): JoinRefusal {
+  if (isThrottling(err)) return new JoinRefusal("aws_throttled", `AWS throttled ${doing}; retry shortly`, 429);
+  const answered = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode !== undefined;
+  const unreachable = String((err as Error)?.message).replace(/^AWS SDK error wrapper for /, "");
+  const why = answered ? awsErrorCode(err) : unreachable.slice(0, 160);
+  return new JoinRefusal(code, `${doing} failed: ${why}${fix && `; ${fix}`}`, 403);
+}
+
+/** An {@link InstanceApi} over the AWS SDK, that keeps its clients (and assumed credentials) for reuse. */
+export interface SdkInstanceApi extends InstanceApi {
+  /** Closes the clients' connections. */
+  destroy(): void;
+}
+
+/** The SDK-backed {@link InstanceApi} of a scope. */
+export function sdkInstanceApi(scope: InstanceScope, opts: Ec2CheckOptions = {}): SdkInstanceApi {
+  const base = { region: scope.region, maxAttempts: 2, ...(opts.endpoint && { endpoint: opts.endpoint }) };
+  let assumed: (AwsCredentials & { expiration: Date }) | undefined;
+  const credentials = async (): Promise<AwsCredentials | undefined> => {
+    if (!scope.roleArn) return opts.credentials;
+    // Kept until 5 minutes before expiry, so a burst of joins assumes the role once.
+    if (assumed && assumed.expiration.getTime() - 5 * 60_000 > Date.now()) return assumed;
+    const sts = new STSClient({ ...base, ...(opts.credentials && { credentials: opts.credentials }) });
+    try {
+      const session = opts.roleSessionName ?? "discovery-join";
+      const out = await sts.send(new AssumeRoleCommand({ RoleArn: scope.roleArn, RoleSessionName: session }));
+      const c = out.Credentials;
+      if (!c?.AccessKeyId || !c.SecretAccessKey) throw new Error("AssumeRole returned no credentials");
+      const expiration = c.Expiration ?? new Date(Date.now() + 15 * 60_000);
+      assumed = { accessKeyId: c.AccessKeyId, secretAccessKey: c.SecretAccessKey, sessionToken: c.SessionToken, expiration }; // prettier-ignore
+      return assumed;
+    } catch (err) {
+      throw new AwsCallError("sts:AssumeRole", err);
+    } finally {
+      sts.destroy();
+    }
+  };
+  // The clients ask for credentials on each call; the assumed ones come from the cache above.
+  const auth = scope.roleArn
+    ? { credentials: async () => (await credentials())! }
+    : opts.credentials && { credentials: opts.credentials };
+  let ec2: EC2Client | undefined;
+  let iam: IAMClient | undefined;
+  return {
+    async describeInstance(instanceId) {
+      await credentials(); // an AssumeRole failure is reported as one, not as a DescribeInstances failure
+      ec2 ??= new EC2Client({ ...base, ...auth });
+      try {
+        const out = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+        for (const r of out.Reservations ?? [])
+          for (const i of r.Instances ?? [])
+            if (i.InstanceId === instanceId)
+              return {
+                instanceId,
+                ownerId: r.OwnerId,
+                state: i.State?.Name ?? "unknown",
+                instanceProfileArn: i.IamInstanceProfile?.Arn || undefined,
+                addresses: {
+                  privateDnsName: i.PrivateDnsName || undefined,
+                  publicDnsName: i.PublicDnsName || undefined,
+                  privateIp: i.PrivateIpAddress || undefined,
+                  publicIp: i.PublicIpAddress || undefined,
+                },
+              };
+        return undefined;
+      } catch (err) {
+        if (/^InvalidInstanceID\./.test(awsErrorCode(err))) return undefined;
+        throw new AwsCallError("ec2:DescribeInstances", err);
+      }
+    },
+    async instanceProfileRoles(profileArn) {
+      await credentials();
+      iam ??= new IAMClient({ ...base, ...auth });
+      // GetInstanceProfile takes the name: the ARN's last segment (profile names are unique whatever the path).
+      const name = profileArn.slice(profileArn.lastIndexOf("/") + 1);
+      try {
+        const out = await iam.send(new GetInstanceProfileCommand({ InstanceProfileName: name }));
+        if (out.InstanceProfile?.Arn !== profileArn) return undefined;
+        return (out.InstanceProfile.Roles ?? []).map((r: Role) => ({ arn: r.Arn ?? "", name: r.RoleName ?? "", id: r.RoleId ?? "" })); // prettier-ignore
+      } catch (err) {
+        if (awsErrorCode(err) === "NoSuchEntityException" || awsErrorCode(err) === "NoSuchEntity") return undefined;
+        throw new AwsCallError("iam:GetInstanceProfile", err);
+      }
+    },
+    destroy() {
+      ec2?.destroy();
+      iam?.destroy();
+    },
+  };
+}
+
+/**
+ * A factory that keeps one {@link SdkInstanceApi} per region and role, so joins share clients and assumed
+ * credentials. Clients hold no answers, only connections, so sharing them across accounts is safe.
+ */
+export function cachedInstanceApis(opts: Ec2CheckOptions = {}, maxEntries = 256): InstanceApiFactory {
+  const apis = new Map<string, SdkInstanceApi>();
+  return (scope) => {
+    // The SDK reads AWS_ENDPOINT_URL when a client is made: a changed variable (tests) needs fresh clients.
+    const key = `${scope.region} ${scope.roleArn ?? ""} ${opts.endpoint ?? process.env.AWS_ENDPOINT_URL ?? ""}`;
+    let api = apis.get(key);
+    if (!api) {
+      // The oldest is dropped, not destroyed: a join may still be using it, and its idle sockets close on their own.
+      if (apis.size >= maxEntries) apis.delete(apis.keys().next().value as string);
+      api = sdkInstanceApi(scope, opts);
+      apis.set(key, api);
+    }
+    return api;
+  };
+}
+
+/** The host certificate's principals of an instance: its node name, then its private IP and DNS names. */
+export function hostPrincipals(nodeName: string, a: InstanceAddresses): string[] {
+  return [...new Set([nodeName, a.privateIp, a.privateDnsName, a.publicDnsName].filter((p): p is string => !!p))];
+}
