@@ -164,7 +164,7 @@ export class JoinService {
           keyId: attested.nodeName,
         }),
       );
-      const labels = { ...(await this.discoveredLabels(attested.labels)), "discovery/join-method": method };
+      const labels = { ...attested.labels, "discovery/join-method": method };
       const inserted = await this.opts.store.insertNode({
         name: attested.nodeName,
         labels,
@@ -195,21 +195,6 @@ export class JoinService {
       }
       throw err;
     }
-  }
-
-  /**
-   * The attested labels, completed from what discovery recorded about the same instance: an iam join proves the
-   * account and instance but not the region, which the scan that found the instance knows (DescribeInstances in
-   * that region, made by the runtime or an admin). Attested labels are never overridden.
-   */
-  private async discoveredLabels(attested: Record<string, string>): Promise<Record<string, string>> {
-    const account = attested["discovery/account-id"];
-    const instance = attested["discovery/instance-id"];
-    if (!account || !instance || attested["discovery/region"]) return attested;
-    const found = (await this.opts.store.enrollmentsOfNode(`${account}-${instance}`)).find(
-      (e) => e.cloud === "aws" && e.account === account && e.instanceId === instance,
-    );
-    return found ? { ...attested, "discovery/region": found.region } : attested;
   }
 
   /**
