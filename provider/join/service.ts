@@ -205,11 +205,18 @@ export class JoinService {
   private async discoveredLabels(attested: Record<string, string>): Promise<Record<string, string>> {
     const account = attested["discovery/account-id"];
     const instance = attested["discovery/instance-id"];
-    if (!account || !instance || attested["discovery/region"]) return attested;
+    if (!account || !instance) return attested;
     const found = (await this.opts.store.enrollmentsOfNode(`${account}-${instance}`)).find(
       (e) => e.cloud === "aws" && e.account === account && e.instanceId === instance,
     );
-    return found ? { ...attested, "discovery/region": found.region } : attested;
+    if (!found) return attested;
+    // Which runtime's pass installed the node (Teleport #34660: users ask which cluster touched a VM).
+    const by = (found.detail as { discoveredBy?: unknown } | undefined)?.discoveredBy;
+    return {
+      "discovery/region": found.region,
+      ...(typeof by === "string" && by !== "" && { "discovery/discovered-by": by }),
+      ...attested,
+    };
   }
 
   /**
