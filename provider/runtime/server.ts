@@ -96,8 +96,8 @@ export interface RuntimeOptions {
   now?: () => Date;
   /** Time between housekeeping passes (expired challenges, audit retention); default one minute. */
   housekeepingIntervalMs?: number;
-  /** Overrides of the discovery loop's timings. */
-  discovery?: Pick<DiscoveryLoopOptions, "watchIntervalMs" | "debounceMs" | "joinTimeoutMs">;
+  /** Overrides of the discovery loop's timings and clouds. */
+  discovery?: Pick<DiscoveryLoopOptions, "watchIntervalMs" | "debounceMs" | "joinTimeoutMs" | "clouds">;
 }
 
 /** Starts the runtime: store, certificate authorities, TLS, and the HTTP API of SPEC §4. */
