@@ -16,7 +16,7 @@ import type { AwsMatcher } from "../provider/model";
 import { fetchEc2 } from "../provider/clouds/aws/fetch";
 import { freePort, MOTO_CREDENTIALS, startMoto } from "../provider/sandbox/moto";
 import { discoveryAsync } from "../test/fixtures/cli";
-import { ensureBuilt, parseEnvFile } from "../test/fixtures/sandbox";
+import { enrollConfigFile, ensureBuilt, parseEnvFile } from "../test/fixtures/sandbox";
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -174,13 +174,8 @@ async function launchToSendCommand(): Promise<number[]> {
       { env },
     );
     const ids = out.stdout.trim().split("\n");
-    const config = path.join(dir, "enroll.yaml");
     const matcher = { types: ["ec2"], regions: ["us-east-1"], tags: { fleet: "latency" } };
-    fs.writeFileSync(
-      config,
-      fs.readFileSync(path.join(dir, "runtime.yaml"), "utf8") +
-        `discovery_service: ${JSON.stringify({ enabled: true, aws: [matcher] })}\n`,
-    );
+    const config = enrollConfigFile(dir, "enroll.yaml", { enabled: true, aws: [matcher] });
     await discoveryAsync(["enroll", "--config", config, "--once", "--json", "--join-timeout", "5"], { env });
     const ssm = new SSMClient({
       region: "us-east-1",

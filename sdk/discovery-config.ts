@@ -107,6 +107,24 @@ export interface DiscoveryConfigArgs extends RuntimeResourceArgs {
   azure?: InputList<AzureMatcherArgs>;
 }
 
+/** What the runtime scanning a DiscoveryConfig reports about it; read by `pulumi refresh`. */
+export interface DiscoveryConfigStatus {
+  /** syncing (a pass is running), running (the last pass succeeded) or error. */
+  state: "syncing" | "running" | "error";
+  /** Why the last pass failed for some scope, with the fix; empty when nothing failed. */
+  errorMessage: string;
+  /** When the last pass over this config finished (RFC 3339). */
+  lastSyncTime?: string;
+  /** Instances the matchers selected in the last pass. */
+  found: number;
+  /** Of those, instances enrolled. */
+  enrolled: number;
+  /** Of those, instances whose install failed (or that back off after a failure). */
+  failed: number;
+  /** The runtime that scans this config. */
+  discoveredBy?: string;
+}
+
 /** Matchers stored in the discovery runtime: which VMs to find and how to enroll them. */
 export class DiscoveryConfig extends RuntimeBackedResource {
   /** The discovery group. */
@@ -117,10 +135,12 @@ export class DiscoveryConfig extends RuntimeBackedResource {
   declare public readonly gcp: pulumi.Output<pulumi.Unwrap<GcpMatcherArgs>[]>;
   /** Azure matchers with defaults applied. */
   declare public readonly azure: pulumi.Output<pulumi.Unwrap<AzureMatcherArgs>[]>;
+  /** The status the scanning runtime keeps (after `pulumi refresh`); undefined until a runtime of its group scans it. */
+  declare public readonly status: pulumi.Output<DiscoveryConfigStatus | undefined>;
 
   /** Declares the discovery config `args.name` in the runtime. */
   constructor(name: string, args: DiscoveryConfigArgs, opts?: pulumi.CustomResourceOptions) {
-    const props = { aws: undefined, gcp: undefined, azure: undefined, ...args };
+    const props = { aws: undefined, gcp: undefined, azure: undefined, ...args, status: undefined };
     super("discovery_config", "DiscoveryConfig", name, args, props, opts);
   }
 }

@@ -12,7 +12,13 @@ export type {
 export { Installer } from "./installer";
 export type { InstallerArgs } from "./installer";
 export { DiscoveryConfig } from "./discovery-config";
-export type { DiscoveryConfigArgs, AwsMatcherArgs, GcpMatcherArgs, AzureMatcherArgs } from "./discovery-config";
+export type {
+  DiscoveryConfigArgs,
+  DiscoveryConfigStatus,
+  AwsMatcherArgs,
+  GcpMatcherArgs,
+  AzureMatcherArgs,
+} from "./discovery-config";
 export { Enrollment } from "./enrollment";
 export type { EnrollmentArgs } from "./enrollment";
 export * as aws from "./aws";

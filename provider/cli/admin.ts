@@ -35,7 +35,11 @@ const ALIASES: Record<string, string> = {
   "discovery-config": "discovery_config",
   node: "nodes",
   enrollment: "enrollments",
+  task: "tasks",
 };
+
+/** Lists served at `/v1/<name>` rather than as resource documents. */
+const LISTS = ["nodes", "enrollments", "tasks"];
 
 type Row = Record<string, string>;
 
@@ -66,13 +70,37 @@ function nodeRows(
   }));
 }
 
-function resourceRows(docs: { kind: string; metadata: { name: string }; spec: Record<string, unknown> }[]): Row[] {
+function taskRows(
+  tasks: { name: string; cloud: string; issue_type: string; scope: string; instances: unknown[]; last_seen: string }[],
+): Row[] {
+  return tasks.map((t) => ({
+    name: t.name,
+    cloud: t.cloud,
+    issue: t.issue_type,
+    scope: t.scope,
+    instances: String(t.instances.length),
+    last_seen: t.last_seen,
+  }));
+}
+
+/** A discovery_config's status in one cell: state, counts, and the error when there is one. */
+function statusCell(st: Record<string, unknown> | undefined): string {
+  if (!st) return " status=none (no runtime of this group has scanned it)";
+  const err = st.error_message ? ` error="${String(st.error_message).slice(0, 120)}"` : "";
+  return ` status=${st.state} found=${st.found} enrolled=${st.enrolled} failed=${st.failed}${err}`;
+}
+
+function resourceRows(
+  docs: { kind: string; metadata: { name: string }; spec: Record<string, unknown>; status?: Record<string, unknown> }[],
+): Row[] {
   return docs.map((d) => {
     const s = d.spec;
     let detail = "";
     if (d.kind === "token") detail = `${s.join_method} roles=${(s.roles as string[]).join(",")}`;
     else if (d.kind === "discovery_config")
-      detail = `group=${s.discovery_group} aws=${(s.aws as unknown[]).length} gcp=${(s.gcp as unknown[]).length} azure=${(s.azure as unknown[]).length}`;
+      detail =
+        `group=${s.discovery_group} aws=${(s.aws as unknown[]).length} gcp=${(s.gcp as unknown[]).length} ` +
+        `azure=${(s.azure as unknown[]).length}${statusCell(d.status)}`;
     else if (d.kind === "installer") detail = `${String(s.script).length} bytes`;
     return { name: d.metadata.name, kind: d.kind, detail };
   });
@@ -102,8 +130,8 @@ export function adminCommands(): Command[] {
     });
 
   const get = withTarget(new Command("get"))
-    .description("list resources, nodes or enrollments; or show one resource")
-    .argument("<kind>", `one of ${Object.keys(KINDS).join(", ")}, nodes, enrollments`)
+    .description("list resources, nodes, enrollments or open tasks; or show one resource")
+    .argument("<kind>", `one of ${Object.keys(KINDS).join(", ")}, ${LISTS.join(", ")}`)
     .argument("[name]")
     .addOption(new Option("-o, --output <format>", "output format").choices(["table", "yaml", "json"]).default("table"))
     .action(async (kindArg: string, name: string | undefined, opts) => {
@@ -117,19 +145,21 @@ export function adminCommands(): Command[] {
               ? stringify(value)
               : rows(),
         );
-      if (kind === "nodes" || kind === "enrollments") {
+      if (LISTS.includes(kind)) {
         const a = await request(t, "GET", `/v1/${kind}`);
         if (a.status !== 200) throw new Error(answerError(a));
         const list = (a.body as Record<string, unknown[]>)[kind] as never[];
         print(list, () =>
           kind === "nodes"
             ? table(nodeRows(list), ["name", "method", "account", "region", "instance", "joined"])
-            : table(list, ["cloud", "account", "region", "instanceId", "status", "reason"]),
+            : kind === "tasks"
+              ? table(taskRows(list), ["name", "cloud", "issue", "scope", "instances", "last_seen"])
+              : table(list, ["cloud", "account", "region", "instanceId", "status", "reason"]),
         );
         return;
       }
       if (!(kind in KINDS))
-        throw new Error(`unknown kind "${kindArg}"; use one of ${Object.keys(KINDS).join(", ")}, nodes, enrollments`);
+        throw new Error(`unknown kind "${kindArg}"; use one of ${Object.keys(KINDS).join(", ")}, ${LISTS.join(", ")}`);
       const path = name ? `/v1/resources/${kind}/${encodeURIComponent(name)}` : `/v1/resources/${kind}`;
       const a = await request(t, "GET", path);
       if (a.status !== 200) throw new Error(answerError(a));

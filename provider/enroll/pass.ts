@@ -1,7 +1,7 @@
 import type { DiscoveryServiceSection } from "../model";
 import type { EnrollmentRecord } from "../runtime/store/types";
 import { EnrollmentBackend, KnownNode } from "./backend";
-import { cloudEnrollment } from "./clouds";
+import { CloudEnrollment, cloudEnrollment } from "./clouds";
 import { backoffMs, busyReason, EnrollmentDetail } from "./rules";
 import type { Candidate, InstallOutcome, RuntimeEndpoint, ScopeReport } from "./types";
 
@@ -38,6 +38,10 @@ export interface PassOptions {
   staleMs?: number;
   onProgress?: (e: ProgressEvent) => void;
   now?: () => Date;
+  /** The clouds' fetchers and installers; default the registered ones (tests pass fakes). */
+  clouds?: (name: string) => CloudEnrollment | undefined;
+  /** Recorded with each claim so the join can label the node `discovery/discovered-by`. */
+  discoveredBy?: string;
 }
 
 /** What a pass did. */
@@ -76,8 +80,9 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
   const scopes: ScopeReport[] = [];
   const work: { cloud: string; matcher: unknown; candidates: Candidate[] }[] = [];
   const seen = new Set<string>();
+  const clouds = o.clouds ?? cloudEnrollment;
   for (const cloud of ["aws", "gcp", "azure"] as const) {
-    const impl = cloudEnrollment(cloud);
+    const impl = clouds(cloud);
     for (const matcher of o.matchers[cloud] as unknown[]) {
       if (!impl) {
         scopes.push({
@@ -131,7 +136,13 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         continue;
       }
       const prev = previous.get(key(c));
-      const detail: EnrollmentDetail = { attempts: (prev?.detail as EnrollmentDetail | undefined)?.attempts ?? 0 };
+      const prevDetail = prev?.detail as EnrollmentDetail | undefined;
+      const detail: EnrollmentDetail = {
+        attempts: prevDetail?.attempts ?? 0,
+        ...(o.discoveredBy !== undefined && { discoveredBy: o.discoveredBy }),
+        // Kept through the install so a failure that repeats keeps the task's first_seen.
+        ...(prev?.status === "failed" && { firstFailedAt: prevDetail?.firstFailedAt ?? prev.updatedAt }),
+      };
       const claim: EnrollmentRecord = {
         cloud: c.cloud,
         account: c.account,
@@ -145,16 +156,21 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
       if (await o.backend.claim(claim, staleMs)) claimed.push(c);
       else {
         const cur = (await o.backend.enrollments()).find((e) => key(e) === key(c));
+        const curDetail = (cur?.detail ?? {}) as EnrollmentDetail;
+        // Still failing, only not retried yet: noted as seen, so its task stays open while the instance exists.
+        if (cur?.status === "failed")
+          await o.backend.record({ ...cur, detail: { ...curDetail, lastSeenAt: now().toISOString() } });
         results.set(key(c), {
           ...base(c),
           status: "skipped",
           reason: busyReason(cur, now(), staleMs) ?? "another pass holds this instance",
+          ...(cur?.status === "failed" && { failure_class: curDetail.failureClass }),
         });
       }
     }
     if (claimed.length === 0) continue;
     o.onProgress?.({ type: "install", cloud: w.cloud, instances: claimed.length });
-    const outcomes = await cloudEnrollment(w.cloud)!.install(claimed, w.matcher, ctx);
+    const outcomes = await clouds(w.cloud)!.install(claimed, w.matcher, ctx);
     const byId = new Map(outcomes.map((x) => [`${x.account}/${x.region}/${x.instanceId}`, x]));
     for (const c of claimed) {
       const outcome = byId.get(`${c.account}/${c.region}/${c.instanceId}`) ?? {
@@ -178,9 +194,15 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
   }
 
   async function fail(c: Candidate, outcome: InstallOutcome, reason = outcome.reason ?? "the install failed") {
-    const attempts = ((previous.get(key(c))?.detail as EnrollmentDetail | undefined)?.attempts ?? 0) + 1;
+    const prev = previous.get(key(c));
+    const prevDetail = prev?.detail as EnrollmentDetail | undefined;
+    const attempts = (prevDetail?.attempts ?? 0) + 1;
+    const at = now().toISOString();
     const detail: EnrollmentDetail = {
       attempts,
+      discoveredBy: o.discoveredBy,
+      firstFailedAt: prev?.status === "failed" ? (prevDetail?.firstFailedAt ?? prev.updatedAt) : at,
+      lastSeenAt: at,
       nextAttemptAt: new Date(now().getTime() + backoffMs(attempts)).toISOString(),
       failureClass: outcome.failureClass,
       remediation: outcome.remediation,
@@ -210,7 +232,11 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
     const still: typeof waiting = [];
     for (const w of waiting) {
       if (isEnrolled(joined, w.c)) {
-        await record(w.c, "enrolled", undefined, { attempts: 0, commandId: w.outcome.commandId });
+        await record(w.c, "enrolled", undefined, {
+          attempts: 0,
+          commandId: w.outcome.commandId,
+          discoveredBy: o.discoveredBy,
+        });
         results.set(key(w.c), { ...base(w.c), status: "enrolled" });
         o.onProgress?.({
           type: "joined",

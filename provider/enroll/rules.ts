@@ -17,6 +17,12 @@ export interface EnrollmentDetail {
   stdoutTail?: string;
   commandId?: string;
   matcher?: string;
+  /** The runtime (or tool) whose pass claimed the instance; the join labels the node with it. */
+  discoveredBy?: string;
+  /** When the current run of failures began: a task's first_seen. */
+  firstFailedAt?: string;
+  /** When a pass last saw the instance still failing (it is not retried while backing off): a task's last_seen. */
+  lastSeenAt?: string;
 }
 
 /** Why an instance may not be claimed for an install now, or undefined when it may. */

@@ -164,7 +164,7 @@ export class JoinService {
           keyId: attested.nodeName,
         }),
       );
-      const labels = { ...attested.labels, "discovery/join-method": method };
+      const labels = { ...(await this.discoveredLabels(attested.labels)), "discovery/join-method": method };
       const inserted = await this.opts.store.insertNode({
         name: attested.nodeName,
         labels,
@@ -195,6 +195,28 @@ export class JoinService {
       }
       throw err;
     }
+  }
+
+  /**
+   * The attested labels, completed from what discovery recorded about the same instance (only for a verified
+   * instance, whose labels name it): which runtime's pass installed it, and its region when the method did not
+   * prove one. Attested labels are never overridden.
+   */
+  private async discoveredLabels(attested: Record<string, string>): Promise<Record<string, string>> {
+    const account = attested["discovery/account-id"];
+    const instance = attested["discovery/instance-id"];
+    if (!account || !instance) return attested;
+    const found = (await this.opts.store.enrollmentsOfNode(`${account}-${instance}`)).find(
+      (e) => e.cloud === "aws" && e.account === account && e.instanceId === instance,
+    );
+    if (!found) return attested;
+    // Which runtime's pass installed the node (Teleport #34660: users ask which cluster touched a VM).
+    const by = (found.detail as { discoveredBy?: unknown } | undefined)?.discoveredBy;
+    return {
+      "discovery/region": found.region,
+      ...(typeof by === "string" && by !== "" && { "discovery/discovered-by": by }),
+      ...attested,
+    };
   }
 
   /**

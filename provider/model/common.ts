@@ -205,3 +205,12 @@ export function dropNulls(value: unknown): unknown {
 export function fieldError(message: string): { errorMap: z.ZodErrorMap } {
   return { errorMap: (_issue, ctx) => ({ message: ctx.data === undefined ? "is required" : message }) };
 }
+
+/** JSON with object keys sorted, so two documents compare equal whatever order their fields came in. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : v,
+  );
+}

@@ -295,8 +295,12 @@ export const discoveryConfigDocument = z
         gcp: s.gcp ?? [],
         azure: s.azure ?? [],
       })),
+    // The runtime maintains status; a document read back from `discovery get -o yaml` and applied again carries
+    // one, so it is accepted and dropped rather than refused (SPEC §4: status in an applied document is ignored).
+    status: z.unknown().optional(),
   })
-  .strict();
+  .strict()
+  .transform(({ status: _ignored, ...doc }) => doc);
 
 /** Teleport's `enabled: yes` style booleans. */
 const TRUTHY: Record<string, boolean> = { yes: true, true: true, on: true, no: false, false: false, off: false };
@@ -315,11 +319,14 @@ export const discoveryServiceSection = z
   })
   .strict()
   .superRefine((s, ctx) => {
-    if (s.enabled !== false) requireAMatcher(s, ctx);
+    // With a discovery_group the runtime scans the stored discovery_configs of that group, so matchers are optional.
+    if (s.enabled !== false && s.discovery_group === undefined) requireAMatcher(s, ctx);
   })
   .transform((s) => ({
     enabled: s.enabled ?? true,
     discovery_group: s.discovery_group ?? "default",
+    /** Whether the group was named: only then does a runtime load stored discovery_configs (as in Teleport). */
+    dynamic: s.discovery_group !== undefined,
     poll_interval: s.poll_interval ?? DEFAULT_POLL_INTERVAL,
     aws: s.aws ?? [],
     gcp: s.gcp ?? [],

@@ -52,6 +52,12 @@ export function validateDocument(input: unknown): DocumentResult {
     if (!r.success) return { problems: zodProblems(r.error, teleportFile) };
     const ds = r.data.discovery_service;
     if (!ds.enabled) return { problems: [] };
+    if (ds.aws.length + ds.gcp.length + ds.azure.length === 0)
+      return {
+        problems: [
+          { path: ["discovery_service"], message: "has no matchers; add at least one under aws, gcp or azure" },
+        ],
+      };
     const resource: DiscoveryConfig = {
       kind: "discovery_config",
       version: "v1",

@@ -20,7 +20,7 @@ export interface RuntimeResourceInputs {
 }
 
 /** Properties that are not spec fields (`__provider` is the serialized provider the engine adds). */
-const NOT_SPEC = ["name", "description", "labels", "expires", "server", "adminToken", "caCert", "__provider"];
+const NOT_SPEC = ["name", "description", "labels", "expires", "server", "adminToken", "caCert", "status", "__provider"];
 const METADATA = ["description", "labels", "expires"] as const;
 /** What the engine sends for a value not known yet during preview. */
 const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -64,15 +64,6 @@ function normalize(kind: RuntimeKind, props: RuntimeResourceInputs): Record<stri
   const { resource, problems } = m.validateDocument(wireDocument(kind, props));
   if (!resource) throw new Error(problems.map((p) => `${m.sdkPropertyPath(p.path)}: ${p.message}`).join("; "));
   return resource as unknown as Record<string, unknown>;
-}
-
-/** JSON with object keys sorted, so two documents compare equal whatever order their fields came in. */
-function canonical(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) =>
-    v !== null && typeof v === "object" && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)))
-      : v,
-  );
 }
 
 /** Whether the runtime keeps this document under the hash of its name (a join_method token token). */
@@ -155,6 +146,7 @@ export function runtimeResourceProvider(kind: RuntimeKind): dynamic.ResourceProv
         const replaces = news.name === olds.name && news.server === olds.server ? [] : ["name"];
         return { changes: true, replaces };
       }
+      const m = model();
       const next = normalize(kind, news);
       let prev: Record<string, unknown> | undefined;
       try {
@@ -170,7 +162,7 @@ export function runtimeResourceProvider(kind: RuntimeKind): dynamic.ResourceProv
       const changes =
         replaces.length > 0 ||
         !prev ||
-        canonical(prev) !== canonical(next) ||
+        m.canonicalJson(prev) !== m.canonicalJson(next) ||
         (olds.adminToken ?? "") !== (news.adminToken ?? "");
       // Same name, new key or server: remove the old document first so the new one is not deleted after it.
       const deleteBeforeReplace = replaces.length > 0 && !replaces.includes("name");
@@ -188,7 +180,11 @@ export function runtimeResourceProvider(kind: RuntimeKind): dynamic.ResourceProv
       const a = await h.request(target(props), "GET", resourcePath(kind, props.name));
       if (a.status === 404) return { id: "", props: {} }; // gone from the runtime: the engine drops it
       if (a.status !== 200) throw new Error(`cannot read ${kind} from the runtime: ${h.answerError(a)}`);
-      return { id, props: outputsOf(props, a.body as Record<string, unknown>) };
+      const doc = a.body as Record<string, unknown>;
+      // A discovery_config's status (kept by the runtime that scans it) is an output only: never an input, and the
+      // diff ignores it, so a refresh shows it without a change to apply.
+      const status = doc.status === undefined ? {} : { status: model().camelize(doc.status) };
+      return { id, props: { ...outputsOf(props, doc), ...status } };
     },
 
     async update(_id: string, _olds: RuntimeResourceInputs, news: RuntimeResourceInputs) {

@@ -5,7 +5,8 @@ import { isSecretToken, REDACTED_NAME, secretTokenKey } from "../join/tokens";
 import { CertAuthorityError, completeRotation, signUserCertificate, startRotation, trustedPublicKeys } from "../ssh";
 import type { RuntimeMetrics } from "./metrics";
 import { busyReason } from "../enroll/rules";
-import type { EnrollmentRecord, Store, StoredResource } from "./store/types";
+import type { DiscoveryStatus, EnrollmentRecord, Store, StoredResource } from "./store/types";
+import { deriveTasks } from "./tasks";
 
 function isEnrollmentRecord(e: unknown): e is EnrollmentRecord {
   const r = e as Record<string, unknown> | null;
@@ -16,6 +17,12 @@ function isEnrollmentRecord(e: unknown): e is EnrollmentRecord {
     ) &&
     !Number.isNaN(Date.parse(r.updatedAt as string))
   );
+}
+
+/** A discovery_config as the API shows it: the document, and the status its runtime keeps beside it. */
+function withStatus(r: StoredResource, statuses: Map<string, DiscoveryStatus>): Record<string, unknown> {
+  const status = statuses.get(r.key);
+  return status && r.kind === "discovery_config" ? { ...r.doc, status } : r.doc;
 }
 
 const MAX_USER_CERT_TTL_MS = 30 * 24 * 3600_000;
@@ -58,7 +65,7 @@ export function requireAdminToken(adminToken: string) {
 /** The admin API of SPEC §4: resources, nodes, enrollments and user certificates, behind the bearer token. */
 export async function adminRoutes(
   app: FastifyInstance,
-  opts: { store: Store; adminToken: string; metrics: RuntimeMetrics },
+  opts: { store: Store; adminToken: string; metrics: RuntimeMetrics; taskTtlMs: number; now: () => Date },
 ): Promise<void> {
   const { store } = opts;
   app.addHook("onRequest", requireAdminToken(opts.adminToken));
@@ -90,14 +97,20 @@ export async function adminRoutes(
     if (!(req.params.kind in KINDS))
       return notFound(reply, `unknown kind ${req.params.kind}; kinds: ${Object.keys(KINDS).join(", ")}`);
     const all = await store.listResources(req.params.kind);
+    const statuses = req.params.kind === "discovery_config" ? await store.listDiscoveryStatus() : new Map();
     // Secret tokens are never listed.
-    return { resources: all.filter((r) => !r.key.startsWith("sha256:")).map((r) => r.doc) };
+    return { resources: all.filter((r) => !r.key.startsWith("sha256:")).map((r) => withStatus(r, statuses)) };
   });
 
   app.get<{ Params: { kind: string; name: string } }>("/v1/resources/:kind/:name", async (req, reply) => {
     const found = await lookup(req.params.kind, req.params.name);
-    return found ? found.doc : notFound(reply, `no ${req.params.kind} of that name`);
+    if (!found) return notFound(reply, `no ${req.params.kind} of that name`);
+    return found.kind === "discovery_config" ? withStatus(found, await store.listDiscoveryStatus()) : found.doc;
   });
+
+  app.get("/v1/tasks", async () => ({
+    tasks: deriveTasks(await store.listEnrollments(), await store.listScopeErrors(), opts.now(), opts.taskTtlMs),
+  }));
 
   app.delete<{ Params: { kind: string; name: string } }>("/v1/resources/:kind/:name", async (req, reply) => {
     const found = await lookup(req.params.kind, req.params.name);

@@ -17,7 +17,8 @@ import { startHousekeeping } from "./housekeeping";
 import { builtinInstallers, isInstallerName, renderInstaller } from "./installers";
 import { LogSampler } from "./log-sampler";
 import { RuntimeMetrics } from "./metrics";
-import { DiscoveryScheduler } from "./scheduler";
+import { DEFAULT_POLL_INTERVAL, parseDuration } from "../model";
+import { DiscoveryLoop, DiscoveryLoopOptions } from "./discovery-loop";
 import { openStore } from "./store";
 import type { Store } from "./store/types";
 import { loadOrCreateTls, TlsMaterial } from "./tls";
@@ -31,8 +32,10 @@ export interface Runtime {
   adminToken: string;
   logger: Logger;
   app: FastifyInstance<https.Server>;
-  /** The discovery loop, when the config has a discovery_service with matchers. */
-  scheduler?: DiscoveryScheduler;
+  /** The discovery loop, when the config has a discovery_service with matchers or a discovery_group. */
+  loop?: DiscoveryLoop;
+  /** `discovery/discovered-by` of the nodes this runtime's loop installs: `<cluster>/<id kept in the data dir>`. */
+  runtimeId: string;
   close(): Promise<void>;
 }
 
@@ -61,6 +64,20 @@ export function loadOrCreateAdminToken(file: string): string {
   return token;
 }
 
+/**
+ * This runtime's id: the cluster name and a random id made on first start and kept in `DATA_DIR/runtime-id`, so it
+ * survives restarts and differs between replicas sharing one database (each has its own data dir).
+ */
+export function loadOrCreateRuntimeId(dataDir: string, clusterName: string): string {
+  const file = path.join(dataDir, "runtime-id");
+  let id = fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : "";
+  if (!/^[0-9a-f]{8,32}$/.test(id)) {
+    id = crypto.randomBytes(6).toString("hex");
+    writePrivateFile(file, id + "\n");
+  }
+  return `${clusterName}/${id}`;
+}
+
 /** A URL fit for logs: the names in token paths may be secrets (token-method tokens), so they are masked. */
 export function redactUrl(url: string): string {
   return url.replace(/^(\/v1\/resources\/token\/)[^?]*/, "$1(redacted)");
@@ -79,6 +96,8 @@ export interface RuntimeOptions {
   now?: () => Date;
   /** Time between housekeeping passes (expired challenges, audit retention); default one minute. */
   housekeepingIntervalMs?: number;
+  /** Overrides of the discovery loop's timings and clouds. */
+  discovery?: Pick<DiscoveryLoopOptions, "watchIntervalMs" | "debounceMs" | "joinTimeoutMs" | "clouds">;
 }
 
 /** Starts the runtime: store, certificate authorities, TLS, and the HTTP API of SPEC §4. */
@@ -242,24 +261,29 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
   app.post("/v1/join/challenge", async (req) => joins.challenge(req.body, req.ip));
   app.post("/v1/join", async (req) => joins.join(req.body, req.ip));
 
-  await app.register(adminRoutes, { store, adminToken, metrics });
+  const ds = config.discoveryService;
+  const pollMs = parseDuration(ds?.poll_interval ?? DEFAULT_POLL_INTERVAL) ?? 300_000;
+  // A task not seen for two polls is gone (the instance was terminated, or the matcher no longer selects it).
+  await app.register(adminRoutes, { store, adminToken, metrics, taskTtlMs: 2 * pollMs, now });
   await app.listen({ host: config.listenAddr.host, port: config.listenAddr.port });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.listenAddr.port;
   const host = config.listenAddr.host.includes(":") ? `[${config.listenAddr.host}]` : config.listenAddr.host;
   const url = `https://${host}:${port}`;
   logger.info({ url, cluster: config.clusterName, storage: config.storage.type }, "discovery runtime listening");
-  const ds = config.discoveryService;
-  const scheduler =
-    ds && ds.enabled && ds.aws.length + ds.gcp.length + ds.azure.length > 0
-      ? new DiscoveryScheduler(
-          ds,
+  const runtimeId = loadOrCreateRuntimeId(config.dataDir, config.clusterName);
+  const loop =
+    ds && ds.enabled && (ds.dynamic || ds.aws.length + ds.gcp.length + ds.azure.length > 0)
+      ? new DiscoveryLoop({
+          section: ds,
           store,
-          { proxyAddr: config.publicHostPort, caPin: tls.publicKeyPin },
-          logger.child({ component: "discovery" }),
-        )
+          endpoint: { proxyAddr: config.publicHostPort, caPin: tls.publicKeyPin },
+          logger: logger.child({ component: "discovery" }),
+          runtimeId,
+          ...opts.discovery,
+        })
       : undefined;
-  scheduler?.start();
+  loop?.start();
   return {
     url,
     store,
@@ -267,9 +291,10 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
     adminToken,
     logger,
     app,
-    scheduler,
+    loop,
+    runtimeId,
     close: async () => {
-      await scheduler?.stop();
+      await loop?.stop();
       await app.close();
       await housekeeping.stop();
       await store.close();

@@ -62,7 +62,12 @@ interface RuntimeProcess {
 }
 
 /** Writes runtime.yaml and runs `discovery serve` as a child process, returning once /readyz answers. */
-async function startRuntimeProcess(dir: string, moto: Moto, logger: Logger): Promise<RuntimeProcess> {
+async function startRuntimeProcess(
+  dir: string,
+  moto: Moto,
+  ssmEndpoint: string,
+  logger: Logger,
+): Promise<RuntimeProcess> {
   const p = sandboxPaths(dir);
   const port = await freePort();
   const url = `https://127.0.0.1:${port}`;
@@ -78,6 +83,8 @@ async function startRuntimeProcess(dir: string, moto: Moto, logger: Logger): Pro
       // Every simulated instance joins from 127.0.0.1: one address, many nodes.
       rate_limit: { requests_per_minute: 6000, burst: 1000 },
     },
+    // The runtime scans every discovery_config applied with group `sandbox`, so applying one enrolls by itself.
+    discovery_service: { discovery_group: "sandbox", poll_interval: "15s" },
   };
   fs.writeFileSync(
     p.runtimeConfig,
@@ -90,6 +97,8 @@ async function startRuntimeProcess(dir: string, moto: Moto, logger: Logger): Pro
       ...isolatedEnv(),
       // The runtime's ec2 checks (DescribeInstances, AssumeRole) go to moto as its default account.
       AWS_ENDPOINT_URL: moto.endpoint,
+      // The runtime's own discovery loop sends its installs to the SSM simulator, as `discovery enroll` does.
+      AWS_ENDPOINT_URL_SSM: ssmEndpoint,
       AWS_ACCESS_KEY_ID: MOTO_CREDENTIALS.accessKeyId,
       AWS_SECRET_ACCESS_KEY: MOTO_CREDENTIALS.secretAccessKey,
       AWS_REGION: "us-east-1",
@@ -212,7 +221,9 @@ export async function runSandboxDaemon(dirArg: string): Promise<void> {
     const accounts = new MotoAccounts(moto.endpoint);
     const signer = await loadOrCreateCa(dir);
     const organizationId = await seedMoto(moto, logger);
-    const runtime = await startRuntimeProcess(dir, moto, logger);
+    // The simulator needs the runtime's TLS pin and the runtime the simulator's address: the port is chosen first.
+    const ssmPort = await freePort();
+    const runtime = await startRuntimeProcess(dir, moto, `http://127.0.0.1:${ssmPort}`, logger);
     cleanups.push({ name: "runtime", run: () => runtime.stop() });
     const fleet = new Fleet({ dir: p.instances, accounts, signer });
     cleanups.push({ name: "fleet", run: () => fleet.stop() });
@@ -221,6 +232,7 @@ export async function runSandboxDaemon(dirArg: string): Promise<void> {
       accounts,
       runtimeTls: { origin: new URL(runtime.url).origin, pin: runtime.pin },
       logger: logger.child({ component: "ssm" }),
+      port: ssmPort,
     });
     cleanups.push({ name: "ssm simulator", run: () => ssm.close() });
     const token = randomBytes(24).toString("base64url");

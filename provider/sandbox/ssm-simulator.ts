@@ -31,6 +31,8 @@ export interface SsmSimulatorOptions {
   /** Invocations running at once (default 8). */
   concurrency?: number;
   logger?: Logger;
+  /** Port to listen on (default any free one): the sandbox picks it before the runtime starts, to hand it over. */
+  port?: number;
 }
 
 /** A running SSM simulator. */
@@ -336,7 +338,7 @@ export async function startSsmSimulator(opts: SsmSimulatorOptions): Promise<SsmS
       else res.destroy();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {
     endpoint: `http://127.0.0.1:${port}`,

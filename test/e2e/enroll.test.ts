@@ -5,7 +5,7 @@ import { ListCommandsCommand, SSMClient } from "@aws-sdk/client-ssm";
 import { request } from "../../provider/cli/http";
 import { callControl, readSandboxState } from "../../provider/sandbox/sandbox-control";
 import { discoveryAsync } from "../fixtures/cli";
-import { ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
+import { enrollConfigFile, ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
 import { clientKey, sshLogin } from "../fixtures/ssh-client";
 
 /**
@@ -156,12 +156,7 @@ describe("discovery enroll against the sandbox", () => {
         install: { ...iam, script_name: "no-join" },
       },
     ];
-    config = path.join(dir, "enroll.yaml");
-    fs.writeFileSync(
-      config,
-      fs.readFileSync(path.join(dir, "runtime.yaml"), "utf8") +
-        `discovery_service: ${JSON.stringify({ enabled: true, aws: matchers })}\n`,
-    );
+    config = enrollConfigFile(dir, "enroll.yaml", { enabled: true, aws: matchers });
   });
   afterAll(async () => {
     if (dir) await discoveryAsync(["sandbox", "stop", "--dir", dir]);

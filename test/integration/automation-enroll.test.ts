@@ -1,11 +1,10 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { stringify } from "yaml";
 import { request } from "../../provider/cli/http";
 import { discoveryAsync } from "../fixtures/cli";
 import { TOOLS_BIN } from "../fixtures/pulumi";
-import { ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
+import { enrollConfigFile, ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
 
 const ACCOUNT = "123456789012";
 
@@ -68,20 +67,11 @@ describe("discovery up --enroll against the sandbox", () => {
     env.DISCOVERY_SERVER = "";
     env.DISCOVERY_ADMIN_TOKEN = "";
     env.NODE_EXTRA_CA_CERTS = "";
-    runtimeConfig = path.join(sandbox, "runtime-discovery.yaml");
-    fs.writeFileSync(
-      runtimeConfig,
-      fs.readFileSync(path.join(sandbox, "runtime.yaml"), "utf8") +
-        stringify({
-          discovery_service: {
-            enabled: "yes",
-            discovery_group: "automation",
-            aws: [
-              { types: ["ec2"], regions: ["us-east-1"], tags: { team: "automation" }, install: { agentless: true } },
-            ],
-          },
-        }),
-    );
+    runtimeConfig = enrollConfigFile(sandbox, "runtime-discovery.yaml", {
+      enabled: "yes",
+      discovery_group: "automation",
+      aws: [{ types: ["ec2"], regions: ["us-east-1"], tags: { team: "automation" }, install: { agentless: true } }],
+    });
     tokens = path.join(sandbox, "tokens.yaml");
     fs.writeFileSync(
       tokens,

@@ -1,11 +1,13 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import type { CloudEnrollment } from "../../provider/enroll/clouds";
 import { newHostKey } from "../fixtures/joins";
 import { Postgres, startPostgres } from "../fixtures/postgres";
 import { startTestRuntime, TestRuntime } from "../fixtures/runtime";
 
 const SECRET = "pg-secret-61c0de93aa";
+const INSTANCE = { cloud: "aws" as const, account: "123456789012", region: "us-east-1", instanceId: "i-0pg" };
 
 describe("two runtime replicas sharing one PostgreSQL database", () => {
   let pg: Postgres;
@@ -16,9 +18,25 @@ describe("two runtime replicas sharing one PostgreSQL database", () => {
     pg = await startPostgres();
     const storage = { type: "postgres", url: pg.url };
     // Started together: both race to create the schema and the certificate authorities.
+    // B alone runs a discovery loop, for group pg-fleet, over a fake cloud whose one instance fails to install.
+    const failing: CloudEnrollment = {
+      fetch: async () => ({
+        candidates: [
+          { ...INSTANCE, nodeName: `${INSTANCE.account}-${INSTANCE.instanceId}`, state: "running", tags: {} },
+        ],
+        scopes: [{ cloud: "aws", account: INSTANCE.account, region: INSTANCE.region, instances: 1 }],
+      }),
+      install: async () => [{ ...INSTANCE, status: "failed", failureClass: "script-failure", reason: "exit 1" }],
+    };
     [a, b] = await Promise.all([
       startTestRuntime({ storage }, { dir: fs.mkdtempSync(path.join(os.tmpdir(), "pd-replica-a-")) }),
-      startTestRuntime({ storage }, { dir: fs.mkdtempSync(path.join(os.tmpdir(), "pd-replica-b-")) }),
+      startTestRuntime(
+        { storage, discovery_service: { discovery_group: "pg-fleet", poll_interval: "10m" } },
+        {
+          dir: fs.mkdtempSync(path.join(os.tmpdir(), "pd-replica-b-")),
+          runtime: { discovery: { clouds: (c) => (c === "aws" ? failing : undefined) } },
+        },
+      ),
     ]);
   });
   afterAll(async () => {
@@ -59,6 +77,36 @@ describe("two runtime replicas sharing one PostgreSQL database", () => {
     );
     expect(answers.filter((r) => r.status === 200)).toHaveLength(1);
     expect(answers.filter((r) => r.status === 403 && r.body.error.reason === "already_joined")).toHaveLength(9);
+  });
+
+  it("scan a discovery_config applied through the other replica at once, and both show its status and task", async () => {
+    const config =
+      "kind: discovery_config\nversion: v1\nmetadata: {name: pg-config}\n" +
+      "spec: {discovery_group: pg-fleet, aws: [{regions: [us-east-1]}]}\n";
+    const applied = Date.now();
+    expect(
+      (await a.call("PUT", "/v1/resources", config, { admin: true, contentType: "application/yaml" })).status,
+    ).toBe(200);
+    // B polls the store's watermark every second; its 10-minute poll timer plays no part.
+    let status;
+    while (Date.now() - applied < 15_000) {
+      status = (await a.call("GET", "/v1/resources/discovery_config/pg-config", undefined, { admin: true })).body
+        .status;
+      if (status?.state === "running") break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(status).toMatchObject({ state: "running", found: 1, enrolled: 0, failed: 1 });
+    expect(status.discovered_by).toBe(b.runtime.runtimeId);
+    expect(a.runtime.loop).toBeUndefined();
+    const tasks = (await a.call("GET", "/v1/tasks", undefined, { admin: true })).body.tasks;
+    expect(tasks).toMatchObject([
+      {
+        cloud: "aws",
+        issue_type: "script-failure",
+        scope: "123456789012/us-east-1",
+        instances: [{ instance_id: "i-0pg" }],
+      },
+    ]);
   });
 
   it("show the same inventory and audit log", async () => {

@@ -14,9 +14,10 @@ import {
   SSMClient,
 } from "@aws-sdk/client-ssm";
 import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
+import { parse } from "yaml";
 import { request } from "../../provider/cli/http";
 import { discoveryAsync } from "../fixtures/cli";
-import { ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
+import { enrollConfigFile, ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
 
 /**
  * `discovery sandbox` as a user drives it: the built CLI starts the daemon, launches instances, and the world it
@@ -165,6 +166,8 @@ describe("discovery sandbox: moto, a simulated fleet behind SSM, and a runtime, 
     expect(config).toContain("./sandbox-ca.pem");
     expect(config).toContain(`sts_endpoint: ${env.AWS_ENDPOINT_URL}`);
     expect(config).toContain("type: sqlite");
+    // Its runtime scans the discovery_configs of group `sandbox` (SPEC §2).
+    expect(parse(config).discovery_service).toEqual({ discovery_group: "sandbox", poll_interval: "15s" });
     // The admin CLI works from env.sh alone.
     const ping = await api("GET", "/webapi/ping");
     expect(ping.body.public_addr).toBe(env.DISCOVERY_SERVER);
@@ -310,12 +313,7 @@ describe("discovery sandbox: moto, a simulated fleet behind SSM, and a runtime, 
       tags: { team: "enroll" },
       install: { mode: "agentless" },
     };
-    const config = path.join(dir, "enroll.yaml");
-    fs.writeFileSync(
-      config,
-      fs.readFileSync(path.join(dir, "runtime.yaml"), "utf8") +
-        `discovery_service: ${JSON.stringify({ enabled: true, aws: [matcher] })}\n`,
-    );
+    const config = enrollConfigFile(dir, "enroll.yaml", { enabled: true, aws: [matcher] });
     const r = await cli(["enroll", "--config", config, "--once", "--json"]);
     const hostAfter = hostConfig && fs.readFileSync("/etc/ssh/sshd_config");
     // Should the simulator ever let the installer through to the host's file, put it back before failing.

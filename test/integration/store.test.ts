@@ -7,6 +7,7 @@ import {
   AuditEvent,
   CaKey,
   ChallengeRecord,
+  DiscoveryStatus,
   EnrollmentRecord,
   migrationsFor,
   NodeRecord,
@@ -392,6 +393,63 @@ describe.each(backends)("the $name store", (backend) => {
     await store.upsertEnrollment({ ...winner, status: "failed" });
     expect(await store.claimEnrollment(claim(99), free)).toBe(true);
     expect(await store.claimEnrollment(claim(100), free)).toBe(false);
+  });
+
+  describe("discovery status (migration 4)", () => {
+    const st = (found: number): DiscoveryStatus => ({
+      ...{ state: "running", error_message: "", last_sync_time: "2025-03-01T00:00:00.000Z" },
+      ...{ found, enrolled: found, failed: 0 },
+    });
+    const config = { kind: "discovery_config", key: "c", doc: { spec: { discovery_group: "g" } } };
+
+    it("is kept beside the document: writing it never bumps the revision, a re-apply keeps it, a delete drops it", async () => {
+      const [first] = await store.putResources([config]);
+      await store.putDiscoveryStatus("c", st(3), new Date());
+      await store.putDiscoveryStatus("c", st(4), new Date());
+      expect(await store.getResource("discovery_config", "c")).toEqual(first);
+      const [again] = await store.putResources([config]);
+      expect(again.revision).toBe(2);
+      expect((await store.listDiscoveryStatus()).get("c")).toEqual(st(4));
+      expect(await store.deleteResource("discovery_config", "c")).toBe(true);
+      expect(await store.listDiscoveryStatus()).toEqual(new Map());
+    });
+
+    it("is not written for a config that does not exist (deleted while a pass ran)", async () => {
+      await store.putDiscoveryStatus("gone", st(1), new Date());
+      expect(await store.listDiscoveryStatus()).toEqual(new Map());
+    });
+
+    it("has a watermark that moves on every write and delete of the kind, and only then, on every replica", async () => {
+      const other = await open();
+      const w0 = await store.resourceWatermark("discovery_config");
+      await store.putResources([config]);
+      const w1 = await other.resourceWatermark("discovery_config");
+      await store.putResources([{ kind: "token", key: "t", doc: {} }]);
+      await store.putDiscoveryStatus("c", st(1), new Date());
+      expect(await store.resourceWatermark("discovery_config")).toBe(w1);
+      await other.putResources([config]);
+      const w2 = await store.resourceWatermark("discovery_config");
+      await store.deleteResource("discovery_config", "c");
+      const w3 = await other.resourceWatermark("discovery_config");
+      // Each step differs from the one before it, which is all a watcher compares.
+      expect([w1 !== w0, w2 !== w1, w3 !== w2]).toEqual([true, true, true]);
+    });
+
+    it("keeps a failing scope's first_seen, moves its last_seen, and forgets it once the scope succeeds", async () => {
+      const scope = { cloud: "aws", account: "123456789012", region: "eu-west-1" };
+      const denied = { ...scope, error: { code: "AccessDenied", message: "assuming role r: not authorized" } };
+      await store.recordScopeResults([denied], new Date("2025-03-01T00:00:00.000Z"));
+      await store.recordScopeResults([denied], new Date("2025-03-01T00:05:00.000Z"));
+      expect(await store.listScopeErrors()).toEqual([
+        {
+          ...scope,
+          ...{ code: "AccessDenied", message: "assuming role r: not authorized" },
+          ...{ firstSeen: "2025-03-01T00:00:00.000Z", lastSeen: "2025-03-01T00:05:00.000Z" },
+        },
+      ]);
+      await store.recordScopeResults([scope], new Date("2025-03-01T00:10:00.000Z"));
+      expect(await store.listScopeErrors()).toEqual([]);
+    });
   });
 
   describe("migrations", () => {

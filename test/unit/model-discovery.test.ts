@@ -1,4 +1,4 @@
-import { DiscoveryConfig, Installer, parseDocuments } from "../../provider/model";
+import { DiscoveryConfig, discoveryServiceSection, Installer, parseDocuments } from "../../provider/model";
 import { problemsOf } from "../fixtures/problems";
 
 const dc = (aws: string) =>
@@ -292,5 +292,26 @@ describe("kind: installer", () => {
     ],
   ])("refuses %s", (_title, yaml, expected) => {
     expect(problemsOf(yaml)).toEqual(expected);
+  });
+});
+
+describe("status and discovery groups", () => {
+  it("accepts a discovery_config carrying a status (as `discovery get -o yaml` prints it) and drops the status", () => {
+    const { resources, problems } = parseDocuments(
+      dc("regions: [us-east-1]") + "status: {state: error, found: 9, error_message: stale}\n",
+    );
+    expect(problems).toEqual([]);
+    expect(resources[0]).not.toHaveProperty("status");
+    expect(resources[0].kind).toBe("discovery_config");
+  });
+
+  it("lets a runtime's discovery_service name a group without matchers, but not a teleport.yaml without matchers", () => {
+    const section = discoveryServiceSection.parse({ discovery_group: "sandbox", poll_interval: "15s" });
+    expect(section).toMatchObject({ discovery_group: "sandbox", dynamic: true, aws: [] });
+    expect(discoveryServiceSection.parse({ aws: [{ regions: ["us-east-1"] }] }).dynamic).toBe(false);
+    expect(problemsOf("discovery_service: {discovery_group: sandbox}\n")).toEqual([
+      "discovery_service: has no matchers; add at least one under aws, gcp or azure",
+    ]);
+    expect(discoveryServiceSection.safeParse({ poll_interval: "1m" }).success).toBe(false);
   });
 });

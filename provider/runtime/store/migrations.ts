@@ -103,6 +103,30 @@ const DEFINITIONS: { version: number; name: string; sql: (t: ColumnTypes) => str
     // The retention timer deletes by age; without the index every prune scans the whole table.
     sql: () => `CREATE INDEX audit_events_at ON audit_events (at);`,
   },
+  {
+    version: 4,
+    name: "discovery status and scope errors",
+    // Status lives beside the document, not in it: the runtime writing it never bumps the document's revision nor
+    // races a user's apply. Scope errors (a whole account or region failing) feed the tasks list, as enrollment
+    // records do for single instances.
+    sql: (t) => `
+      CREATE TABLE discovery_status (
+        name TEXT NOT NULL PRIMARY KEY CHECK (name <> ''),
+        status ${t.json} NOT NULL,
+        updated_at ${t.time} NOT NULL
+      );
+      CREATE TABLE scope_errors (
+        cloud TEXT NOT NULL,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        code TEXT NOT NULL,
+        message TEXT NOT NULL,
+        first_seen ${t.time} NOT NULL,
+        last_seen ${t.time} NOT NULL,
+        PRIMARY KEY (cloud, account, region)
+      );
+    `,
+  },
 ];
 
 /** The migrations of one dialect, in the order they apply. */

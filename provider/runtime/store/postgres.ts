@@ -6,8 +6,10 @@ import type {
   AuditEvent,
   CertAuthorityRecord,
   ChallengeRecord,
+  DiscoveryStatus,
   EnrollmentRecord,
   NodeRecord,
+  ScopeErrorRecord,
   Store,
   StoredResource,
 } from "./types";
@@ -19,11 +21,16 @@ type CaRow = Rows.CaRow<unknown>;
 /** `id` is BIGINT, which pg returns as a string to avoid losing precision. */
 type AuditRow = Rows.AuditRow<string, Date>;
 type EnrollmentRow = Rows.EnrollmentRow<unknown, Date>;
+type ScopeErrorRow = Rows.ScopeErrorRow<Date>;
 
 // pg turns a JS array parameter into a PostgreSQL array literal, not JSON, so JSONB values are always sent as text.
 const json = (v: unknown) => JSON.stringify(v);
 
-const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment } = rowMappers<unknown, Date, string>({
+const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment, toScopeError } = rowMappers<
+  unknown,
+  Date,
+  string
+>({
   json: (v) => v,
   time: (v) => v.toISOString(),
   id: (v) => Number(v),
@@ -114,6 +121,7 @@ export class PostgresStore implements Store {
 
   async deleteResource(kind: string, key: string): Promise<boolean> {
     return this.tx(async (c) => {
+      if (kind === "discovery_config") await c.query("DELETE FROM discovery_status WHERE name = $1", [key]);
       const r = await c.query("DELETE FROM resources WHERE kind = $1 AND key = $2", [kind, key]);
       return (r.rowCount ?? 0) > 0;
     });
@@ -287,6 +295,63 @@ export class PostgresStore implements Store {
        ORDER BY cloud COLLATE "C", account COLLATE "C", region COLLATE "C", instance_id COLLATE "C"`,
     );
     return rows.map(toEnrollment);
+  }
+
+  async resourceWatermark(kind: string): Promise<string> {
+    const { rows } = await this.pool.query<{ n: string; u: string | null; r: string; c: string | null }>(
+      `SELECT COUNT(*) AS n, CAST(MAX(updated_at) AS TEXT) AS u, COALESCE(SUM(revision), 0) AS r,
+         CAST(MAX(created_at) AS TEXT) AS c
+       FROM resources WHERE kind = $1`,
+      [kind],
+    );
+    const r = rows[0];
+    return `${r.n}|${r.u ?? ""}|${r.r}|${r.c ?? ""}`;
+  }
+
+  async putDiscoveryStatus(name: string, status: DiscoveryStatus, at: Date): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO discovery_status (name, status, updated_at)
+       SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM resources WHERE kind = 'discovery_config' AND key = $1)
+       ON CONFLICT (name) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at`,
+      [name, json(status), at.toISOString()],
+    );
+  }
+
+  async listDiscoveryStatus(): Promise<Map<string, DiscoveryStatus>> {
+    const { rows } = await this.pool.query<{ name: string; status: DiscoveryStatus }>(
+      "SELECT name, status FROM discovery_status",
+    );
+    return new Map(rows.map((r) => [r.name, r.status]));
+  }
+
+  async recordScopeResults(
+    results: { cloud: string; account: string; region: string; error?: { code: string; message: string } }[],
+    at: Date,
+  ): Promise<void> {
+    await this.tx(async (c) => {
+      for (const r of results)
+        if (r.error)
+          await c.query(
+            `INSERT INTO scope_errors (cloud, account, region, code, message, first_seen, last_seen)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
+             ON CONFLICT (cloud, account, region) DO UPDATE SET code = EXCLUDED.code, message = EXCLUDED.message,
+               last_seen = EXCLUDED.last_seen`,
+            [r.cloud, r.account, r.region, r.error.code, r.error.message, at.toISOString()],
+          );
+        else
+          await c.query("DELETE FROM scope_errors WHERE cloud = $1 AND account = $2 AND region = $3", [
+            r.cloud,
+            r.account,
+            r.region,
+          ]);
+    });
+  }
+
+  async listScopeErrors(): Promise<ScopeErrorRecord[]> {
+    const { rows } = await this.pool.query<ScopeErrorRow>(
+      `SELECT * FROM scope_errors ORDER BY cloud COLLATE "C", account COLLATE "C", region COLLATE "C"`,
+    );
+    return rows.map(toScopeError);
   }
 
   async enrollmentsOfNode(nodeName: string): Promise<EnrollmentRecord[]> {

@@ -9,6 +9,7 @@ import type {
   ChallengeRecord,
   EnrollmentRecord,
   NodeRecord,
+  ScopeErrorRecord,
   StoredResource,
 } from "./types";
 
@@ -68,6 +69,17 @@ export interface EnrollmentRow<J, T> {
   updated_at: T;
 }
 
+/** A row of `scope_errors`. */
+export interface ScopeErrorRow<T> {
+  cloud: string;
+  account: string;
+  region: string;
+  code: string;
+  message: string;
+  first_seen: T;
+  last_seen: T;
+}
+
 /** Audit columns that may be null. */
 export const OPTIONAL_AUDIT_FIELDS = ["source", "method", "token", "node", "code", "reason"] as const;
 
@@ -125,6 +137,15 @@ export function rowMappers<J, T, I>(d: ColumnDecoders<J, T, I>) {
       ...(r.reason !== null && { reason: r.reason }),
       ...(r.detail !== null && { detail: d.json(r.detail) as Record<string, unknown> }),
       updatedAt: d.time(r.updated_at),
+    }),
+    toScopeError: (r: ScopeErrorRow<T>): ScopeErrorRecord => ({
+      cloud: r.cloud,
+      account: r.account,
+      region: r.region,
+      code: r.code,
+      message: r.message,
+      firstSeen: d.time(r.first_seen),
+      lastSeen: d.time(r.last_seen),
     }),
   };
 }

@@ -7,8 +7,10 @@ import type {
   AuditEvent,
   CertAuthorityRecord,
   ChallengeRecord,
+  DiscoveryStatus,
   EnrollmentRecord,
   NodeRecord,
+  ScopeErrorRecord,
   Store,
   StoredResource,
 } from "./types";
@@ -19,11 +21,16 @@ type ChallengeRow = Rows.ChallengeRow<string>;
 type CaRow = Rows.CaRow<string>;
 type AuditRow = Rows.AuditRow<number, string>;
 type EnrollmentRow = Rows.EnrollmentRow<string, string>;
+type ScopeErrorRow = Rows.ScopeErrorRow<string>;
 
 // Normalised on write, so `expires_at > ?` compares correctly as text and both backends return the same form.
 const iso = (t: string | Date) => new Date(t).toISOString();
 
-const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment } = rowMappers<string, string, number>({
+const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment, toScopeError } = rowMappers<
+  string,
+  string,
+  number
+>({
   json: (v) => JSON.parse(v),
   time: (v) => v,
   id: (v) => v,
@@ -98,7 +105,11 @@ export class SqliteStore implements Store {
 
   async deleteResource(kind: string, key: string): Promise<boolean> {
     const del = this.stmt("DELETE FROM resources WHERE kind = ? AND key = ?");
-    return this.write(() => del.run(kind, key).changes > 0);
+    const delStatus = this.stmt("DELETE FROM discovery_status WHERE name = ?");
+    return this.write(() => {
+      if (kind === "discovery_config") delStatus.run(key);
+      return del.run(kind, key).changes > 0;
+    });
   }
 
   async insertNode(node: NodeRecord): Promise<"inserted" | "exists"> {
@@ -227,6 +238,50 @@ export class SqliteStore implements Store {
   async listEnrollments(): Promise<EnrollmentRecord[]> {
     const rows = this.stmt("SELECT * FROM enrollments ORDER BY cloud, account, region, instance_id").all();
     return (rows as EnrollmentRow[]).map(toEnrollment);
+  }
+
+  async resourceWatermark(kind: string): Promise<string> {
+    const r = this.stmt(
+      `SELECT COUNT(*) AS n, MAX(updated_at) AS u, COALESCE(SUM(revision), 0) AS r, MAX(created_at) AS c
+       FROM resources WHERE kind = ?`,
+    ).get(kind) as { n: number; u: string | null; r: number; c: string | null };
+    return `${r.n}|${r.u ?? ""}|${r.r}|${r.c ?? ""}`;
+  }
+
+  async putDiscoveryStatus(name: string, status: DiscoveryStatus, at: Date): Promise<void> {
+    const upsert = this.stmt(
+      `INSERT INTO discovery_status (name, status, updated_at)
+       SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM resources WHERE kind = 'discovery_config' AND key = ?)
+       ON CONFLICT (name) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at`,
+    );
+    this.write(() => upsert.run(name, JSON.stringify(status), iso(at), name));
+  }
+
+  async listDiscoveryStatus(): Promise<Map<string, DiscoveryStatus>> {
+    const rows = this.stmt("SELECT name, status FROM discovery_status").all() as { name: string; status: string }[];
+    return new Map(rows.map((r) => [r.name, JSON.parse(r.status) as DiscoveryStatus]));
+  }
+
+  async recordScopeResults(
+    results: { cloud: string; account: string; region: string; error?: { code: string; message: string } }[],
+    at: Date,
+  ): Promise<void> {
+    const upsert = this.stmt(
+      `INSERT INTO scope_errors (cloud, account, region, code, message, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (cloud, account, region) DO UPDATE SET code = excluded.code, message = excluded.message,
+         last_seen = excluded.last_seen`,
+    );
+    const clear = this.stmt("DELETE FROM scope_errors WHERE cloud = ? AND account = ? AND region = ?");
+    this.write(() => {
+      for (const r of results)
+        if (r.error) upsert.run(r.cloud, r.account, r.region, r.error.code, r.error.message, iso(at), iso(at));
+        else clear.run(r.cloud, r.account, r.region);
+    });
+  }
+
+  async listScopeErrors(): Promise<ScopeErrorRecord[]> {
+    const rows = this.stmt("SELECT * FROM scope_errors ORDER BY cloud, account, region").all();
+    return (rows as ScopeErrorRow[]).map(toScopeError);
   }
 
   async enrollmentsOfNode(nodeName: string): Promise<EnrollmentRecord[]> {

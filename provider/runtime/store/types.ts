@@ -83,6 +83,35 @@ export interface EnrollmentRecord {
   updatedAt: string;
 }
 
+/** What the runtime scanning a discovery_config reports about it (SPEC §4); never part of the document. */
+export interface DiscoveryStatus {
+  state: "syncing" | "running" | "error";
+  /** Why the last pass failed for some scope, joined per scope and truncated; empty when nothing failed. */
+  error_message: string;
+  /** When the last pass over this config finished (RFC 3339); absent before the first. */
+  last_sync_time?: string;
+  found: number;
+  enrolled: number;
+  failed: number;
+  /** The runtime that wrote this status (cluster name and runtime id). */
+  discovered_by?: string;
+}
+
+/** A whole scope (account × region, project × zone) that failed in a pass, e.g. a role that could not be assumed. */
+export interface ScopeErrorRecord {
+  cloud: string;
+  account: string;
+  region: string;
+  /** The cloud's error code, e.g. AccessDenied. */
+  code: string;
+  message: string;
+  firstSeen: string;
+  lastSeen: string;
+}
+
+/** A cheap fingerprint of every document of a kind: it changes whenever one is written or deleted. */
+export type ResourceWatermark = string;
+
 /** The store every backend implements. */
 export interface Store {
   /** Applies pending versioned migrations. Safe to call from several replicas at once. */
@@ -130,4 +159,21 @@ export interface Store {
   listEnrollments(): Promise<EnrollmentRecord[]>;
   /** The enrollment records of one node name (one per cloud scope that found it; usually one). */
   enrollmentsOfNode(nodeName: string): Promise<EnrollmentRecord[]>;
+
+  /** Count, newest write and revision sum of `kind`'s documents: polled every second to notice applies and deletes. */
+  resourceWatermark(kind: string): Promise<ResourceWatermark>;
+  /** Writes a discovery_config's status, unless the config is gone; the document (and its revision) is untouched. */
+  putDiscoveryStatus(name: string, status: DiscoveryStatus, at: Date): Promise<void>;
+  /** Every stored status by config name (deleting a discovery_config deletes its status in the same transaction). */
+  listDiscoveryStatus(): Promise<Map<string, DiscoveryStatus>>;
+
+  /**
+   * Records the outcome of the scopes a pass scanned: a failed scope is upserted (its first_seen kept), a scope
+   * that succeeded has its error removed.
+   */
+  recordScopeResults(
+    results: { cloud: string; account: string; region: string; error?: { code: string; message: string } }[],
+    at: Date,
+  ): Promise<void>;
+  listScopeErrors(): Promise<ScopeErrorRecord[]>;
 }

@@ -1,0 +1,225 @@
+/**
+ * The runtime's discovery loop, a control loop in Teleport's manner: it scans the static matchers of its
+ * `discovery_service` plus every stored discovery_config of its `discovery_group`, once per poll_interval, and at
+ * once (after a short debounce) when one of those configs is applied, changed, moved or deleted. Each scanned
+ * config gets a status written beside it.
+ *
+ * Changes are noticed by polling a watermark of the discovery_config table (count, newest write, revision sum) every
+ * second, on both backends: one indexed aggregate query, so every replica sharing a PostgreSQL database sees another
+ * replica's apply within about a second without LISTEN/NOTIFY's extra connection per replica, and SQLite needs
+ * nothing different.
+ */
+import type { Logger } from "pino";
+import { canonicalJson, DiscoveryConfig, DiscoveryServiceSection, parseDuration } from "../model";
+import { storeBackend } from "../enroll/backend";
+import type { CloudEnrollment } from "../enroll/clouds";
+import { PassResult, runEnrollmentPass } from "../enroll/pass";
+import type { RuntimeEndpoint, ScopeReport } from "../enroll/types";
+import type { DiscoveryStatus, Store } from "./store/types";
+import { scopeProblem } from "./tasks";
+
+/** Longest error_message kept in a status. */
+export const MAX_STATUS_ERROR = 2000;
+
+/** What the loop needs; the clouds and timings are injectable so tests run it in-process with fake clouds. */
+export interface DiscoveryLoopOptions {
+  section: DiscoveryServiceSection;
+  store: Store;
+  endpoint: RuntimeEndpoint;
+  logger: Logger;
+  /** The runtime's id, recorded on the instances it claims and written into nodes' `discovery/discovered-by`. */
+  runtimeId: string;
+  /** The clouds' fetchers and installers; default the registered ones. */
+  clouds?: (name: string) => CloudEnrollment | undefined;
+  /** How often the discovery_config watermark is read; default 1 s. */
+  watchIntervalMs?: number;
+  /** Quiet time after a change before the pass starts, so one `apply` of several documents makes one pass. */
+  debounceMs?: number;
+  /** How long an installed instance may take to join; default 2 minutes. */
+  joinTimeoutMs?: number;
+}
+
+type Spec = DiscoveryConfig["spec"];
+
+/** The stored configs a runtime scans: those whose spec names its group (only when it named one). */
+async function configsOfGroup(store: Store, section: DiscoveryServiceSection): Promise<Map<string, Spec>> {
+  const out = new Map<string, Spec>();
+  if (!section.dynamic) return out;
+  for (const r of await store.listResources("discovery_config")) {
+    const spec = r.doc.spec as Spec;
+    if (spec.discovery_group === section.discovery_group) out.set(r.key, spec);
+  }
+  return out;
+}
+
+/** A config's status from a finished pass: counts, and the scopes that failed, each with its fix. */
+export function statusOf(result: PassResult, at: Date, runtimeId: string): DiscoveryStatus {
+  const errors = result.scopes.filter(
+    (s): s is ScopeReport & { error: { code: string; message: string } } => !!s.error,
+  );
+  let message = errors
+    .map(
+      (s) => `${s.cloud} ${s.account}/${s.region}: ${s.error.code}: ${s.error.message}. ${scopeProblem(s.error).fix}`,
+    )
+    .join("; ");
+  if (message.length > MAX_STATUS_ERROR) message = message.slice(0, MAX_STATUS_ERROR - 1) + "…";
+  const is = (i: PassResult["instances"][number], ...s: string[]) => s.includes(i.status);
+  return {
+    state: errors.length > 0 ? "error" : "running",
+    error_message: message,
+    last_sync_time: at.toISOString(),
+    found: result.instances.length,
+    enrolled: result.instances.filter((i) => is(i, "enrolled", "already_enrolled")).length,
+    // An instance backing off after a failure is still failing, though this pass left it alone.
+    failed: result.instances.filter((i) => is(i, "failed") || (is(i, "skipped") && !!i.failure_class)).length,
+    discovered_by: runtimeId,
+  };
+}
+
+/** The runtime's discovery loop (see the module comment). */
+export class DiscoveryLoop {
+  private configs = new Map<string, { spec: Spec; canon: string }>();
+  private watermark?: string;
+  private pollTimer?: NodeJS.Timeout;
+  private watchTimer?: NodeJS.Timeout;
+  private debounceTimer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private rerun = false;
+  private stopped = false;
+  private readonly pollMs: number;
+  /** Passes finished since start (for tests and metrics). */
+  passes = 0;
+
+  /** A loop over `o.section` and the stored configs of its group. */
+  constructor(private readonly o: DiscoveryLoopOptions) {
+    this.pollMs = parseDuration(o.section.poll_interval) ?? 300_000;
+  }
+
+  /** The names of the stored configs this loop currently scans. */
+  scanned(): string[] {
+    return [...this.configs.keys()];
+  }
+
+  /** Starts the loop: loads the group's configs, runs a first pass at once, then watches and polls. */
+  start(): void {
+    void (async () => {
+      await this.watch().catch((err) => this.o.logger.error({ err }, "could not read discovery configs"));
+      void this.runNow();
+      this.scheduleWatch();
+    })();
+  }
+
+  /** Runs a pass now, or, when one is in progress, one more right after it; resolves when that pass ends. */
+  runNow(): Promise<void> {
+    if (this.running) {
+      this.rerun = true;
+      return this.running;
+    }
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.running = this.passOverAll()
+      .catch((err) => this.o.logger.error({ err }, "discovery pass failed"))
+      .finally(() => {
+        this.running = undefined;
+        this.passes++;
+        if (this.stopped) return;
+        if (this.rerun) {
+          this.rerun = false;
+          void this.runNow();
+        } else this.pollTimer = setTimeout(() => void this.runNow(), this.pollMs);
+      });
+    return this.running;
+  }
+
+  /** Stops the loop and waits for a pass in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of [this.pollTimer, this.watchTimer, this.debounceTimer]) if (t) clearTimeout(t);
+    await this.running;
+  }
+
+  private scheduleWatch(): void {
+    if (this.stopped) return;
+    this.watchTimer = setTimeout(() => {
+      void this.watch()
+        .then((changed) => changed && this.changed())
+        .catch((err) => this.o.logger.warn({ err }, "could not read discovery configs; retrying"))
+        .finally(() => this.scheduleWatch());
+    }, this.o.watchIntervalMs ?? 1000);
+  }
+
+  /** Reloads the group's configs when the watermark moved; true when the set of specs differs from the last one. */
+  private async watch(): Promise<boolean> {
+    if (!this.o.section.dynamic) return false;
+    const mark = await this.o.store.resourceWatermark("discovery_config");
+    if (mark === this.watermark) return false;
+    this.watermark = mark;
+    const next = new Map<string, { spec: Spec; canon: string }>();
+    for (const [name, spec] of await configsOfGroup(this.o.store, this.o.section))
+      next.set(name, { spec, canon: canonicalJson(spec) });
+    // The spec is compared, not the revision: re-applying the same document changes nothing.
+    const same = next.size === this.configs.size && [...next].every(([n, c]) => this.configs.get(n)?.canon === c.canon);
+    if (same) return false;
+    this.o.logger.info({ scanned: [...next.keys()] }, "discovery configs of this group changed");
+    this.configs = next;
+    return true;
+  }
+
+  /** A change: a pass after the debounce, which also restarts the poll timer. */
+  private changed(): void {
+    if (this.debounceTimer) clearTimeout(this.debounceTimer);
+    this.debounceTimer = setTimeout(() => void this.runNow(), this.o.debounceMs ?? 500);
+  }
+
+  private async pass(matchers: Pick<DiscoveryServiceSection, "aws" | "gcp" | "azure">): Promise<PassResult> {
+    const now = () => new Date();
+    const result = await runEnrollmentPass({
+      matchers,
+      backend: storeBackend(this.o.store, now),
+      runtime: this.o.endpoint,
+      clouds: this.o.clouds,
+      discoveredBy: this.o.runtimeId,
+      joinTimeoutMs: this.o.joinTimeoutMs,
+      now,
+      onProgress: (e) => this.o.logger.debug({ progress: e }, "discovery progress"),
+    });
+    await this.o.store.recordScopeResults(result.scopes, now());
+    const counts: Record<string, number> = {};
+    for (const i of result.instances) counts[i.status] = (counts[i.status] ?? 0) + 1;
+    this.o.logger.info(
+      { counts, scopes: result.scopes.length, commands: result.commandsSent },
+      "discovery pass finished",
+    );
+    return result;
+  }
+
+  /** One pass over the static matchers, then one per config (so each gets its own status). */
+  private async passOverAll(): Promise<void> {
+    const s = this.o.section;
+    if (s.aws.length + s.gcp.length + s.azure.length > 0) await this.pass(s);
+    const statuses = await this.o.store.listDiscoveryStatus();
+    for (const [name, { spec }] of [...this.configs].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      if (this.stopped) return;
+      // A config deleted or moved away since the pass began is not scanned (nor given a status) any more.
+      if (this.configs.get(name)?.spec !== spec) continue;
+      const before = statuses.get(name);
+      const put = (st: DiscoveryStatus) => this.o.store.putDiscoveryStatus(name, st, new Date());
+      await put({
+        ...(before ?? { error_message: "", found: 0, enrolled: 0, failed: 0 }),
+        state: "syncing",
+        discovered_by: this.o.runtimeId,
+      });
+      try {
+        await put(statusOf(await this.pass(spec), new Date(), this.o.runtimeId));
+      } catch (err) {
+        this.o.logger.error({ err, config: name }, "discovery pass over a config failed");
+        await put({
+          ...(before ?? { found: 0, enrolled: 0, failed: 0 }),
+          state: "error",
+          error_message: String((err as Error).message ?? err).slice(0, MAX_STATUS_ERROR),
+          last_sync_time: new Date().toISOString(),
+          discovered_by: this.o.runtimeId,
+        });
+      }
+    }
+  }
+}
