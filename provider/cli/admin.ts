@@ -54,7 +54,14 @@ export function table(rows: Row[], columns: string[]): string {
 }
 
 function nodeRows(
-  nodes: { name: string; labels: Record<string, string>; join_method: string; joined_at: string }[],
+  nodes: {
+    name: string;
+    labels: Record<string, string>;
+    join_method: string;
+    joined_at: string;
+    state?: string;
+    stale_since?: string;
+  }[],
 ): Row[] {
   return nodes.map((n) => ({
     name: n.name,
@@ -63,6 +70,8 @@ function nodeRows(
     region: n.labels["discovery/region"] ?? n.labels["discovery/zone"] ?? "",
     instance: n.labels["discovery/instance-id"] ?? "",
     joined: n.joined_at,
+    state: n.state ?? "active",
+    since: n.stale_since ?? "",
   }));
 }
 
@@ -123,7 +132,7 @@ export function adminCommands(): Command[] {
         const list = (a.body as Record<string, unknown[]>)[kind] as never[];
         print(list, () =>
           kind === "nodes"
-            ? table(nodeRows(list), ["name", "method", "account", "region", "instance", "joined"])
+            ? table(nodeRows(list), ["name", "method", "account", "region", "instance", "joined", "state", "since"])
             : table(list, ["cloud", "account", "region", "instanceId", "status", "reason"]),
         );
         return;

@@ -3,6 +3,7 @@ import type { EnrollmentRecord } from "../runtime/store/types";
 import { EnrollmentBackend, KnownNode } from "./backend";
 import { cloudEnrollment } from "./clouds";
 import { backoffMs, busyReason, EnrollmentDetail } from "./rules";
+import { reconcileStaleNodes, ScannedScopes, StaleReport } from "./stale";
 import type { Candidate, InstallOutcome, RuntimeEndpoint, ScopeReport } from "./types";
 
 /** The outcome of one instance in a pass, as `discovery enroll --json` prints it (SPEC §2). */
@@ -38,6 +39,8 @@ export interface PassOptions {
   staleMs?: number;
   onProgress?: (e: ProgressEvent) => void;
   now?: () => Date;
+  /** When set, nodes of terminated instances are marked stale, and removed after this long (see stale.ts). */
+  staleNodeGraceMs?: number;
 }
 
 /** What a pass did. */
@@ -45,6 +48,8 @@ export interface PassResult {
   instances: InstanceResult[];
   scopes: ScopeReport[];
   commandsSent: number;
+  /** What the stale-node check changed; absent when the pass did not check. */
+  nodes?: StaleReport;
 }
 
 const key = (c: { cloud: string; account: string; region: string; instanceId: string }) =>
@@ -76,6 +81,8 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
   const scopes: ScopeReport[] = [];
   const work: { cloud: string; matcher: unknown; candidates: Candidate[] }[] = [];
   const seen = new Set<string>();
+  const scanned: ScannedScopes = new Map();
+  const running = new Set<string>();
   for (const cloud of ["aws", "gcp", "azure"] as const) {
     const impl = cloudEnrollment(cloud);
     for (const matcher of o.matchers[cloud] as unknown[]) {
@@ -91,6 +98,10 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
       }
       const fetched = await impl.fetch(matcher, ctx);
       scopes.push(...fetched.scopes);
+      for (const sc of fetched.scopes)
+        if (!sc.error && !scanned.has(`${sc.account}/${sc.region}`))
+          scanned.set(`${sc.account}/${sc.region}`, { cloud, matcher });
+      for (const c of fetched.candidates) running.add(`${c.account}/${c.instanceId}`);
       // An instance two matchers select is installed once, by the first.
       const mine = fetched.candidates.filter((c) => !seen.has(key(c)) && seen.add(key(c)));
       work.push({ cloud, matcher, candidates: mine });
@@ -240,5 +251,14 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
     await new Promise((r) => setTimeout(r, o.pollMs ?? 1000));
   }
   const order = work.flatMap((w) => w.candidates).map(key);
-  return { instances: order.map((k) => results.get(k)!).filter(Boolean), scopes, commandsSent };
+  const nodes =
+    o.staleNodeGraceMs === undefined
+      ? undefined
+      : await reconcileStaleNodes({ backend: o.backend, scanned, running, graceMs: o.staleNodeGraceMs, now: now() });
+  return {
+    instances: order.map((k) => results.get(k)!).filter(Boolean),
+    scopes,
+    commandsSent,
+    ...(nodes && { nodes }),
+  };
 }

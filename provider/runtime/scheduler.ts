@@ -39,6 +39,7 @@ export class DiscoveryScheduler {
       matchers: this.section,
       backend: storeBackend(this.store),
       runtime: this.endpoint,
+      staleNodeGraceMs: parseDuration(this.section.stale_node_grace),
       onProgress: (e) => this.logger.debug({ progress: e }, "discovery progress"),
     })
       .then((r) => {

@@ -6,6 +6,7 @@ import { registerJoinMethod } from "../../join/methods";
 import { attestEc2 } from "./attest-ec2";
 import { attestIam, checkIamJoinRequest, OrganizationCache } from "./attest-iam";
 import { accountCredentials } from "./credentials";
+import { existingInstances } from "./existing";
 import { fetchEc2 } from "./fetch";
 import { installViaSsm } from "./install-ssm";
 import { organizationsDescribeAccount } from "./organizations";
@@ -42,6 +43,7 @@ registerJoinMethod("ec2", {
 
 registerCloud<AwsMatcher>("aws", {
   fetch: (matcher, ctx) => fetchEc2(matcher, { onScope: ctx.onScope }),
+  existing: (matcher, query) => existingInstances(matcher, query),
   install: (candidates, matcher, ctx) => {
     const roleCredentials = accountCredentials(matcher);
     const needsRole = !!(matcher.assume_role?.role_arn || matcher.assume_role?.role_name);

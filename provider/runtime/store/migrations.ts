@@ -103,6 +103,13 @@ const DEFINITIONS: { version: number; name: string; sql: (t: ColumnTypes) => str
     // The retention timer deletes by age; without the index every prune scans the whole table.
     sql: () => `CREATE INDEX audit_events_at ON audit_events (at);`,
   },
+  {
+    // Version 4 is taken by another change in flight; the runner applies whatever is missing, in any order.
+    version: 5,
+    name: "stale nodes",
+    // Set when a pass finds the node's instance terminated or gone; cleared when it is back; NULL means active.
+    sql: (t) => `ALTER TABLE nodes ADD COLUMN stale_since ${t.time};`,
+  },
 ];
 
 /** The migrations of one dialect, in the order they apply. */

@@ -9,6 +9,8 @@ import type {
   ChallengeRecord,
   EnrollmentRecord,
   NodeRecord,
+  NodeStalenessChanges,
+  NodeStalenessUpdate,
   Store,
   StoredResource,
 } from "./types";
@@ -135,6 +137,17 @@ export class SqliteStore implements Store {
     return this.write(() => del.run(name).changes > 0);
   }
 
+  async updateNodeStaleness(u: NodeStalenessUpdate): Promise<NodeStalenessChanges> {
+    const mark = this.stmt("UPDATE nodes SET stale_since = ? WHERE name = ? AND stale_since IS NULL");
+    const unmark = this.stmt("UPDATE nodes SET stale_since = NULL WHERE name = ? AND stale_since IS NOT NULL");
+    const remove = this.stmt("DELETE FROM nodes WHERE name = ? AND stale_since IS NOT NULL AND stale_since <= ?");
+    return this.write(() => ({
+      staled: u.stale.filter((n) => mark.run(iso(u.at), n).changes > 0),
+      activated: u.active.filter((n) => unmark.run(n).changes > 0),
+      removed: u.remove.filter((n) => remove.run(n, iso(u.staleBefore)).changes > 0),
+    }));
+  }
+
   async putChallenge(c: ChallengeRecord): Promise<void> {
     const insert = this.stmt("INSERT INTO challenges (challenge, method, token, expires_at) VALUES (?, ?, ?, ?)");
     this.write(() => insert.run(c.challenge, c.method, c.token, iso(c.expiresAt)));
@@ -232,5 +245,10 @@ export class SqliteStore implements Store {
   async enrollmentsOfNode(nodeName: string): Promise<EnrollmentRecord[]> {
     const rows = this.stmt("SELECT * FROM enrollments WHERE node_name = ? ORDER BY updated_at DESC").all(nodeName);
     return (rows as EnrollmentRow[]).map(toEnrollment);
+  }
+
+  async deleteEnrollment(e: Pick<EnrollmentRecord, "cloud" | "account" | "region" | "instanceId">): Promise<boolean> {
+    const del = this.stmt("DELETE FROM enrollments WHERE cloud = ? AND account = ? AND region = ? AND instance_id = ?");
+    return this.write(() => del.run(e.cloud, e.account, e.region, e.instanceId).changes > 0);
   }
 }
