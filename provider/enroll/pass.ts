@@ -3,6 +3,7 @@ import type { EnrollmentRecord } from "../runtime/store/types";
 import { EnrollmentBackend, KnownNode } from "./backend";
 import { cloudEnrollment } from "./clouds";
 import { backoffMs, busyReason, EnrollmentDetail } from "./rules";
+import { REINSTALL } from "./reinstall";
 import { reconcileStaleNodes, ScannedScopes, StaleReport } from "./stale";
 import type { Candidate, InstallOutcome, RuntimeEndpoint, ScopeReport } from "./types";
 
@@ -142,7 +143,9 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         continue;
       }
       const prev = previous.get(key(c));
-      const detail: EnrollmentDetail = { attempts: (prev?.detail as EnrollmentDetail | undefined)?.attempts ?? 0 };
+      const prevDetail = (prev?.detail ?? {}) as EnrollmentDetail;
+      if (prev?.status === REINSTALL || prevDetail.rejoin) c.rejoin = true;
+      const detail: EnrollmentDetail = { attempts: prevDetail.attempts ?? 0, ...(c.rejoin && { rejoin: true }) };
       const claim: EnrollmentRecord = {
         cloud: c.cloud,
         account: c.account,
@@ -199,6 +202,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
       stderrTail: outcome.stderrTail,
       stdoutTail: outcome.stdoutTail,
       commandId: outcome.commandId,
+      ...(c.rejoin && { rejoin: true }),
     };
     await record(c, "failed", reason, detail);
     results.set(key(c), {

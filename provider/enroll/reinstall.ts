@@ -1,10 +1,14 @@
 /**
- * Forced re-enrollment (Teleport #63899): forgets what the runtime knows about one instance, its enrollment record
- * (enrolled, failed or backing off) and its node, so the next pass installs on it again and the re-run installer may
- * join again. A node joins once; deleting its record, by an admin and audited, is what lets it join a second time.
+ * Forced re-enrollment (Teleport #63899): replaces what the runtime knows about one instance, its enrollment record
+ * (enrolled, failed or backing off), by a `reinstall` record, and deletes its node, so the next pass installs on it
+ * at once and tells the installer to join again even though the machine holds a certificate. A node joins once;
+ * deleting its record, by an admin and audited, is what lets it join a second time.
  */
 import type { EnrollmentRecord, NodeRecord, Store } from "../runtime/store/types";
 import { busyReason } from "./rules";
+
+/** The enrollment status a forced reinstall leaves: free to claim, and the pass sets `Candidate.rejoin`. */
+export const REINSTALL = "reinstall";
 
 /** Which instance to reinstall; account and region narrow it when an id is not unique across scopes. */
 export interface ReinstallRequest {
@@ -18,6 +22,7 @@ export interface ReinstallRequest {
 export interface ReinstallResult {
   instanceId: string;
   nodesRemoved: string[];
+  /** Enrollment records now waiting for the reinstall. */
   enrollmentsCleared: number;
 }
 
@@ -73,10 +78,33 @@ export async function reinstallInstance(
     if (e.status === "installing" && busy)
       throw new ReinstallRefusal(409, `${what}: ${busy}; retry once it has finished`);
   }
+  // A node that joined without a record of ours (before discovery ran, say) gets one from its verified labels.
+  const pending = new Map(records.map((e) => [`${e.account}/${e.region}`, { ...e }]));
+  for (const n of nodes) {
+    const account = nodeAccount(n);
+    const region = nodeRegion(n);
+    if (account && region && !pending.has(`${account}/${region}`))
+      pending.set(`${account}/${region}`, {
+        ...{ cloud: r.cloud, account, region },
+        instanceId: r.instanceId,
+        nodeName: n.name,
+        status: "",
+        updatedAt: "",
+      });
+  }
   const removed: string[] = [];
   for (const n of nodes) if (await store.deleteNode(n.name)) removed.push(n.name);
   let cleared = 0;
-  for (const e of records) if (await store.deleteEnrollment(e)) cleared++;
+  for (const e of pending.values()) {
+    await store.upsertEnrollment({
+      ...e,
+      status: REINSTALL,
+      reason: "forced reinstall",
+      detail: { attempts: 0, rejoin: true },
+      updatedAt: now.toISOString(),
+    });
+    cleared++;
+  }
   await store.appendAudit({
     at: now.toISOString(),
     type: "enrollment.reinstall",

@@ -17,6 +17,8 @@ export interface EnrollmentDetail {
   stdoutTail?: string;
   commandId?: string;
   matcher?: string;
+  /** A forced reinstall is pending: kept across failed attempts until the instance has joined again. */
+  rejoin?: boolean;
 }
 
 /** Why an instance may not be claimed for an install now, or undefined when it may. */

@@ -58,7 +58,7 @@ registerCloud("aws", {
   // The installer "joins" the instance at once, as a real installer would by calling the join API.
   install: async (cs) => {
     for (const c of cs) {
-      world.installed.push(c.instanceId);
+      world.installed.push(c.rejoin ? `${c.instanceId} (rejoin)` : c.instanceId);
       await join(c.instanceId);
     }
     return cs.map((c) => ({ instanceId: c.instanceId, account: c.account, region: c.region, status: "succeeded" }));
@@ -103,6 +103,7 @@ describe("stale nodes", () => {
   it("marks the node of a terminated instance stale, keeps it through the grace period, then removes it", async () => {
     await pass();
     expect(world.installed.sort()).toEqual(["i-gone", "i-keep"]);
+    expect(world.installed.every((i) => !i.includes("rejoin"))).toBe(true);
     world.instances.set("i-gone", "terminated");
 
     const second = await pass();
@@ -230,7 +231,7 @@ describe("forced reinstall", () => {
     const r = await reinstallInstance(store, { cloud: "aws", instanceId: "i-keep" }, { now: clock });
     expect(r).toEqual({ instanceId: "i-keep", nodesRemoved: [], enrollmentsCleared: 1 });
     expect((await pass()).instances[0]).toMatchObject({ status: "enrolled" });
-    expect(world.installed).toEqual(["i-keep"]);
+    expect(world.installed).toEqual(["i-keep (rejoin)"]);
   });
 
   it("deletes a joined instance's node (audited) so the re-run installer may join again", async () => {
@@ -249,7 +250,9 @@ describe("forced reinstall", () => {
       source: "127.0.0.1",
     });
     expect((await pass()).instances[0].status).toBe("enrolled");
-    expect(world.installed).toEqual(["i-keep", "i-keep"]);
+    // The installer is told to join again although the machine holds a certificate from its first join.
+    expect(world.installed).toEqual(["i-keep", "i-keep (rejoin)"]);
+    expect((await pass()).instances[0].status).toBe("already_enrolled");
   });
 
   it("refuses an unknown instance and one with an install in flight, changing nothing", async () => {

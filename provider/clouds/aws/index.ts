@@ -10,6 +10,10 @@ import { existingInstances } from "./existing";
 import { fetchEc2 } from "./fetch";
 import { installViaSsm } from "./install-ssm";
 import { organizationsDescribeAccount } from "./organizations";
+import { silenceAwsSdkNodeVersionWarning } from "./sdk-warning";
+
+// Every process that enrolls or attests loads this module: the runtime, the CLI, the Enrollment provider.
+silenceAwsSdkNodeVersionWarning();
 
 const orgCache = new OrganizationCache();
 let describeAccount: ReturnType<typeof organizationsDescribeAccount> | undefined;

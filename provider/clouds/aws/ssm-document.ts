@@ -117,6 +117,8 @@ export interface InstallerEnvOptions {
   caPin?: string;
   /** Agentless only. */
   sshdConfig?: string;
+  /** Join even when the machine already holds a certificate (a forced reinstall). */
+  rejoin?: boolean;
 }
 
 /** The installer's environment: DISCOVERY_JOIN_METHOD, DISCOVERY_CA_PIN, DISCOVERY_SSHD_CONFIG (agentless). */
@@ -124,6 +126,7 @@ export function installerEnv(opts: InstallerEnvOptions): [string, string][] {
   const env: [string, string][] = [["DISCOVERY_JOIN_METHOD", opts.method]];
   if (opts.caPin) env.push(["DISCOVERY_CA_PIN", opts.caPin]);
   if (opts.sshdConfig !== undefined) env.push(["DISCOVERY_SSHD_CONFIG", opts.sshdConfig]);
+  if (opts.rejoin) env.push(["DISCOVERY_REJOIN", "1"]);
   return env;
 }
 
@@ -141,12 +144,14 @@ export interface InstallerArgs {
   caPin?: string;
   /** sshd_config the agentless installer edits. */
   sshdConfig: string;
+  /** Join even when the machine already holds a certificate (a forced reinstall). */
+  rejoin?: boolean;
 }
 
 /** SendCommand parameters for the custom document: token, scriptName, proxyAddr, env, sshdConfigPath (agentless). */
 export function documentParameters(o: InstallerArgs): Record<string, string[]> {
   // The sshd_config path has a parameter of its own; env carries the rest.
-  const env = installerEnv({ method: o.method, caPin: o.caPin })
+  const env = installerEnv({ method: o.method, caPin: o.caPin, rejoin: o.rejoin })
     .map(([k, v]) => `${k}=${shellQuote(v)}`)
     .join(" ");
   const params: Record<string, string[]> = {
@@ -173,6 +178,7 @@ export function runShellScriptCommands(a: InstallerArgs): string[] {
     method: a.method,
     caPin: a.caPin,
     sshdConfig: a.mode === "agentless" ? a.sshdConfig : undefined,
+    rejoin: a.rejoin,
   });
   const url = `https://${a.proxyAddr}/webapi/scripts/installer/${a.scriptName}`;
   const pin = a.caPin ? ` --pinnedpubkey ${shellQuote(a.caPin)} -k` : "";

@@ -136,7 +136,8 @@ restart_sshd() {
   log "sshd restarted"
 }
 
-if [ -f "$DATA_DIR/node" ] && [ -s "$HOST_KEY-cert.pub" ] && [ -s "$DATA_DIR/user_ca.pub" ]; then
+# DISCOVERY_REJOIN=1: an admin forced a reinstall and deleted the node's record, so join again for a new certificate.
+if [ "${DISCOVERY_REJOIN:-}" != 1 ] && [ -f "$DATA_DIR/node" ] && [ -s "$HOST_KEY-cert.pub" ] && [ -s "$DATA_DIR/user_ca.pub" ]; then
   log "already joined as $(cat "$DATA_DIR/node")"
   if [ "$MODE" = agentless ] && configure_sshd; then restart_sshd; fi
   exit 0

@@ -323,18 +323,6 @@ export class PostgresStore implements Store {
     );
     return rows.map(toEnrollment);
   }
-
-  async deleteEnrollment(e: Pick<EnrollmentRecord, "cloud" | "account" | "region" | "instanceId">): Promise<boolean> {
-    return this.tx(
-      async (c) =>
-        ((
-          await c.query(
-            "DELETE FROM enrollments WHERE cloud = $1 AND account = $2 AND region = $3 AND instance_id = $4",
-            [e.cloud, e.account, e.region, e.instanceId],
-          )
-        ).rowCount ?? 0) > 0,
-    );
-  }
 }
 
 /** A fixed total order on strings; for lock ordering any order works as long as every replica uses the same one. */

@@ -246,9 +246,4 @@ export class SqliteStore implements Store {
     const rows = this.stmt("SELECT * FROM enrollments WHERE node_name = ? ORDER BY updated_at DESC").all(nodeName);
     return (rows as EnrollmentRow[]).map(toEnrollment);
   }
-
-  async deleteEnrollment(e: Pick<EnrollmentRecord, "cloud" | "account" | "region" | "instanceId">): Promise<boolean> {
-    const del = this.stmt("DELETE FROM enrollments WHERE cloud = ? AND account = ? AND region = ? AND instance_id = ?");
-    return this.write(() => del.run(e.cloud, e.account, e.region, e.instanceId).changes > 0);
-  }
 }

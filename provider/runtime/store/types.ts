@@ -156,6 +156,4 @@ export interface Store {
   listEnrollments(): Promise<EnrollmentRecord[]>;
   /** The enrollment records of one node name (one per cloud scope that found it; usually one). */
   enrollmentsOfNode(nodeName: string): Promise<EnrollmentRecord[]>;
-  /** Deletes one instance's enrollment record (a forced reinstall starts it afresh); false when there was none. */
-  deleteEnrollment(e: Pick<EnrollmentRecord, "cloud" | "account" | "region" | "instanceId">): Promise<boolean>;
 }
