@@ -24,12 +24,13 @@ export interface EnrollmentArgs {
 
 /**
  * Enrolls the instances the matchers select, on every create and update (one enrollment pass through the
- * runtime). `pulumi preview` lists the instances not enrolled yet in `pending` and shows an update when
- * there are any; the same claims as the runtime's own loop keep an instance from being enrolled twice.
+ * runtime). `selected` lists every instance the matchers select, so `pulumi preview --diff` shows the ones that
+ * appeared since the last update; an update is shown while any selected instance has not joined. The same claims
+ * as the runtime's own loop keep an instance from being enrolled twice.
  */
 export class Enrollment extends pulumi.dynamic.Resource {
-  /** Node names an update would enroll (computed at preview). */
-  declare public readonly pending: pulumi.Output<string[]>;
+  /** Every node name the matchers select, to its cloud, account and region (computed at preview). */
+  declare public readonly selected: pulumi.Output<Record<string, string>>;
   /** Every selected instance's outcome in the last pass, with the reason and fix when it failed. */
   declare public readonly instances: pulumi.Output<EnrollmentInstance[]>;
   /** Instances enrolled (now or before). */
@@ -45,7 +46,7 @@ export class Enrollment extends pulumi.dynamic.Resource {
       {
         ...args,
         ...connectionInputs(args),
-        pending: undefined,
+        selected: undefined,
         instances: undefined,
         enrolled: undefined,
         failed: undefined,

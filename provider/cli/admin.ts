@@ -58,7 +58,14 @@ export function table(rows: Row[], columns: string[]): string {
 }
 
 function nodeRows(
-  nodes: { name: string; labels: Record<string, string>; join_method: string; joined_at: string }[],
+  nodes: {
+    name: string;
+    labels: Record<string, string>;
+    join_method: string;
+    joined_at: string;
+    state?: string;
+    stale_since?: string;
+  }[],
 ): Row[] {
   return nodes.map((n) => ({
     name: n.name,
@@ -67,6 +74,8 @@ function nodeRows(
     region: n.labels["discovery/region"] ?? n.labels["discovery/zone"] ?? "",
     instance: n.labels["discovery/instance-id"] ?? "",
     joined: n.joined_at,
+    state: n.state ?? "active",
+    since: n.stale_since ?? "",
   }));
 }
 
@@ -151,7 +160,7 @@ export function adminCommands(): Command[] {
         const list = (a.body as Record<string, unknown[]>)[kind] as never[];
         print(list, () =>
           kind === "nodes"
-            ? table(nodeRows(list), ["name", "method", "account", "region", "instance", "joined"])
+            ? table(nodeRows(list), ["name", "method", "account", "region", "instance", "joined", "state", "since"])
             : kind === "tasks"
               ? table(taskRows(list), ["name", "cloud", "issue", "scope", "instances", "last_seen"])
               : table(list, ["cloud", "account", "region", "instanceId", "status", "reason"]),

@@ -4,10 +4,17 @@ import { Command } from "commander";
 import "../clouds";
 import { httpBackend } from "../enroll/http-backend";
 import { InstanceResult, ProgressEvent, runEnrollmentPass } from "../enroll/pass";
-import type { RuntimeConfig } from "../runtime/config";
+import type { StaleReport } from "../enroll/stale";
+import { parseDuration } from "../model";
+import { serverEndpoint } from "../runtime/certificate-pin";
+import { ConfigError, RuntimeConfig } from "../runtime/config";
 import { describeCertificate } from "../runtime/tls";
-import { table } from "./admin";
-import { configOrReport } from "./serve";
+import { table, target, withTarget } from "./admin";
+import { EnrollInputError, EnrollInputs, loadEnrollInputs } from "./enroll-inputs";
+import { answerError, request, RuntimeTarget } from "./http";
+
+/** The options that name the runtime, as `apply` and `get` take them. */
+type TargetOptions = { server?: string; adminTokenFile?: string; caCert?: string };
 
 /** The runtime a config names: its URL, admin token, TLS certificate and public-key pin. */
 export function runtimeOf(config: RuntimeConfig) {
@@ -48,30 +55,74 @@ function progressLine(e: ProgressEvent): string {
   return `joined: ${e.node} (${e.joined} joined, ${e.waiting} still waiting)`;
 }
 
-/** `discovery enroll --config FILE --once [--json]`: an enrollment pass over the config's matchers (SPEC §2). */
+/** Where the pass records and how instances reach the runtime: the runtime config's, else the options'. */
+async function runtimeFor(inputs: EnrollInputs, opts: TargetOptions) {
+  if (inputs.runtime) return runtimeOf(inputs.runtime);
+  const t = target(opts);
+  return { target: t, endpoint: await serverEndpoint(t.server, t.caFile && fs.readFileSync(t.caFile)) };
+}
+
+/** Forgets each instance in the runtime so the pass that follows installs on it again. */
+async function forget(t: RuntimeTarget, instanceIds: string[]): Promise<void> {
+  for (const id of instanceIds) {
+    const a = await request(t, "POST", "/v1/enrollments/reinstall", { cloud: "aws", instance_id: id });
+    if (a.status !== 200) throw new Error(`--reinstall ${id}: ${answerError(a)}`);
+    const r = a.body as { nodes_removed: string[]; enrollments_cleared: number };
+    process.stderr.write(
+      `reinstall ${id}: node ${r.nodes_removed.join(", ") || "(none)"} removed, ${r.enrollments_cleared} enrollment record(s) cleared\n`,
+    );
+  }
+}
+
+type EnrollOptions = TargetOptions & {
+  config: string[];
+  once?: boolean;
+  json?: boolean;
+  joinTimeout: string;
+  reinstall?: string[];
+};
+
+/** `discovery enroll --config FILE [--config FILE ...] --once [--json] [--reinstall ID]`: enrollment passes (SPEC §2). */
 export function enrollCommand(): Command {
-  return new Command("enroll")
-    .description("discover instances the config's matchers select and enroll them through the runtime it names")
-    .requiredOption("--config <file>", "runtime config (SPEC §3) with a discovery_service section")
+  const repeat = (v: string, p: string[] = []) => [...p, v];
+  return withTarget(new Command("enroll"))
+    .description("discover instances the files' matchers select and enroll them through the runtime")
+    .requiredOption(
+      "--config <file>",
+      "runtime config, teleport.yaml with discovery_service, or discovery_config documents; repeat to combine",
+      repeat,
+    )
     .option("--once", "one pass, then exit (otherwise a pass every poll_interval)")
     .option("--json", 'print {"instances":[...]} on stdout')
     .option("--join-timeout <seconds>", "how long an installed instance may take to join", "120")
-    .action(async (opts: { config: string; once?: boolean; json?: boolean; joinTimeout: string }) => {
-      const config = configOrReport(opts.config);
-      if (!config) return;
-      const ds = config.discoveryService;
-      if (!ds || !ds.enabled || ds.aws.length + ds.gcp.length + ds.azure.length === 0)
-        throw new Error(`${opts.config}: discovery_service has no matchers; add aws, gcp or azure matchers`);
-      const { target, endpoint } = runtimeOf(config);
+    .option(
+      "--reinstall <instance-id>",
+      "forget this AWS instance's enrollment and node first, so the pass installs on it again; implies --once",
+      repeat,
+    )
+    .action(async (opts: EnrollOptions) => {
+      let inputs: EnrollInputs;
+      try {
+        inputs = loadEnrollInputs(opts.config);
+      } catch (err) {
+        if (!(err instanceof EnrollInputError || err instanceof ConfigError)) throw err;
+        process.stderr.write(err.message + "\n");
+        process.exitCode = 1;
+        return;
+      }
+      const { target: t, endpoint } = await runtimeFor(inputs, opts);
+      if (opts.reinstall?.length) await forget(t, opts.reinstall);
       const tty = process.stderr.isTTY;
       for (;;) {
         const result = await runEnrollmentPass({
-          matchers: ds,
-          backend: httpBackend(target),
+          matchers: inputs.matchers,
+          backend: httpBackend(t),
           runtime: endpoint,
           joinTimeoutMs: Number(opts.joinTimeout) * 1000,
+          staleNodeGraceMs: parseDuration(inputs.staleNodeGrace),
           onProgress: tty || !opts.json ? (e) => process.stderr.write(progressLine(e) + "\n") : undefined,
         });
+        for (const line of nodeLines(result.nodes)) process.stderr.write(line + "\n");
         const instances = result.instances.map((r) => ({
           cloud: r.cloud,
           account: r.account,
@@ -91,9 +142,21 @@ export function enrollCommand(): Command {
               `${instances.filter((i) => i.status === "enrolled").length} enrolled\n`,
           );
         }
-        if (opts.once) return;
-        const parse = (await import("../model")).parseDuration;
-        await new Promise((r) => setTimeout(r, parse(ds.poll_interval) ?? 300_000));
+        if (opts.once || opts.reinstall?.length) return;
+        await new Promise((r) => setTimeout(r, parseDuration(inputs.pollInterval) ?? 300_000));
       }
     });
+}
+
+/** One stderr line per node the stale check changed, and per scope it could not check. */
+function nodeLines(r: StaleReport | undefined): string[] {
+  if (!r) return [];
+  return [
+    ...r.staled.map((n) => `node ${n} is stale: its instance is terminated or gone`),
+    ...r.activated.map((n) => `node ${n} is active again: its instance exists`),
+    ...r.removed.map((n) => `node ${n} removed: stale for longer than the grace period`),
+    ...r.unchecked.map(
+      (u) => `could not check nodes in ${u.cloud} ${u.account}/${u.region} (left as they were): ${u.error}`,
+    ),
+  ];
 }

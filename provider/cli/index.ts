@@ -1,6 +1,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { Command } from "commander";
+import { silenceAwsSdkNodeVersionWarning } from "../clouds/aws/sdk-warning";
 import { adminCommands } from "./admin";
 import { automationCommands } from "./automation";
 import { enrollCommand } from "./enroll";
@@ -41,5 +42,7 @@ export function program(): Command {
 
 /** Entry point of the `discovery` bin. */
 export async function main(argv: string[] = process.argv): Promise<void> {
+  // Before any command runs: the sandbox and the runtime it spawns inherit the setting.
+  silenceAwsSdkNodeVersionWarning();
   await program().parseAsync(argv);
 }

@@ -1,10 +1,12 @@
-import type { EnrollmentRecord, Store } from "../runtime/store/types";
+import type { EnrollmentRecord, NodeStalenessChanges, NodeStalenessUpdate, Store } from "../runtime/store/types";
 import { busyReason } from "./rules";
 
 /** A joined node as enrollment sees it. */
 export interface KnownNode {
   name: string;
   labels: Record<string, string>;
+  /** Since when its instance is known to be gone; absent while active. */
+  staleSince?: string;
 }
 
 /** Where a pass reads the inventory and records enrollments: the runtime's store, or its admin API. */
@@ -14,14 +16,33 @@ export interface EnrollmentBackend {
   /** Records `e` (status installing) unless another pass holds the instance; false when it does. */
   claim(e: EnrollmentRecord, staleMs: number): Promise<boolean>;
   record(e: EnrollmentRecord): Promise<void>;
+  /** Applies a pass's verdicts on nodes whose instances it checked; every change is audited. */
+  updateStaleness(u: NodeStalenessUpdate): Promise<NodeStalenessChanges>;
+}
+
+/** Applies staleness verdicts to the store and writes one audit event per node that changed. */
+export async function applyNodeStaleness(
+  store: Store,
+  u: NodeStalenessUpdate,
+  source?: string,
+): Promise<NodeStalenessChanges> {
+  const changes = await store.updateNodeStaleness(u);
+  const audit = (type: string, names: string[], reason: string) =>
+    Promise.all(names.map((node) => store.appendAudit({ at: u.at, type, node, reason, source })));
+  await audit("node.stale", changes.staled, "its instance is terminated or no longer exists");
+  await audit("node.active", changes.activated, "its instance exists again");
+  await audit("node.removed", changes.removed, `stale since before ${u.staleBefore} (the grace period)`);
+  return changes;
 }
 
 /** The backend inside the runtime: the store itself. */
 export function storeBackend(store: Store, now: () => Date = () => new Date()): EnrollmentBackend {
   return {
-    nodes: async () => (await store.listNodes()).map((n) => ({ name: n.name, labels: n.labels })),
+    nodes: async () =>
+      (await store.listNodes()).map((n) => ({ name: n.name, labels: n.labels, staleSince: n.staleSince })),
     enrollments: () => store.listEnrollments(),
     claim: (e, staleMs) => store.claimEnrollment(e, (cur) => busyReason(cur, now(), staleMs) === undefined),
     record: (e) => store.upsertEnrollment(e),
+    updateStaleness: (u) => applyNodeStaleness(store, u, "discovery"),
   };
 }

@@ -1,6 +1,13 @@
 import { answerError, request, RuntimeTarget } from "../cli/http";
-import type { EnrollmentRecord } from "../runtime/store/types";
-import type { EnrollmentBackend, KnownNode } from "./backend";
+import type { EnrollmentRecord, NodeStalenessChanges } from "../runtime/store/types";
+import type { EnrollmentBackend } from "./backend";
+
+/** A node as `GET /v1/nodes` lists it. */
+interface ApiNode {
+  name: string;
+  labels: Record<string, string>;
+  stale_since?: string;
+}
 
 /** The backend of a pass run outside the runtime: its admin API. */
 export function httpBackend(target: RuntimeTarget): EnrollmentBackend {
@@ -10,12 +17,25 @@ export function httpBackend(target: RuntimeTarget): EnrollmentBackend {
     return a.body as T;
   };
   return {
-    nodes: async () => (await call<{ nodes: KnownNode[] }>("GET", "/v1/nodes")).nodes,
+    nodes: async () =>
+      (await call<{ nodes: ApiNode[] }>("GET", "/v1/nodes")).nodes.map((n) => ({
+        name: n.name,
+        labels: n.labels,
+        staleSince: n.stale_since,
+      })),
     enrollments: async () => (await call<{ enrollments: EnrollmentRecord[] }>("GET", "/v1/enrollments")).enrollments,
     claim: async (e, staleMs) =>
       (await call<{ claimed: boolean }>("POST", "/v1/enrollments/claim", { enrollment: e, stale_ms: staleMs })).claimed,
     record: async (e) => {
       await call("PUT", "/v1/enrollments", { enrollments: [e] });
     },
+    updateStaleness: (u) =>
+      call<NodeStalenessChanges>("POST", "/v1/nodes/staleness", {
+        stale: u.stale,
+        active: u.active,
+        remove: u.remove,
+        at: u.at,
+        stale_before: u.staleBefore,
+      }),
   };
 }

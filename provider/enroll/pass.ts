@@ -3,6 +3,8 @@ import type { EnrollmentRecord } from "../runtime/store/types";
 import { EnrollmentBackend, KnownNode } from "./backend";
 import { CloudEnrollment, cloudEnrollment } from "./clouds";
 import { backoffMs, busyReason, EnrollmentDetail } from "./rules";
+import { REINSTALL } from "./reinstall";
+import { reconcileStaleNodes, ScannedScopes, StaleReport } from "./stale";
 import type { Candidate, InstallOutcome, RuntimeEndpoint, ScopeReport } from "./types";
 
 /** The outcome of one instance in a pass, as `discovery enroll --json` prints it (SPEC §2). */
@@ -42,6 +44,8 @@ export interface PassOptions {
   clouds?: (name: string) => CloudEnrollment | undefined;
   /** Recorded with each claim so the join can label the node `discovery/discovered-by`. */
   discoveredBy?: string;
+  /** When set, nodes of terminated instances are marked stale, and removed after this long (see stale.ts). */
+  staleNodeGraceMs?: number;
 }
 
 /** What a pass did. */
@@ -49,6 +53,8 @@ export interface PassResult {
   instances: InstanceResult[];
   scopes: ScopeReport[];
   commandsSent: number;
+  /** What the stale-node check changed; absent when the pass did not check. */
+  nodes?: StaleReport;
 }
 
 const key = (c: { cloud: string; account: string; region: string; instanceId: string }) =>
@@ -81,6 +87,8 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
   const work: { cloud: string; matcher: unknown; candidates: Candidate[] }[] = [];
   const seen = new Set<string>();
   const clouds = o.clouds ?? cloudEnrollment;
+  const scanned: ScannedScopes = new Map();
+  const running = new Set<string>();
   for (const cloud of ["aws", "gcp", "azure"] as const) {
     const impl = clouds(cloud);
     for (const matcher of o.matchers[cloud] as unknown[]) {
@@ -96,6 +104,10 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
       }
       const fetched = await impl.fetch(matcher, ctx);
       scopes.push(...fetched.scopes);
+      for (const sc of fetched.scopes)
+        if (!sc.error && !scanned.has(`${sc.account}/${sc.region}`))
+          scanned.set(`${sc.account}/${sc.region}`, { cloud, matcher });
+      for (const c of fetched.candidates) running.add(`${c.account}/${c.instanceId}`);
       // An instance two matchers select is installed once, by the first.
       const mine = fetched.candidates.filter((c) => !seen.has(key(c)) && seen.add(key(c)));
       work.push({ cloud, matcher, candidates: mine });
@@ -136,12 +148,14 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         continue;
       }
       const prev = previous.get(key(c));
-      const prevDetail = prev?.detail as EnrollmentDetail | undefined;
+      const prevDetail = (prev?.detail ?? {}) as EnrollmentDetail;
+      if (prev?.status === REINSTALL || prevDetail.rejoin) c.rejoin = true;
       const detail: EnrollmentDetail = {
-        attempts: prevDetail?.attempts ?? 0,
+        attempts: prevDetail.attempts ?? 0,
         ...(o.discoveredBy !== undefined && { discoveredBy: o.discoveredBy }),
         // Kept through the install so a failure that repeats keeps the task's first_seen.
-        ...(prev?.status === "failed" && { firstFailedAt: prevDetail?.firstFailedAt ?? prev.updatedAt }),
+        ...(prev?.status === "failed" && { firstFailedAt: prevDetail.firstFailedAt ?? prev.updatedAt }),
+        ...(c.rejoin && { rejoin: true }),
       };
       const claim: EnrollmentRecord = {
         cloud: c.cloud,
@@ -210,6 +224,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
       stderrTail: outcome.stderrTail,
       stdoutTail: outcome.stdoutTail,
       commandId: outcome.commandId,
+      ...(c.rejoin && { rejoin: true }),
     };
     await record(c, "failed", reason, detail);
     results.set(key(c), {
@@ -266,5 +281,21 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
     await new Promise((r) => setTimeout(r, o.pollMs ?? 1000));
   }
   const order = work.flatMap((w) => w.candidates).map(key);
-  return { instances: order.map((k) => results.get(k)!).filter(Boolean), scopes, commandsSent };
+  const nodes =
+    o.staleNodeGraceMs === undefined
+      ? undefined
+      : await reconcileStaleNodes({
+          backend: o.backend,
+          scanned,
+          running,
+          graceMs: o.staleNodeGraceMs,
+          now: now(),
+          clouds,
+        });
+  return {
+    instances: order.map((k) => results.get(k)!).filter(Boolean),
+    scopes,
+    commandsSent,
+    ...(nodes && { nodes }),
+  };
 }

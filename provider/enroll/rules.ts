@@ -23,6 +23,8 @@ export interface EnrollmentDetail {
   firstFailedAt?: string;
   /** When a pass last saw the instance still failing (it is not retried while backing off): a task's last_seen. */
   lastSeenAt?: string;
+  /** A forced reinstall is pending: kept across failed attempts until the instance has joined again. */
+  rejoin?: boolean;
 }
 
 /** Why an instance may not be claimed for an install now, or undefined when it may. */

@@ -22,6 +22,8 @@ export interface Candidate {
   /** e.g. "Linux/UNIX" or "windows". */
   platform?: string;
   launchTime?: string;
+  /** Set by the pass after a forced reinstall: the installer must join even if the machine holds a certificate. */
+  rejoin?: boolean;
 }
 
 /** What one account × region (or project × zone) scan found, or why it failed. */

@@ -36,6 +36,8 @@ export const DEFAULT_SSM_DOCUMENT = "AWS-RunShellScript";
 export const DEFAULT_SSHD_CONFIG = "/etc/ssh/sshd_config";
 /** Default discovery poll interval (Teleport's default). */
 export const DEFAULT_POLL_INTERVAL = "5m";
+/** How long a node of a terminated instance stays listed as stale before it is removed. */
+export const DEFAULT_STALE_NODE_GRACE = "24h";
 const MATCH_ALL = { "*": "*" } as Record<string, string | string[]>;
 
 function installSchema(cloud: Cloud) {
@@ -315,6 +317,7 @@ export const discoveryServiceSection = z
     enabled: teleportBool.optional(),
     discovery_group: discoveryGroup.optional(),
     poll_interval: duration.optional(),
+    stale_node_grace: duration.optional(),
     ...matchers,
   })
   .strict()
@@ -328,6 +331,7 @@ export const discoveryServiceSection = z
     /** Whether the group was named: only then does a runtime load stored discovery_configs (as in Teleport). */
     dynamic: s.discovery_group !== undefined,
     poll_interval: s.poll_interval ?? DEFAULT_POLL_INTERVAL,
+    stale_node_grace: s.stale_node_grace ?? DEFAULT_STALE_NODE_GRACE,
     aws: s.aws ?? [],
     gcp: s.gcp ?? [],
     azure: s.azure ?? [],

@@ -10,8 +10,17 @@ export interface EnrollmentInputs {
   /** PEM of a CA (or the runtime's self-signed certificate) to trust for the runtime's TLS. */
   caCert?: string;
   joinTimeoutSeconds?: number;
-  /** Computed by check: node names the matchers select that have not joined yet (what an update will enroll). */
-  pending?: string[];
+  /**
+   * Computed by check: every node name the matchers select, with its cloud, account and region. It does not depend
+   * on who has joined, so the state's copy from the last update stays true: a preview shows exactly the instances
+   * that appeared since (`+ name`) and nothing for an unchanged fleet.
+   */
+  selected?: Record<string, string>;
+  /**
+   * Computed by check: selected node names that have not joined yet, which make `diff` report an update. The `__`
+   * prefix keeps it out of the engine's displayed diff: the last update's copy lists instances it has since enrolled.
+   */
+  __pending?: string[];
 }
 
 /** One instance's outcome, in camelCase. */
@@ -69,26 +78,17 @@ function target(inputs: EnrollmentInputs) {
 }
 
 /** How instances reach the runtime: its host:port and the pin of the TLS key this process verified. */
-async function endpoint(server: string, ca?: string) {
-  const tls: typeof import("tls") = require("tls");
-  const { describeCertificate }: typeof import("../runtime/certificate-pin") = require(PIN_MODULE);
-  const url = new URL(server);
-  const port = Number(url.port || 443);
-  const der = await new Promise<Buffer>((resolve, reject) => {
-    const s = tls.connect({ host: url.hostname, port, servername: undefined, ...(ca ? { ca } : {}) }, () => {
-      const raw = s.getPeerCertificate().raw;
-      s.end();
-      resolve(raw);
-    });
-    s.on("error", reject);
-  });
-  return { proxyAddr: `${url.hostname}:${port}`, caPin: describeCertificate(der).publicKeyPin };
+function endpoint(server: string, ca?: string) {
+  const { serverEndpoint }: typeof import("../runtime/certificate-pin") = require(PIN_MODULE);
+  return serverEndpoint(server, ca);
 }
 
-/** Node names the matchers select that are not in the inventory yet. */
-async function pendingNodes(inputs: EnrollmentInputs): Promise<string[]> {
+/** Node names the matchers select (with where they are), and those not in the inventory yet. */
+async function selectedNodes(
+  inputs: EnrollmentInputs,
+): Promise<{ selected: Record<string, string>; pending: string[] }> {
   const { spec } = matchers(inputs);
-  if (!spec) return [];
+  if (!spec) return { selected: {}, pending: [] };
   require(ALL_CLOUDS_MODULE);
   const { cloudEnrollment }: typeof import("../enroll/clouds") = require(CLOUDS_MODULE);
   const http: typeof import("../cli/http") = require(HTTP_MODULE);
@@ -97,15 +97,18 @@ async function pendingNodes(inputs: EnrollmentInputs): Promise<string[]> {
   if (nodes.status !== 200) throw new Error(`GET /v1/nodes: ${http.answerError(nodes)}`);
   const joined = new Set((nodes.body as { nodes: { name: string }[] }).nodes.map((n) => n.name));
   const runtime = await endpoint(t.server, t.ca);
-  const out = new Set<string>();
+  const found: [string, string][] = [];
   for (const cloud of ["aws", "gcp", "azure"] as const) {
     const impl = cloudEnrollment(cloud);
     for (const m of (spec[cloud] as unknown[]) ?? []) {
       if (!impl) continue;
-      for (const c of (await impl.fetch(m, { runtime })).candidates) if (!joined.has(c.nodeName)) out.add(c.nodeName);
+      for (const c of (await impl.fetch(m, { runtime })).candidates)
+        found.push([c.nodeName, `${c.cloud} ${c.account}/${c.region}`]);
     }
   }
-  return [...out].sort();
+  found.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const selected = Object.fromEntries(found);
+  return { selected, pending: Object.keys(selected).filter((n) => !joined.has(n)) };
 }
 
 async function enroll(inputs: EnrollmentInputs) {
@@ -135,7 +138,7 @@ async function enroll(inputs: EnrollmentInputs) {
   const count = (s: string) => instances.filter((i) => i.status === s).length;
   return {
     ...inputs,
-    pending: [],
+    __pending: [],
     instances,
     enrolled: count("enrolled") + count("already_enrolled"),
     failed: count("failed"),
@@ -148,21 +151,23 @@ async function enroll(inputs: EnrollmentInputs) {
  * instances that are not enrolled yet as `pending`, so `pulumi preview` shows what an update would enroll.
  */
 export const enrollmentProvider: dynamic.ResourceProvider = {
-  async check(_olds: EnrollmentInputs, news: EnrollmentInputs) {
+  async check(olds: EnrollmentInputs, news: EnrollmentInputs) {
     if (hasUnknown(news)) return { inputs: news };
     const { failures } = matchers(news);
     if (failures.length) return { inputs: news, failures };
-    let pending: string[] = [];
+    // A state written before `selected` existed carries `pending`, which would show as a change forever.
+    const { pending: _legacy, ...rest } = news as EnrollmentInputs & { pending?: unknown };
     try {
-      pending = await pendingNodes(news);
+      const { selected, pending } = await selectedNodes(rest);
+      return { inputs: { ...rest, selected, __pending: pending } };
     } catch {
       // The runtime or the cloud may be unreachable at preview; the update will say why.
+      return { inputs: { ...rest, selected: olds.selected ?? {}, __pending: [] } };
     }
-    return { inputs: { ...news, pending } };
   },
   async diff(_id: string, olds: EnrollmentInputs, news: EnrollmentInputs) {
     const strip = (v: EnrollmentInputs) => JSON.stringify({ aws: v.aws ?? [], gcp: v.gcp ?? [], azure: v.azure ?? [] });
-    const changes = strip(olds) !== strip(news) || (news.pending?.length ?? 0) > 0 || olds.server !== news.server;
+    const changes = strip(olds) !== strip(news) || (news.__pending?.length ?? 0) > 0 || olds.server !== news.server;
     return { changes };
   },
   async create(inputs: EnrollmentInputs) {

@@ -44,6 +44,12 @@ const SSM_DOCUMENT_MODULE = require.resolve("../clouds/aws/ssm-document");
 const MODEL_MODULE = require.resolve("../model");
 const CLIENT_SSM_MODULE = require.resolve("@aws-sdk/client-ssm");
 const CLIENT_STS_MODULE = require.resolve("@aws-sdk/client-sts");
+const SDK_WARNING_MODULE = require.resolve("../clouds/aws/sdk-warning");
+
+/** Keeps the SDK's Node version warning out of the preview (see sdk-warning.ts). */
+function quietSdk(): void {
+  (require(SDK_WARNING_MODULE) as typeof import("../clouds/aws/sdk-warning")).silenceAwsSdkNodeVersionWarning();
+}
 
 /** The SSM document lifecycle, loaded inside the dynamic provider process. */
 function documents(): typeof import("../clouds/aws/ssm-document") {
@@ -53,12 +59,14 @@ function documents(): typeof import("../clouds/aws/ssm-document") {
 // Clients are made per call inside the provider: a client cannot be serialized, and the SDK reads
 // AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_SSM and the credentials from the provider process's environment.
 function ssmClient(region: string): SSMClient {
+  quietSdk();
   const { SSMClient } = require(CLIENT_SSM_MODULE) as typeof import("@aws-sdk/client-ssm");
   return new SSMClient({ region });
 }
 
 /** arn:<partition>:ssm:<region>:<account>:document/<name>, the account being the caller's (STS). */
 async function documentArn(region: string, name: string): Promise<string> {
+  quietSdk();
   const { STSClient, GetCallerIdentityCommand } = require(CLIENT_STS_MODULE) as typeof import("@aws-sdk/client-sts");
   const sts = new STSClient({ region });
   try {

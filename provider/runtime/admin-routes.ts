@@ -4,6 +4,8 @@ import { KINDS, parseDocuments, parseDuration, Resource } from "../model";
 import { isSecretToken, REDACTED_NAME, secretTokenKey } from "../join/tokens";
 import { CertAuthorityError, completeRotation, signUserCertificate, startRotation, trustedPublicKeys } from "../ssh";
 import type { RuntimeMetrics } from "./metrics";
+import { applyNodeStaleness } from "../enroll/backend";
+import { ReinstallRefusal, reinstallInstance } from "../enroll/reinstall";
 import { busyReason } from "../enroll/rules";
 import type { DiscoveryStatus, EnrollmentRecord, Store, StoredResource } from "./store/types";
 import { deriveTasks } from "./tasks";
@@ -126,8 +128,33 @@ export async function adminRoutes(
       join_method: n.joinMethod,
       principals: n.principals,
       joined_at: n.joinedAt,
+      state: n.staleSince ? "stale" : "active",
+      ...(n.staleSince && { stale_since: n.staleSince }),
     })),
   }));
+
+  // Passes outside the runtime (discovery enroll) report the nodes whose instances they found gone or back.
+  app.post<{ Body: Record<string, unknown> }>("/v1/nodes/staleness", async (req, reply) => {
+    const b = req.body ?? {};
+    for (const f of ["stale", "active", "remove"])
+      if (b[f] !== undefined && !(Array.isArray(b[f]) && (b[f] as unknown[]).every((v) => typeof v === "string")))
+        return badRequest(reply, `${f}: must be a list of node names`);
+    for (const f of ["at", "stale_before"])
+      if (typeof b[f] !== "string" || Number.isNaN(Date.parse(b[f] as string)))
+        return badRequest(reply, `${f}: must be an RFC 3339 time`);
+    const list = (f: string) => (b[f] as string[] | undefined) ?? [];
+    return applyNodeStaleness(
+      store,
+      {
+        stale: list("stale"),
+        active: list("active"),
+        remove: list("remove"),
+        at: b.at as string,
+        staleBefore: b.stale_before as string,
+      },
+      req.ip,
+    );
+  });
 
   app.get("/v1/enrollments", async () => ({ enrollments: await store.listEnrollments() }));
 
@@ -148,6 +175,29 @@ export async function adminRoutes(
       return badRequest(reply, "enrollments: must be a list of enrollment records");
     for (const e of list) await store.upsertEnrollment(e);
     return { recorded: list.length };
+  });
+  app.post<{ Body: Record<string, unknown> }>("/v1/enrollments/reinstall", async (req, reply) => {
+    const b = req.body ?? {};
+    if (b.cloud !== "aws" && b.cloud !== "gcp" && b.cloud !== "azure")
+      return badRequest(reply, "cloud: must be aws, gcp or azure");
+    if (typeof b.instance_id !== "string" || b.instance_id === "")
+      return badRequest(reply, "instance_id: is required (the instance to install on again)");
+    for (const f of ["account", "region"])
+      if (b[f] !== undefined && (typeof b[f] !== "string" || b[f] === ""))
+        return badRequest(reply, `${f}: must be a non-empty string when given`);
+    try {
+      const r = await reinstallInstance(
+        store,
+        { cloud: b.cloud, instanceId: b.instance_id, account: b.account as string, region: b.region as string },
+        { source: req.ip },
+      );
+      return { instance_id: r.instanceId, nodes_removed: r.nodesRemoved, enrollments_cleared: r.enrollmentsCleared };
+    } catch (err) {
+      if (!(err instanceof ReinstallRefusal)) throw err;
+      return reply
+        .code(err.status)
+        .send({ error: { code: err.status === 404 ? "not_found" : "conflict", message: err.message } });
+    }
   });
   app.get("/v1/audit", async () => ({ events: await store.listAudit(500) }));
 

@@ -9,3 +9,26 @@ export function describeCertificate(cert: string | Buffer): { fingerprint: strin
     publicKeyPin: `sha256//${crypto.createHash("sha256").update(spki).digest("base64")}`,
   };
 }
+
+/**
+ * How installers reach `server` (its host:port) and the pin of the key it presents, read over a verified TLS
+ * connection: against `ca` when given, else the default CAs (and NODE_EXTRA_CA_CERTS).
+ */
+export async function serverEndpoint(
+  server: string,
+  ca?: string | Buffer,
+): Promise<{ proxyAddr: string; caPin: string }> {
+  // Required here, not imported: the Pulumi provider serializes this module by value (see pulumi/enrollment.ts).
+  const tls: typeof import("tls") = require("tls");
+  const url = new URL(server);
+  const port = Number(url.port || 443);
+  const der = await new Promise<Buffer>((resolve, reject) => {
+    const s = tls.connect({ host: url.hostname, port, servername: undefined, ...(ca ? { ca } : {}) }, () => {
+      const raw = s.getPeerCertificate().raw;
+      s.end();
+      resolve(raw);
+    });
+    s.on("error", (err) => reject(new Error(`cannot reach ${url.origin}: ${err.message}`)));
+  });
+  return { proxyAddr: `${url.hostname}:${port}`, caPin: describeCertificate(der).publicKeyPin };
+}

@@ -179,6 +179,7 @@ export class DiscoveryLoop {
       clouds: this.o.clouds,
       discoveredBy: this.o.runtimeId,
       joinTimeoutMs: this.o.joinTimeoutMs,
+      staleNodeGraceMs: parseDuration(this.o.section.stale_node_grace),
       now,
       onProgress: (e) => this.o.logger.debug({ progress: e }, "discovery progress"),
     });

@@ -5,7 +5,10 @@ import { discoveryAsync } from "../fixtures/cli";
 import { copyProgram, IN_REPO_WORK, linkPackage, localStack, REPO } from "../fixtures/pulumi";
 import { ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
 
-/** `pulumi up` enrolls a simulated fleet; `pulumi preview` shows the instances a new update would enroll. */
+/**
+ * `pulumi up` enrolls a simulated fleet; `pulumi preview` shows only the instances a new update would enroll, and no
+ * change for an unchanged fleet.
+ */
 describe("the Enrollment resource through the real engine, against the sandbox", () => {
   let sandbox: string;
   let env: Record<string, string>;
@@ -57,12 +60,19 @@ describe("the Enrollment resource through the real engine, against the sandbox",
     expect(
       up.outputs.instances.value.map((i: { instanceId: string; status: string }) => [i.instanceId, i.status]).sort(),
     ).toEqual(first.map((id) => [id, "enrolled"]).sort());
-    expect((await stack.preview()).changeSummary).toEqual({ same: 3 });
+    const unchanged = await stack.preview({ diff: true });
+    expect(unchanged.changeSummary).toEqual({ same: 3 });
+    // The AWS SDK's Node version warning from the provider process would land in the preview's output.
+    expect(unchanged.stdout + unchanged.stderr).not.toContain("node >=22");
 
     const [added] = await launch(1);
     const preview = await stack.preview({ diff: true });
     expect(preview.changeSummary).toEqual({ same: 2, update: 1 });
-    expect(preview.stdout).toContain(`123456789012-${added}`);
+    // Only the instance the update will enroll: the ones enrolled by the last update do not show as a change.
+    expect(preview.stdout).toMatch(new RegExp(`\\+ +"?123456789012-${added}"?: `));
+    // Instances enrolled by the last update are at most context lines, never marked added, removed or changed.
+    for (const id of first) expect(preview.stdout).not.toMatch(new RegExp(`[-+~] +"?123456789012-${id}`));
+    expect(preview.stdout + preview.stderr).not.toContain("node >=22");
 
     const again = await stack.up();
     expect(again.outputs.enrolled.value).toBe(3);

@@ -6,10 +6,15 @@ import { registerJoinMethod } from "../../join/methods";
 import { attestEc2 } from "./attest-ec2";
 import { attestIam, checkIamJoinRequest, OrganizationCache } from "./attest-iam";
 import { accountCredentials } from "./credentials";
+import { existingInstances } from "./existing";
 import { fetchEc2 } from "./fetch";
 import { installViaSsm } from "./install-ssm";
 import { cachedInstanceApis } from "./instance-lookup";
 import { organizationsDescribeAccount } from "./organizations";
+import { silenceAwsSdkNodeVersionWarning } from "./sdk-warning";
+
+// Every process that enrolls or attests loads this module: the runtime, the CLI, the Enrollment provider.
+silenceAwsSdkNodeVersionWarning();
 
 const orgCache = new OrganizationCache();
 // One set of EC2/IAM clients per region and role, shared by iam joins; AWS_ENDPOINT_URL (tests) applies to all.
@@ -47,6 +52,7 @@ registerJoinMethod("ec2", {
 
 registerCloud<AwsMatcher>("aws", {
   fetch: (matcher, ctx) => fetchEc2(matcher, { onScope: ctx.onScope }),
+  existing: (matcher, query) => existingInstances(matcher, query),
   install: (candidates, matcher, ctx) => {
     const roleCredentials = accountCredentials(matcher);
     const needsRole = !!(matcher.assume_role?.role_arn || matcher.assume_role?.role_name);

@@ -410,7 +410,13 @@ async function installScope(candidates: Candidate[], req: SsmInstallRequest, sco
   const url = `https://${args.proxyAddr}/webapi/scripts/installer/${args.scriptName}`;
   try {
     const s: Scope = { ...scope, client };
-    await watch(s, await send(s, all, matcher.ssm.document_name, args, out), url, req, out);
+    // Instances of a forced reinstall get an installer told to join again; the rest the ordinary one.
+    const watches: Watch[] = [];
+    for (const rejoin of [false, true]) {
+      const group = all.filter((c) => !!c.rejoin === rejoin);
+      if (group.length) watches.push(...(await send(s, group, matcher.ssm.document_name, { ...args, rejoin }, out)));
+    }
+    await watch(s, watches, url, req, out);
   } finally {
     client.destroy();
   }

@@ -25,7 +25,7 @@ describe("stepTracker", () => {
     t.onEvent(step("resOutputsEvent", "refresh", `${TYPE}Installer`, "installer/i"));
     t.onEvent(step("resourcePreEvent", "update", `${TYPE}Installer`, "installer/i", update));
     t.onEvent(step("resOutputsEvent", "update", `${TYPE}Installer`, "installer/i", update));
-    const pending = { new: { inputs: { pending: ["123456789012-i-1"] } } };
+    const pending = { new: { inputs: { __pending: ["123456789012-i-1"] } } };
     t.onEvent(step("resourcePreEvent", "create", `${TYPE}Enrollment`, "enrollment/prod", pending));
     const planned = step("resOutputsEvent", "create", `${TYPE}Enrollment`, "enrollment/prod");
     (planned.resOutputsEvent as { planning?: boolean }).planning = true;

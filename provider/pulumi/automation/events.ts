@@ -115,7 +115,9 @@ export function stepTracker(onStep: (step: StepReport) => void, onDiagnostic: (d
     const key = `${meta.op} ${meta.urn}`;
     const begun = started.get(key);
     started.delete(key);
-    const pending = (begun?.meta ?? meta).new?.inputs?.pending;
+    // `__pending` since the Enrollment keeps it out of the engine's diff; `pending` in older states.
+    const inputs = (begun?.meta ?? meta).new?.inputs;
+    const pending = inputs?.__pending ?? inputs?.pending;
     const step: StepReport = {
       op: meta.op,
       type: shortType(meta.type),

@@ -7,6 +7,7 @@
 # those to every user): they travel through pipes, curl's stdin and shell variables. Environment (all optional):
 #   DISCOVERY_TOKEN         the join token's name (for the token method: the secret itself)
 #   DISCOVERY_JOIN_METHOD   ec2 | iam | token (default iam)
+#   DISCOVERY_REJOIN        true: join again although already joined (CA rotation, forced reinstall)
 #   DISCOVERY_CA_PIN        sha256//<base64> public key pin of the runtime's TLS certificate
 #   DISCOVERY_CA_FILE       CA bundle for the runtime's TLS certificate (instead of a pin)
 #   DISCOVERY_DATA_DIR      where credentials are kept (default /var/lib/discovery)
@@ -26,6 +27,7 @@ TOKEN="${DISCOVERY_TOKEN:-${1:-}}"
 # Kept in a shell variable only: the commands run below need not inherit it.
 unset DISCOVERY_TOKEN
 METHOD="${DISCOVERY_JOIN_METHOD:-iam}"
+REJOIN="${DISCOVERY_REJOIN:-false}"
 DATA_DIR="${DISCOVERY_DATA_DIR:-/var/lib/discovery}"
 SSHD_CONFIG="${DISCOVERY_SSHD_CONFIG:-/etc/ssh/sshd_config}"
 IMDS="${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}"
@@ -79,6 +81,7 @@ need openssl
 need ssh-keygen
 [ -n "$TOKEN" ] || die "no join token: set DISCOVERY_TOKEN (curl ... | DISCOVERY_TOKEN=<token> sh)"
 case "$METHOD" in ec2 | iam | token) ;; *) die "DISCOVERY_JOIN_METHOD must be ec2, iam or token, not $METHOD" ;; esac
+case "$REJOIN" in true | false) ;; *) die "DISCOVERY_REJOIN must be true or false, not $REJOIN" ;; esac
 # A token-method token is a secret, and ps shows every process's arguments to every user.
 [ "$METHOD" != token ] || [ -z "${1:-}" ] ||
   die "the token method's token is a secret: pass it in DISCOVERY_TOKEN (curl ... | DISCOVERY_TOKEN=<token> sh), not as an argument, and rotate it: it was visible in ps"
@@ -185,7 +188,10 @@ restart_sshd() {
   log "sshd restarted"
 }
 
-if [ -f "$DATA_DIR/node" ] && [ -s "$HOST_KEY-cert.pub" ] && [ -s "$DATA_DIR/user_ca.pub" ]; then
+# DISCOVERY_REJOIN=true: join again although already joined: an admin forced a reinstall (the node's record is
+# gone), or a CA rotation is under way (the runtime certifies the same host key with the new keys); sshd reloads.
+if [ "$REJOIN" = true ] && [ -f "$DATA_DIR/node" ]; then log "joining again as $(cat "$DATA_DIR/node")"
+elif [ -f "$DATA_DIR/node" ] && [ -s "$HOST_KEY-cert.pub" ] && [ -s "$DATA_DIR/user_ca.pub" ]; then
   log "already joined as $(cat "$DATA_DIR/node")"
   if [ "$MODE" = agentless ] && configure_sshd; then restart_sshd; fi
   exit 0

@@ -127,6 +127,12 @@ const DEFINITIONS: { version: number; name: string; sql: (t: ColumnTypes) => str
       );
     `,
   },
+  {
+    version: 5,
+    name: "stale nodes",
+    // Set when a pass finds the node's instance terminated or gone; cleared when it is back; NULL means active.
+    sql: (t) => `ALTER TABLE nodes ADD COLUMN stale_since ${t.time};`,
+  },
 ];
 
 /** The migrations of one dialect, in the order they apply. */

@@ -10,6 +10,8 @@ import type {
   EnrollmentRecord,
   NodeRecord,
   ScopeErrorRecord,
+  NodeStalenessChanges,
+  NodeStalenessUpdate,
   Store,
   StoredResource,
 } from "./types";
@@ -158,6 +160,31 @@ export class PostgresStore implements Store {
 
   async deleteNode(name: string): Promise<boolean> {
     return this.tx(async (c) => ((await c.query("DELETE FROM nodes WHERE name = $1", [name])).rowCount ?? 0) > 0);
+  }
+
+  async updateNodeStaleness(u: NodeStalenessUpdate): Promise<NodeStalenessChanges> {
+    return this.tx(async (c) => {
+      const each = async (names: string[], sql: string, extra: unknown[]) => {
+        const done: string[] = [];
+        for (const n of names) if (((await c.query(sql, [n, ...extra])).rowCount ?? 0) > 0) done.push(n);
+        return done;
+      };
+      return {
+        staled: await each(u.stale, "UPDATE nodes SET stale_since = $2 WHERE name = $1 AND stale_since IS NULL", [
+          u.at,
+        ]),
+        activated: await each(
+          u.active,
+          "UPDATE nodes SET stale_since = NULL WHERE name = $1 AND stale_since IS NOT NULL",
+          [],
+        ),
+        removed: await each(
+          u.remove,
+          "DELETE FROM nodes WHERE name = $1 AND stale_since IS NOT NULL AND stale_since <= $2",
+          [u.staleBefore],
+        ),
+      };
+    });
   }
 
   async putChallenge(ch: ChallengeRecord): Promise<void> {

@@ -32,6 +32,7 @@ export interface NodeRow<J, T> {
   host_public_key: string;
   principals: J;
   joined_at: T;
+  stale_since: T | null;
 }
 
 /** A row of `challenges`. */
@@ -109,6 +110,7 @@ export function rowMappers<J, T, I>(d: ColumnDecoders<J, T, I>) {
       hostPublicKey: r.host_public_key,
       principals: d.json(r.principals) as string[],
       joinedAt: d.time(r.joined_at),
+      ...(r.stale_since !== null && r.stale_since !== undefined && { staleSince: d.time(r.stale_since) }),
     }),
     toChallenge: (r: ChallengeRow<T>): ChallengeRecord => ({
       challenge: r.challenge,

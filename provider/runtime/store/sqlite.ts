@@ -11,6 +11,8 @@ import type {
   EnrollmentRecord,
   NodeRecord,
   ScopeErrorRecord,
+  NodeStalenessChanges,
+  NodeStalenessUpdate,
   Store,
   StoredResource,
 } from "./types";
@@ -144,6 +146,17 @@ export class SqliteStore implements Store {
   async deleteNode(name: string): Promise<boolean> {
     const del = this.stmt("DELETE FROM nodes WHERE name = ?");
     return this.write(() => del.run(name).changes > 0);
+  }
+
+  async updateNodeStaleness(u: NodeStalenessUpdate): Promise<NodeStalenessChanges> {
+    const mark = this.stmt("UPDATE nodes SET stale_since = ? WHERE name = ? AND stale_since IS NULL");
+    const unmark = this.stmt("UPDATE nodes SET stale_since = NULL WHERE name = ? AND stale_since IS NOT NULL");
+    const remove = this.stmt("DELETE FROM nodes WHERE name = ? AND stale_since IS NOT NULL AND stale_since <= ?");
+    return this.write(() => ({
+      staled: u.stale.filter((n) => mark.run(iso(u.at), n).changes > 0),
+      activated: u.active.filter((n) => unmark.run(n).changes > 0),
+      removed: u.remove.filter((n) => remove.run(n, iso(u.staleBefore)).changes > 0),
+    }));
   }
 
   async putChallenge(c: ChallengeRecord): Promise<void> {

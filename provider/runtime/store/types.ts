@@ -29,6 +29,27 @@ export interface NodeRecord {
   /** Addresses and names the host certificate was issued for. */
   principals: string[];
   joinedAt: string;
+  /** Since when the node's instance is known to be terminated or gone; absent while it is active. */
+  staleSince?: string;
+}
+
+/** One pass's verdict on nodes whose instances it checked (see `Store.updateNodeStaleness`). */
+export interface NodeStalenessUpdate {
+  /** Nodes whose instances are gone: marked stale as of `at`, unless already stale (the first sighting counts). */
+  stale: string[];
+  /** Nodes whose instances exist again: made active. */
+  active: string[];
+  /** Nodes whose instances are still gone: deleted if stale since before `staleBefore` (the grace period). */
+  remove: string[];
+  at: string;
+  staleBefore: string;
+}
+
+/** What an update changed, by node name. */
+export interface NodeStalenessChanges {
+  staled: string[];
+  activated: string[];
+  removed: string[];
 }
 
 /** A single-use join challenge (iam, azure). */
@@ -130,6 +151,11 @@ export interface Store {
   getNode(name: string): Promise<NodeRecord | undefined>;
   listNodes(): Promise<NodeRecord[]>;
   deleteNode(name: string): Promise<boolean>;
+  /**
+   * Applies one pass's staleness verdicts in one transaction. Each change is conditional on the row as it is now,
+   * so a node that rejoined meanwhile (a new row, active) is never deleted by a verdict about its predecessor.
+   */
+  updateNodeStaleness(u: NodeStalenessUpdate): Promise<NodeStalenessChanges>;
 
   putChallenge(c: ChallengeRecord): Promise<void>;
   /** Atomically takes a challenge: returns it once if it exists and has not expired at `now`, then never again. */
