@@ -27,6 +27,7 @@ const PATTERNS = {
   proxyAddr: "^([A-Za-z0-9][A-Za-z0-9.-]{0,252}|\\[[0-9a-fA-F:.]{2,45}\\])(:[0-9]{1,5})?$",
   joinMethod: "^(iam|ec2|token)$",
   caPin: "^(sha256//[A-Za-z0-9+/]{43}=)?$",
+  certificateRotation: "^(true|false)$",
   // No path component starts with a dot: no `..` out of the directory an operator meant.
   sshdConfigPath: "^(/[A-Za-z0-9_][A-Za-z0-9._-]{0,127}){1,16}$",
 } as const;
@@ -79,6 +80,11 @@ export function documentContent(mode: InstallMode, runtime: FixedRuntime = {}): 
     caPin: fixed.caPin
       ? param("Pin of the runtime's TLS key (fixed by this document).", exactly(fixed.caPin), fixed.caPin)
       : param("sha256//<base64> pin of the runtime's TLS key; empty: the system's CAs.", PATTERNS.caPin, ""),
+    certificateRotation: param(
+      "true: a CA rotation is under way; the installer joins again for credentials from the new key.",
+      PATTERNS.certificateRotation,
+      "false",
+    ),
   };
   if (mode === "agentless")
     parameters.sshdConfigPath = param(
@@ -125,7 +131,7 @@ export function documentContent(mode: InstallMode, runtime: FixedRuntime = {}): 
           timeoutSeconds: "900",
           runCommand: [
             "DISCOVERY_TOKEN='{{ token }}' DISCOVERY_JOIN_METHOD='{{ joinMethod }}' DISCOVERY_CA_PIN='{{ caPin }}'" +
-              `${sshd} exec /bin/sh ${INSTALLER_PATH}`,
+              ` DISCOVERY_ROTATION='{{ certificateRotation }}'${sshd} exec /bin/sh ${INSTALLER_PATH}`,
           ],
         },
       },
@@ -148,6 +154,8 @@ export interface InstallerArgs {
   caPin?: string;
   /** sshd_config the agentless installer edits. */
   sshdConfig: string;
+  /** A CA rotation is under way: an instance that already joined joins again for credentials from the new key. */
+  rotation?: boolean;
 }
 
 /** SendCommand parameters for the custom document. */
@@ -160,6 +168,8 @@ export function documentParameters(o: InstallerArgs): Record<string, string[]> {
     caPin: [o.caPin ?? ""],
   };
   if (o.mode === "agentless") params.sshdConfigPath = [o.sshdConfig];
+  // Sent only when set, so a document made before the parameter existed still takes ordinary runs.
+  if (o.rotation) params.certificateRotation = ["true"];
   return params;
 }
 
@@ -188,6 +198,7 @@ export function runShellScriptCommands(a: InstallerArgs): string[] {
   const env: [string, string][] = [["DISCOVERY_JOIN_METHOD", a.method]];
   if (a.caPin) env.push(["DISCOVERY_CA_PIN", a.caPin]);
   if (a.mode === "agentless") env.push(["DISCOVERY_SSHD_CONFIG", a.sshdConfig]);
+  if (a.rotation) env.push(["DISCOVERY_ROTATION", "true"]);
   const url = `https://${a.proxyAddr}/webapi/scripts/installer/${a.scriptName}`;
   const pin = a.caPin ? ` --pinnedpubkey ${shellQuote(a.caPin)} -k` : "";
   return [

@@ -7,6 +7,7 @@
 # those to every user): they travel through pipes, curl's stdin and shell variables. Environment (all optional):
 #   DISCOVERY_TOKEN         the join token's name (for the token method: the secret itself)
 #   DISCOVERY_JOIN_METHOD   ec2 | iam | token (default iam)
+#   DISCOVERY_ROTATION      true: a CA rotation is under way; join again even when already joined
 #   DISCOVERY_CA_PIN        sha256//<base64> public key pin of the runtime's TLS certificate
 #   DISCOVERY_CA_FILE       CA bundle for the runtime's TLS certificate (instead of a pin)
 #   DISCOVERY_DATA_DIR      where credentials are kept (default /var/lib/discovery)
@@ -26,6 +27,7 @@ TOKEN="${DISCOVERY_TOKEN:-${1:-}}"
 # Kept in a shell variable only: the commands run below need not inherit it.
 unset DISCOVERY_TOKEN
 METHOD="${DISCOVERY_JOIN_METHOD:-iam}"
+ROTATION="${DISCOVERY_ROTATION:-false}"
 DATA_DIR="${DISCOVERY_DATA_DIR:-/var/lib/discovery}"
 SSHD_CONFIG="${DISCOVERY_SSHD_CONFIG:-/etc/ssh/sshd_config}"
 IMDS="${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}"
@@ -79,6 +81,7 @@ need openssl
 need ssh-keygen
 [ -n "$TOKEN" ] || die "no join token: set DISCOVERY_TOKEN (curl ... | DISCOVERY_TOKEN=<token> sh)"
 case "$METHOD" in ec2 | iam | token) ;; *) die "DISCOVERY_JOIN_METHOD must be ec2, iam or token, not $METHOD" ;; esac
+case "$ROTATION" in true | false) ;; *) die "DISCOVERY_ROTATION must be true or false, not $ROTATION" ;; esac
 # A token-method token is a secret, and ps shows every process's arguments to every user.
 [ "$METHOD" != token ] || [ -z "${1:-}" ] ||
   die "the token method's token is a secret: pass it in DISCOVERY_TOKEN (curl ... | DISCOVERY_TOKEN=<token> sh), not as an argument, and rotate it: it was visible in ps"
@@ -185,7 +188,10 @@ restart_sshd() {
   log "sshd restarted"
 }
 
-if [ -f "$DATA_DIR/node" ] && [ -s "$HOST_KEY-cert.pub" ] && [ -s "$DATA_DIR/user_ca.pub" ]; then
+# A CA rotation re-runs the installer with DISCOVERY_ROTATION=true: join again with the same host key, so the
+# runtime issues a certificate from the new host CA key and the new user CA list, then reload sshd.
+if [ "$ROTATION" = true ] && [ -f "$DATA_DIR/node" ]; then log "CA rotation: joining again as $(cat "$DATA_DIR/node")"
+elif [ -f "$DATA_DIR/node" ] && [ -s "$HOST_KEY-cert.pub" ] && [ -s "$DATA_DIR/user_ca.pub" ]; then
   log "already joined as $(cat "$DATA_DIR/node")"
   if [ "$MODE" = agentless ] && configure_sshd; then restart_sshd; fi
   exit 0

@@ -8,6 +8,7 @@ import type {
   CertAuthorityRecord,
   ChallengeRecord,
   EnrollmentRecord,
+  NodeCertificateRecord,
   NodeRecord,
   StoredResource,
 } from "./types";
@@ -68,6 +69,14 @@ export interface EnrollmentRow<J, T> {
   updated_at: T;
 }
 
+/** A row of `node_certificates`. */
+export interface NodeCertificateRow<J, T> {
+  node_name: string;
+  host_ca_key: string;
+  user_ca_keys: J;
+  issued_at: T;
+}
+
 /** Audit columns that may be null. */
 export const OPTIONAL_AUDIT_FIELDS = ["source", "method", "token", "node", "code", "reason"] as const;
 
@@ -125,6 +134,12 @@ export function rowMappers<J, T, I>(d: ColumnDecoders<J, T, I>) {
       ...(r.reason !== null && { reason: r.reason }),
       ...(r.detail !== null && { detail: d.json(r.detail) as Record<string, unknown> }),
       updatedAt: d.time(r.updated_at),
+    }),
+    toNodeCertificate: (r: NodeCertificateRow<J, T>): NodeCertificateRecord => ({
+      node: r.node_name,
+      hostCaKey: r.host_ca_key,
+      userCaKeys: d.json(r.user_ca_keys) as string[],
+      issuedAt: d.time(r.issued_at),
     }),
   };
 }

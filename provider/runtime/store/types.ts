@@ -83,6 +83,16 @@ export interface EnrollmentRecord {
   updatedAt: string;
 }
 
+/** Which CA keys a node's credentials come from, as of its last certificate. */
+export interface NodeCertificateRecord {
+  node: string;
+  /** The host CA public key that signed the node's current host certificate. */
+  hostCaKey: string;
+  /** The user CA public keys the node was given to trust (sshd's TrustedUserCAKeys). */
+  userCaKeys: string[];
+  issuedAt: string;
+}
+
 /** The store every backend implements. */
 export interface Store {
   /** Applies pending versioned migrations. Safe to call from several replicas at once. */
@@ -100,7 +110,12 @@ export interface Store {
   insertNode(node: NodeRecord): Promise<"inserted" | "exists">;
   getNode(name: string): Promise<NodeRecord | undefined>;
   listNodes(): Promise<NodeRecord[]>;
+  /** Deletes the node and its certificate record; false when there was no such node. */
   deleteNode(name: string): Promise<boolean>;
+  /** Records (or replaces) which CA keys a node's newest certificate and trust come from. */
+  putNodeCertificate(cert: NodeCertificateRecord): Promise<void>;
+  getNodeCertificate(node: string): Promise<NodeCertificateRecord | undefined>;
+  listNodeCertificates(): Promise<NodeCertificateRecord[]>;
 
   putChallenge(c: ChallengeRecord): Promise<void>;
   /** Atomically takes a challenge: returns it once if it exists and has not expired at `now`, then never again. */
