@@ -1,6 +1,6 @@
 import * as crypto from "crypto";
 import { JOIN_METHODS, Token, validateDocument } from "../model";
-import type { Store } from "../runtime/store/types";
+import type { CertAuthorityRecord, Store } from "../runtime/store/types";
 import {
   CertificateRequestError,
   parsePublicKeyLine,
@@ -25,7 +25,7 @@ export interface JoinResponse {
 
 /** Something the service reports: an accepted or refused join, for audit, logs and metrics. */
 export interface JoinEvent {
-  type: "join.accepted" | "join.refused" | "challenge.issued" | "challenge.refused";
+  type: "join.accepted" | "join.reissued" | "join.refused" | "challenge.issued" | "challenge.refused";
   source: string;
   method?: string;
   token?: string;
@@ -74,6 +74,15 @@ function str(body: Record<string, unknown>, field: string, max = 512): string {
     throw new JoinRefusal("missing_field", `request field "${field}" is required and must be a string`, 400);
   if (v.length > max) throw new JoinRefusal("field_too_long", `request field "${field}" is longer than ${max}`, 400);
   return v;
+}
+
+/** Whether a stored host key line is the key presented (stored lines may predate canonical spelling). */
+function sameKey(stored: string, presented: ParsedPublicKey): boolean {
+  try {
+    return parsePublicKeyLine(stored).sha256 === presented.sha256;
+  } catch {
+    return false;
+  }
 }
 
 /** Signs, turning a refused certificate request into a refusal the client sees (never a 500). */
@@ -174,12 +183,22 @@ export class JoinService {
         principals: attested.principals,
         joinedAt: this.now().toISOString(),
       });
-      if (inserted === "exists")
+      if (
+        inserted === "exists" &&
+        !(await this.reissuesForRotation(attested.nodeName, method, hostKey, hostCa, userCa))
+      )
         throw new JoinRefusal(
           "already_joined",
           `node ${attested.nodeName} has already joined; a second join is refused`,
         );
-      await this.emit({ type: "join.accepted", source, method, token: tokenName, node });
+      await this.opts.store.putNodeCertificate({
+        node: attested.nodeName,
+        hostCaKey: hostCa.active.publicKey,
+        userCaKeys: trustedPublicKeys(userCa),
+        issuedAt: this.now().toISOString(),
+      });
+      const type = inserted === "inserted" ? "join.accepted" : "join.reissued";
+      await this.emit({ type, source, method, token: tokenName, node });
       return {
         node_name: attested.nodeName,
         labels,
@@ -217,6 +236,27 @@ export class JoinService {
       ...(typeof by === "string" && by !== "" && { "discovery/discovered-by": by }),
       ...attested,
     };
+  }
+
+  /**
+   * Whether a node that already joined may be certified again: only while a host or user CA rotation is open,
+   * only for the same join method and the same host key it joined with (so the proof is the same identity and the
+   * certificate is useless to anyone without that key), and only once per rotation: a node already certified by
+   * the active host key and trusting the active user key is refused as before.
+   */
+  private async reissuesForRotation(
+    name: string,
+    method: string,
+    hostKey: ParsedPublicKey,
+    hostCa: CertAuthorityRecord,
+    userCa: CertAuthorityRecord,
+  ): Promise<boolean> {
+    if (hostCa.previous.length === 0 && userCa.previous.length === 0) return false;
+    const node = await this.opts.store.getNode(name);
+    if (!node || node.joinMethod !== method || !sameKey(node.hostPublicKey, hostKey)) return false;
+    const cert = await this.opts.store.getNodeCertificate(name);
+    const current = cert?.hostCaKey === hostCa.active.publicKey && cert.userCaKeys.includes(userCa.active.publicKey);
+    return !current;
   }
 
   /**

@@ -6,6 +6,7 @@ import { CertAuthorityError, completeRotation, signUserCertificate, startRotatio
 import type { RuntimeMetrics } from "./metrics";
 import { applyNodeStaleness } from "../enroll/backend";
 import { ReinstallRefusal, reinstallInstance } from "../enroll/reinstall";
+import { RotationProgress, rotationProgress } from "./rotation";
 import { busyReason } from "../enroll/rules";
 import type { DiscoveryStatus, EnrollmentRecord, Store, StoredResource } from "./store/types";
 import { deriveTasks } from "./tasks";
@@ -202,35 +203,62 @@ export async function adminRoutes(
   app.get("/v1/audit", async () => ({ events: await store.listAudit(500) }));
 
   app.get("/v1/cas", async () => {
-    const out: Record<string, { public_keys: string[]; rotating: boolean }> = {};
+    const out: Record<string, { public_keys: string[]; rotating: boolean; rotation?: RotationProgress }> = {};
     for (const type of ["host", "user"] as const) {
       const ca = await store.getCertAuthority(type);
-      if (ca) out[type] = { public_keys: trustedPublicKeys(ca), rotating: ca.previous.length > 0 };
+      if (!ca) continue;
+      const rotating = ca.previous.length > 0;
+      out[type] = { public_keys: trustedPublicKeys(ca), rotating };
+      if (rotating) out[type].rotation = await rotationProgress(store, ca);
     }
     return out;
   });
 
   // A rotation starts with a fresh signing key while the old one stays trusted (joins hand out both), and
   // completes once certificates are reissued; the store's revision check keeps two replicas from racing.
-  app.post<{ Params: { type: string }; Body: { action?: string } }>("/v1/cas/:type/rotation", async (req, reply) => {
-    const type = req.params.type;
-    if (type !== "host" && type !== "user") return notFound(reply, "certificate authorities are host and user");
-    const action = req.body?.action;
-    if (action !== "start" && action !== "complete") return badRequest(reply, 'action: must be "start" or "complete"');
-    const ca = await store.getCertAuthority(type);
-    if (!ca) throw new Error(`the ${type} certificate authority is not initialized`);
-    let next;
-    try {
-      next = action === "start" ? startRotation(ca) : completeRotation(ca);
-    } catch (err) {
-      if (err instanceof CertAuthorityError)
-        return reply.code(409).send({ error: { code: err.code, message: err.message } });
-      throw err;
-    }
-    if (!(await store.updateCertAuthority(next)))
-      return reply.code(409).send({ error: { code: "conflict", message: "the CA changed meanwhile; retry" } });
-    return { type, public_keys: trustedPublicKeys(next), rotating: next.previous.length > 0 };
-  });
+  app.post<{ Params: { type: string }; Body: { action?: string; force?: unknown } }>(
+    "/v1/cas/:type/rotation",
+    async (req, reply) => {
+      const type = req.params.type;
+      if (type !== "host" && type !== "user") return notFound(reply, "certificate authorities are host and user");
+      const action = req.body?.action;
+      if (action !== "start" && action !== "complete")
+        return badRequest(reply, 'action: must be "start" or "complete"');
+      const force = req.body?.force;
+      if (force !== undefined && typeof force !== "boolean") return badRequest(reply, "force: must be true or false");
+      const ca = await store.getCertAuthority(type);
+      if (!ca) throw new Error(`the ${type} certificate authority is not initialized`);
+      if (action === "complete" && ca.previous.length > 0 && !force) {
+        // Completing drops the old key: nodes still on it would stop being trusted (host) or stop trusting users.
+        const { pending } = await rotationProgress(store, ca);
+        if (pending.length > 0)
+          return reply.code(409).send({
+            error: {
+              code: "rotation_incomplete",
+              message:
+                `${pending.length} node(s) still depend on the old ${type} CA key: ` +
+                `${pending
+                  .slice(0, 20)
+                  .map((p) => p.node)
+                  .join(", ")}${pending.length > 20 ? ", ..." : ""}; ` +
+                'let the next discovery pass re-run their installers, or send {"action":"complete","force":true}',
+              nodes: pending,
+            },
+          });
+      }
+      let next;
+      try {
+        next = action === "start" ? startRotation(ca) : completeRotation(ca);
+      } catch (err) {
+        if (err instanceof CertAuthorityError)
+          return reply.code(409).send({ error: { code: err.code, message: err.message } });
+        throw err;
+      }
+      if (!(await store.updateCertAuthority(next)))
+        return reply.code(409).send({ error: { code: "conflict", message: "the CA changed meanwhile; retry" } });
+      return { type, public_keys: trustedPublicKeys(next), rotating: next.previous.length > 0 };
+    },
+  );
 
   app.post("/v1/certs/user", async (req, reply) => {
     const b = (req.body ?? {}) as { public_key?: unknown; principals?: unknown; ttl?: unknown };

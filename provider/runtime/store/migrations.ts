@@ -133,6 +133,19 @@ const DEFINITIONS: { version: number; name: string; sql: (t: ColumnTypes) => str
     // Set when a pass finds the node's instance terminated or gone; cleared when it is back; NULL means active.
     sql: (t) => `ALTER TABLE nodes ADD COLUMN stale_since ${t.time};`,
   },
+  {
+    version: 6,
+    name: "node certificates",
+    // Which CA keys each node's credentials come from, so a CA rotation knows which nodes still lack the new key.
+    sql: (t) => `
+      CREATE TABLE node_certificates (
+        node_name TEXT NOT NULL PRIMARY KEY CHECK (node_name <> ''),
+        host_ca_key TEXT NOT NULL,
+        user_ca_keys ${t.json} NOT NULL,
+        issued_at ${t.time} NOT NULL
+      );
+    `,
+  },
 ];
 
 /** The migrations of one dialect, in the order they apply. */

@@ -8,6 +8,7 @@ import type {
   ChallengeRecord,
   DiscoveryStatus,
   EnrollmentRecord,
+  NodeCertificateRecord,
   NodeRecord,
   ScopeErrorRecord,
   NodeStalenessChanges,
@@ -24,11 +25,12 @@ type CaRow = Rows.CaRow<unknown>;
 type AuditRow = Rows.AuditRow<string, Date>;
 type EnrollmentRow = Rows.EnrollmentRow<unknown, Date>;
 type ScopeErrorRow = Rows.ScopeErrorRow<Date>;
+type NodeCertificateRow = Rows.NodeCertificateRow<unknown, Date>;
 
 // pg turns a JS array parameter into a PostgreSQL array literal, not JSON, so JSONB values are always sent as text.
 const json = (v: unknown) => JSON.stringify(v);
 
-const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment, toScopeError } = rowMappers<
+const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment, toScopeError, toNodeCertificate } = rowMappers<
   unknown,
   Date,
   string
@@ -159,7 +161,35 @@ export class PostgresStore implements Store {
   }
 
   async deleteNode(name: string): Promise<boolean> {
-    return this.tx(async (c) => ((await c.query("DELETE FROM nodes WHERE name = $1", [name])).rowCount ?? 0) > 0);
+    return this.tx(async (c) => {
+      await c.query("DELETE FROM node_certificates WHERE node_name = $1", [name]);
+      return ((await c.query("DELETE FROM nodes WHERE name = $1", [name])).rowCount ?? 0) > 0;
+    });
+  }
+
+  async putNodeCertificate(n: NodeCertificateRecord): Promise<void> {
+    await this.tx((c) =>
+      c.query(
+        `INSERT INTO node_certificates (node_name, host_ca_key, user_ca_keys, issued_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (node_name) DO UPDATE SET host_ca_key = EXCLUDED.host_ca_key,
+           user_ca_keys = EXCLUDED.user_ca_keys, issued_at = EXCLUDED.issued_at`,
+        [n.node, n.hostCaKey, json(n.userCaKeys), n.issuedAt],
+      ),
+    );
+  }
+
+  async getNodeCertificate(node: string): Promise<NodeCertificateRecord | undefined> {
+    const { rows } = await this.pool.query<NodeCertificateRow>("SELECT * FROM node_certificates WHERE node_name = $1", [
+      node,
+    ]);
+    return rows[0] && toNodeCertificate(rows[0]);
+  }
+
+  async listNodeCertificates(): Promise<NodeCertificateRecord[]> {
+    const { rows } = await this.pool.query<NodeCertificateRow>(
+      `SELECT * FROM node_certificates ORDER BY node_name COLLATE "C"`,
+    );
+    return rows.map(toNodeCertificate);
   }
 
   async updateNodeStaleness(u: NodeStalenessUpdate): Promise<NodeStalenessChanges> {

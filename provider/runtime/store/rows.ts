@@ -8,6 +8,7 @@ import type {
   CertAuthorityRecord,
   ChallengeRecord,
   EnrollmentRecord,
+  NodeCertificateRecord,
   NodeRecord,
   ScopeErrorRecord,
   StoredResource,
@@ -81,6 +82,14 @@ export interface ScopeErrorRow<T> {
   last_seen: T;
 }
 
+/** A row of `node_certificates`. */
+export interface NodeCertificateRow<J, T> {
+  node_name: string;
+  host_ca_key: string;
+  user_ca_keys: J;
+  issued_at: T;
+}
+
 /** Audit columns that may be null. */
 export const OPTIONAL_AUDIT_FIELDS = ["source", "method", "token", "node", "code", "reason"] as const;
 
@@ -148,6 +157,12 @@ export function rowMappers<J, T, I>(d: ColumnDecoders<J, T, I>) {
       message: r.message,
       firstSeen: d.time(r.first_seen),
       lastSeen: d.time(r.last_seen),
+    }),
+    toNodeCertificate: (r: NodeCertificateRow<J, T>): NodeCertificateRecord => ({
+      node: r.node_name,
+      hostCaKey: r.host_ca_key,
+      userCaKeys: d.json(r.user_ca_keys) as string[],
+      issuedAt: d.time(r.issued_at),
     }),
   };
 }

@@ -9,6 +9,7 @@ import type {
   ChallengeRecord,
   DiscoveryStatus,
   EnrollmentRecord,
+  NodeCertificateRecord,
   NodeRecord,
   ScopeErrorRecord,
   NodeStalenessChanges,
@@ -24,11 +25,12 @@ type CaRow = Rows.CaRow<string>;
 type AuditRow = Rows.AuditRow<number, string>;
 type EnrollmentRow = Rows.EnrollmentRow<string, string>;
 type ScopeErrorRow = Rows.ScopeErrorRow<string>;
+type NodeCertificateRow = Rows.NodeCertificateRow<string, string>;
 
 // Normalised on write, so `expires_at > ?` compares correctly as text and both backends return the same form.
 const iso = (t: string | Date) => new Date(t).toISOString();
 
-const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment, toScopeError } = rowMappers<
+const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment, toScopeError, toNodeCertificate } = rowMappers<
   string,
   string,
   number
@@ -145,7 +147,31 @@ export class SqliteStore implements Store {
 
   async deleteNode(name: string): Promise<boolean> {
     const del = this.stmt("DELETE FROM nodes WHERE name = ?");
-    return this.write(() => del.run(name).changes > 0);
+    const delCert = this.stmt("DELETE FROM node_certificates WHERE node_name = ?");
+    return this.write(() => {
+      delCert.run(name);
+      return del.run(name).changes > 0;
+    });
+  }
+
+  async putNodeCertificate(c: NodeCertificateRecord): Promise<void> {
+    const upsert = this.stmt(
+      `INSERT INTO node_certificates (node_name, host_ca_key, user_ca_keys, issued_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (node_name) DO UPDATE SET host_ca_key = excluded.host_ca_key,
+         user_ca_keys = excluded.user_ca_keys, issued_at = excluded.issued_at`,
+    );
+    this.write(() => upsert.run(c.node, c.hostCaKey, JSON.stringify(c.userCaKeys), iso(c.issuedAt)));
+  }
+
+  async getNodeCertificate(node: string): Promise<NodeCertificateRecord | undefined> {
+    const row = this.stmt("SELECT * FROM node_certificates WHERE node_name = ?").get(node) as
+      NodeCertificateRow | undefined;
+    return row && toNodeCertificate(row);
+  }
+
+  async listNodeCertificates(): Promise<NodeCertificateRecord[]> {
+    const rows = this.stmt("SELECT * FROM node_certificates ORDER BY node_name").all() as NodeCertificateRow[];
+    return rows.map(toNodeCertificate);
   }
 
   async updateNodeStaleness(u: NodeStalenessUpdate): Promise<NodeStalenessChanges> {

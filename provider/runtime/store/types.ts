@@ -133,6 +133,16 @@ export interface ScopeErrorRecord {
 /** A cheap fingerprint of every document of a kind: it changes whenever one is written or deleted. */
 export type ResourceWatermark = string;
 
+/** Which CA keys a node's credentials come from, as of its last certificate. */
+export interface NodeCertificateRecord {
+  node: string;
+  /** The host CA public key that signed the node's current host certificate. */
+  hostCaKey: string;
+  /** The user CA public keys the node was given to trust (sshd's TrustedUserCAKeys). */
+  userCaKeys: string[];
+  issuedAt: string;
+}
+
 /** The store every backend implements. */
 export interface Store {
   /** Applies pending versioned migrations. Safe to call from several replicas at once. */
@@ -150,12 +160,17 @@ export interface Store {
   insertNode(node: NodeRecord): Promise<"inserted" | "exists">;
   getNode(name: string): Promise<NodeRecord | undefined>;
   listNodes(): Promise<NodeRecord[]>;
+  /** Deletes the node and its certificate record; false when there was no such node. */
   deleteNode(name: string): Promise<boolean>;
   /**
    * Applies one pass's staleness verdicts in one transaction. Each change is conditional on the row as it is now,
    * so a node that rejoined meanwhile (a new row, active) is never deleted by a verdict about its predecessor.
    */
   updateNodeStaleness(u: NodeStalenessUpdate): Promise<NodeStalenessChanges>;
+  /** Records (or replaces) which CA keys a node's newest certificate and trust come from. */
+  putNodeCertificate(cert: NodeCertificateRecord): Promise<void>;
+  getNodeCertificate(node: string): Promise<NodeCertificateRecord | undefined>;
+  listNodeCertificates(): Promise<NodeCertificateRecord[]>;
 
   putChallenge(c: ChallengeRecord): Promise<void>;
   /** Atomically takes a challenge: returns it once if it exists and has not expired at `now`, then never again. */
