@@ -1,5 +1,6 @@
 import type { EnrollmentRecord, NodeStalenessChanges, NodeStalenessUpdate, Store } from "../runtime/store/types";
-import { busyReason } from "./rules";
+import { outdatedNodes } from "../runtime/rotation";
+import { busyReason, EnrollmentDetail } from "./rules";
 
 /** A joined node as enrollment sees it. */
 export interface KnownNode {
@@ -7,6 +8,8 @@ export interface KnownNode {
   labels: Record<string, string>;
   /** Since when its instance is known to be gone; absent while active. */
   staleSince?: string;
+  /** When its current certificate was issued (its join, or a re-certification for a CA rotation). */
+  certifiedAt?: string;
 }
 
 /** Where a pass reads the inventory and records enrollments: the runtime's store, or its admin API. */
@@ -18,6 +21,8 @@ export interface EnrollmentBackend {
   record(e: EnrollmentRecord): Promise<void>;
   /** Applies a pass's verdicts on nodes whose instances it checked; every change is audited. */
   updateStaleness(u: NodeStalenessUpdate): Promise<NodeStalenessChanges>;
+  /** Names of nodes whose credentials do not match the CAs (a rotation started or completed since they joined). */
+  rotationPending(): Promise<Set<string>>;
 }
 
 /** Applies staleness verdicts to the store and writes one audit event per node that changed. */
@@ -38,11 +43,23 @@ export async function applyNodeStaleness(
 /** The backend inside the runtime: the store itself. */
 export function storeBackend(store: Store, now: () => Date = () => new Date()): EnrollmentBackend {
   return {
-    nodes: async () =>
-      (await store.listNodes()).map((n) => ({ name: n.name, labels: n.labels, staleSince: n.staleSince })),
+    nodes: async () => {
+      const certs = new Map((await store.listNodeCertificates()).map((c) => [c.node, c.issuedAt]));
+      return (await store.listNodes()).map((n) => ({
+        name: n.name,
+        labels: n.labels,
+        staleSince: n.staleSince,
+        certifiedAt: certs.get(n.name),
+      }));
+    },
     enrollments: () => store.listEnrollments(),
-    claim: (e, staleMs) => store.claimEnrollment(e, (cur) => busyReason(cur, now(), staleMs) === undefined),
+    claim: (e, staleMs) =>
+      store.claimEnrollment(
+        e,
+        (cur) => busyReason(cur, now(), staleMs, (e.detail as EnrollmentDetail | undefined)?.rotation) === undefined,
+      ),
     record: (e) => store.upsertEnrollment(e),
     updateStaleness: (u) => applyNodeStaleness(store, u, "discovery"),
+    rotationPending: () => outdatedNodes(store),
   };
 }

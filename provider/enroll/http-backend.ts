@@ -7,6 +7,7 @@ interface ApiNode {
   name: string;
   labels: Record<string, string>;
   stale_since?: string;
+  certified_at?: string;
 }
 
 /** The backend of a pass run outside the runtime: its admin API. */
@@ -22,12 +23,18 @@ export function httpBackend(target: RuntimeTarget): EnrollmentBackend {
         name: n.name,
         labels: n.labels,
         staleSince: n.stale_since,
+        certifiedAt: n.certified_at,
       })),
     enrollments: async () => (await call<{ enrollments: EnrollmentRecord[] }>("GET", "/v1/enrollments")).enrollments,
     claim: async (e, staleMs) =>
       (await call<{ claimed: boolean }>("POST", "/v1/enrollments/claim", { enrollment: e, stale_ms: staleMs })).claimed,
     record: async (e) => {
       await call("PUT", "/v1/enrollments", { enrollments: [e] });
+    },
+    rotationPending: async () => {
+      type Cas = Record<string, { rotation?: { pending: { node: string }[] } }>;
+      const cas = await call<Cas>("GET", "/v1/cas");
+      return new Set(Object.values(cas).flatMap((ca) => (ca.rotation?.pending ?? []).map((p) => p.node)));
     },
     updateStaleness: (u) =>
       call<NodeStalenessChanges>("POST", "/v1/nodes/staleness", {

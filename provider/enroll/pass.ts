@@ -115,6 +115,8 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
   }
 
   const enrolled = enrolledNodes(await o.backend.nodes());
+  // Enrolled nodes an open CA rotation has not reached: their installer runs again (seed 000, Teleport's rotation).
+  const rotating = await o.backend.rotationPending();
   const previous = new Map((await o.backend.enrollments()).map((e) => [key(e), e]));
   const results = new Map<string, InstanceResult>();
   const base = (c: Candidate) => ({
@@ -138,11 +140,12 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
     });
 
   let commandsSent = 0;
-  const installed: { c: Candidate; outcome: InstallOutcome }[] = [];
+  const installed: { c: Candidate; outcome: InstallOutcome; startedAt: string }[] = [];
   for (const w of work) {
     const claimed: Candidate[] = [];
     for (const c of w.candidates) {
-      if (isEnrolled(enrolled, c)) {
+      if (isEnrolled(enrolled, c) && rotating.has(c.nodeName)) c.rotation = c.rejoin = true;
+      else if (isEnrolled(enrolled, c)) {
         results.set(key(c), { ...base(c), status: "already_enrolled" });
         if (previous.get(key(c))?.status !== "enrolled") await record(c, "enrolled");
         continue;
@@ -155,7 +158,8 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         ...(o.discoveredBy !== undefined && { discoveredBy: o.discoveredBy }),
         // Kept through the install so a failure that repeats keeps the task's first_seen.
         ...(prev?.status === "failed" && { firstFailedAt: prevDetail.firstFailedAt ?? prev.updatedAt }),
-        ...(c.rejoin && { rejoin: true }),
+        ...(c.rejoin && !c.rotation && { rejoin: true }),
+        ...(c.rotation && { rotation: true }),
       };
       const claim: EnrollmentRecord = {
         cloud: c.cloud,
@@ -184,6 +188,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
     }
     if (claimed.length === 0) continue;
     o.onProgress?.({ type: "install", cloud: w.cloud, instances: claimed.length });
+    const startedAt = now().toISOString();
     const outcomes = await clouds(w.cloud)!.install(claimed, w.matcher, ctx);
     const byId = new Map(outcomes.map((x) => [`${x.account}/${x.region}/${x.instanceId}`, x]));
     for (const c of claimed) {
@@ -202,7 +207,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         outcome.failureClass !== "unsupported-os"
       )
         commandsSent++;
-      if (outcome.status === "succeeded") installed.push({ c, outcome });
+      if (outcome.status === "succeeded") installed.push({ c, outcome, startedAt });
       else await fail(c, outcome);
     }
   }
@@ -224,7 +229,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
       stderrTail: outcome.stderrTail,
       stdoutTail: outcome.stdoutTail,
       commandId: outcome.commandId,
-      ...(c.rejoin && { rejoin: true }),
+      ...(c.rejoin && !c.rotation && { rejoin: true }),
     };
     await record(c, "failed", reason, detail);
     results.set(key(c), {
@@ -243,10 +248,14 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
   let waiting = installed;
   let joinedCount = 0;
   while (waiting.length > 0) {
-    const joined = enrolledNodes(await o.backend.nodes());
+    const known = await o.backend.nodes();
+    const joined = enrolledNodes(known);
+    const certified = new Map(known.map((n) => [n.name, n.certifiedAt ?? ""]));
     const still: typeof waiting = [];
     for (const w of waiting) {
-      if (isEnrolled(joined, w.c)) {
+      // A rotation's install counts once the node was certified again after it started, not merely exists (and
+      // not by whether it matches the CAs now: a rotation completed meanwhile would make a done node look late).
+      if (w.c.rotation ? (certified.get(w.c.nodeName) ?? "") >= w.startedAt : isEnrolled(joined, w.c)) {
         await record(w.c, "enrolled", undefined, {
           attempts: 0,
           commandId: w.outcome.commandId,
@@ -271,10 +280,13 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
             ...w.outcome,
             status: "failed",
             failureClass: "installed-not-joined",
-            remediation:
-              "The installer exited 0 but the node never called the join API: read its output below, check the node can reach the runtime's public address, and that the token allows this account and region.",
+            remediation: w.c.rotation
+              ? "The installer ran again for the CA rotation but the node has no credentials from the new key: read its output below. An ec2 join proves nothing once the instance's identity document is older than aws_iid_ttl; use an iam token for long-lived agentless nodes, or reinstall them."
+              : "The installer exited 0 but the node never called the join API: read its output below, check the node can reach the runtime's public address, and that the token allows this account and region.",
           },
-          "installed but did not join",
+          w.c.rotation
+            ? "re-ran the installer for the CA rotation, but the node was not re-certified"
+            : "installed but did not join",
         );
       break;
     }

@@ -25,13 +25,23 @@ export interface EnrollmentDetail {
   lastSeenAt?: string;
   /** A forced reinstall is pending: kept across failed attempts until the instance has joined again. */
   rejoin?: boolean;
+  /** The install re-runs the installer on an enrolled node for a CA rotation. */
+  rotation?: boolean;
 }
 
-/** Why an instance may not be claimed for an install now, or undefined when it may. */
-export function busyReason(current: EnrollmentRecord | undefined, now: Date, staleMs: number): string | undefined {
+/**
+ * Why an instance may not be claimed for an install now, or undefined when it may. An enrolled instance may be
+ * claimed only for a CA rotation (`rotation`), which re-runs its installer.
+ */
+export function busyReason(
+  current: EnrollmentRecord | undefined,
+  now: Date,
+  staleMs: number,
+  rotation = false,
+): string | undefined {
   if (!current) return undefined;
   const detail = (current.detail ?? {}) as EnrollmentDetail;
-  if (current.status === "enrolled") return "already enrolled";
+  if (current.status === "enrolled" && !rotation) return "already enrolled";
   if (current.status === "installing" && now.getTime() - Date.parse(current.updatedAt) < staleMs)
     return `an install is in flight since ${current.updatedAt}`;
   if (current.status === "failed" && detail.nextAttemptAt && Date.parse(detail.nextAttemptAt) > now.getTime())

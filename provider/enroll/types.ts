@@ -24,6 +24,8 @@ export interface Candidate {
   launchTime?: string;
   /** Set by the pass after a forced reinstall: the installer must join even if the machine holds a certificate. */
   rejoin?: boolean;
+  /** Set by the pass: the node exists but holds credentials from a CA key being rotated out; it joins again. */
+  rotation?: boolean;
 }
 
 /** What one account × region (or project × zone) scan found, or why it failed. */

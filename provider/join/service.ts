@@ -1,5 +1,6 @@
 import * as crypto from "crypto";
 import { JOIN_METHODS, Token, validateDocument } from "../model";
+import { outdatedReason } from "../runtime/rotation";
 import type { CertAuthorityRecord, Store } from "../runtime/store/types";
 import {
   CertificateRequestError,
@@ -239,10 +240,10 @@ export class JoinService {
   }
 
   /**
-   * Whether a node that already joined may be certified again: only while a host or user CA rotation is open,
-   * only for the same join method and the same host key it joined with (so the proof is the same identity and the
-   * certificate is useless to anyone without that key), and only once per rotation: a node already certified by
-   * the active host key and trusting the active user key is refused as before.
+   * Whether a node that already joined may be certified again: only when its credentials no longer match the CAs
+   * (a rotation started or completed since), only for the same join method and the same host key it joined with
+   * (the proof is the same identity, and the certificate is useless without that key), and once per change: a node
+   * whose credentials match is refused as before.
    */
   private async reissuesForRotation(
     name: string,
@@ -251,12 +252,9 @@ export class JoinService {
     hostCa: CertAuthorityRecord,
     userCa: CertAuthorityRecord,
   ): Promise<boolean> {
-    if (hostCa.previous.length === 0 && userCa.previous.length === 0) return false;
     const node = await this.opts.store.getNode(name);
     if (!node || node.joinMethod !== method || !sameKey(node.hostPublicKey, hostKey)) return false;
-    const cert = await this.opts.store.getNodeCertificate(name);
-    const current = cert?.hostCaKey === hostCa.active.publicKey && cert.userCaKeys.includes(userCa.active.publicKey);
-    return !current;
+    return outdatedReason(hostCa, userCa, await this.opts.store.getNodeCertificate(name)) !== undefined;
   }
 
   /**

@@ -4,10 +4,9 @@ import { KINDS, parseDocuments, parseDuration, Resource } from "../model";
 import { isSecretToken, REDACTED_NAME, secretTokenKey } from "../join/tokens";
 import { CertAuthorityError, completeRotation, signUserCertificate, startRotation, trustedPublicKeys } from "../ssh";
 import type { RuntimeMetrics } from "./metrics";
-import { applyNodeStaleness } from "../enroll/backend";
+import { applyNodeStaleness, storeBackend } from "../enroll/backend";
 import { ReinstallRefusal, reinstallInstance } from "../enroll/reinstall";
 import { RotationProgress, rotationProgress } from "./rotation";
-import { busyReason } from "../enroll/rules";
 import type { DiscoveryStatus, EnrollmentRecord, Store, StoredResource } from "./store/types";
 import { deriveTasks } from "./tasks";
 
@@ -122,17 +121,21 @@ export async function adminRoutes(
     return { deleted: { kind: req.params.kind, name: found.key.startsWith("sha256:") ? REDACTED_NAME : found.key } };
   });
 
-  app.get("/v1/nodes", async () => ({
-    nodes: (await store.listNodes()).map((n) => ({
-      name: n.name,
-      labels: n.labels,
-      join_method: n.joinMethod,
-      principals: n.principals,
-      joined_at: n.joinedAt,
-      state: n.staleSince ? "stale" : "active",
-      ...(n.staleSince && { stale_since: n.staleSince }),
-    })),
-  }));
+  app.get("/v1/nodes", async () => {
+    const certs = new Map((await store.listNodeCertificates()).map((c) => [c.node, c.issuedAt]));
+    return {
+      nodes: (await store.listNodes()).map((n) => ({
+        name: n.name,
+        labels: n.labels,
+        join_method: n.joinMethod,
+        principals: n.principals,
+        joined_at: n.joinedAt,
+        ...(certs.has(n.name) && { certified_at: certs.get(n.name) }),
+        state: n.staleSince ? "stale" : "active",
+        ...(n.staleSince && { stale_since: n.staleSince }),
+      })),
+    };
+  });
 
   // Passes outside the runtime (discovery enroll) report the nodes whose instances they found gone or back.
   app.post<{ Body: Record<string, unknown> }>("/v1/nodes/staleness", async (req, reply) => {
@@ -167,7 +170,7 @@ export async function adminRoutes(
       const e = req.body?.enrollment;
       if (!isEnrollmentRecord(e)) return badRequest(reply, "enrollment: must be an enrollment record");
       const staleMs = typeof req.body.stale_ms === "number" ? req.body.stale_ms : 15 * 60_000;
-      return { claimed: await store.claimEnrollment(e, (cur) => busyReason(cur, new Date(), staleMs) === undefined) };
+      return { claimed: await storeBackend(store).claim(e, staleMs) };
     },
   );
   app.put<{ Body: { enrollments?: unknown[] } }>("/v1/enrollments", async (req, reply) => {

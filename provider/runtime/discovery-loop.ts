@@ -80,6 +80,7 @@ export function statusOf(result: PassResult, at: Date, runtimeId: string): Disco
 export class DiscoveryLoop {
   private configs = new Map<string, { spec: Spec; canon: string }>();
   private watermark?: string;
+  private rotationMark?: string;
   private pollTimer?: NodeJS.Timeout;
   private watchTimer?: NodeJS.Timeout;
   private debounceTimer?: NodeJS.Timeout;
@@ -140,8 +141,8 @@ export class DiscoveryLoop {
   private scheduleWatch(): void {
     if (this.stopped) return;
     this.watchTimer = setTimeout(() => {
-      void this.watch()
-        .then((changed) => changed && this.changed())
+      void Promise.all([this.watch(), this.watchRotation()])
+        .then(([configs, rotation]) => (configs || rotation) && this.changed())
         .catch((err) => this.o.logger.warn({ err }, "could not read discovery configs; retrying"))
         .finally(() => this.scheduleWatch());
     }, this.o.watchIntervalMs ?? 1000);
@@ -161,6 +162,28 @@ export class DiscoveryLoop {
     if (same) return false;
     this.o.logger.info({ scanned: [...next.keys()] }, "discovery configs of this group changed");
     this.configs = next;
+    return true;
+  }
+
+  /**
+   * True when a CA rotation has started or completed since the last look (on any replica): the pass that follows
+   * re-runs the installer on every enrolled node whose credentials no longer match.
+   */
+  private async watchRotation(): Promise<boolean> {
+    const [host, user] = await Promise.all([
+      this.o.store.getCertAuthority("host"),
+      this.o.store.getCertAuthority("user"),
+    ]);
+    const open = !!(host?.previous.length || user?.previous.length);
+    const mark = JSON.stringify([host?.active.publicKey, user?.active.publicKey, open]);
+    const before = this.rotationMark;
+    this.rotationMark = mark;
+    if (before === undefined || before === mark) return false;
+    this.o.logger.info(
+      open
+        ? "a CA rotation started: re-running installers on nodes that hold the old key"
+        : "a CA rotation completed: re-running installers on nodes that still trust the old key",
+    );
     return true;
   }
 
