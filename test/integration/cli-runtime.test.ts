@@ -100,7 +100,9 @@ describe("discovery serve, apply, get, rm and join, as a user runs them", () => 
     expect(fs.readFileSync(path.join(data, "hk-cert.pub"), "utf8")).toMatch(/^ssh-ed25519-cert-v01@openssh.com /);
     expect(fs.readFileSync(path.join(data, "known_hosts"), "utf8")).toMatch(/^@cert-authority \* ssh-ed25519 /);
     const nodes = discovery(["get", "nodes"], { env });
-    expect(nodes.stdout.split("\n")[0]).toMatch(/^NAME\s+METHOD\s+ACCOUNT\s+REGION\s+INSTANCE\s+JOINED$/);
+    expect(nodes.stdout.split("\n")[0]).toMatch(
+      /^NAME\s+METHOD\s+ACCOUNT\s+REGION\s+INSTANCE\s+JOINED\s+STATE\s+SINCE$/,
+    );
     expect(nodes.stdout).toContain(`${node}  token`);
     const twice = discovery(
       [

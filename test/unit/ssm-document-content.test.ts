@@ -96,7 +96,7 @@ describe("the custom installer document", () => {
       const install = d.mainSteps[1].inputs.runCommand;
       expect(install).toHaveLength(1);
       expect(install[0]).toMatch(
-        /^(DISCOVERY_(TOKEN|JOIN_METHOD|CA_PIN|SSHD_CONFIG)='\{\{ \w+ \}\}' )+exec \/bin\/sh \/var\/lib\/discovery\/ssm-installer\.sh$/,
+        /^(DISCOVERY_(TOKEN|JOIN_METHOD|CA_PIN|REJOIN|SSHD_CONFIG)='\{\{ \w+ \}\}' )+exec \/bin\/sh \/var\/lib\/discovery\/ssm-installer\.sh$/,
       );
     });
   });
