@@ -240,10 +240,11 @@ describe("the default installers under sh, against a real sshd", () => {
     expect(byArgument.status).toBe(0);
     const secret = await install("default-installer", "a-token-secret", vm, imds, "token", "argument");
     expect(secret.status).not.toBe(0);
-    expect(secret.stderr).toBe(
+    // Only the installer's own lines: curl may add "(23) Failed writing body" when sh stops reading early.
+    expect(secret.stderr.split("\n").filter((l) => l.startsWith("discovery-installer:"))).toEqual([
       "discovery-installer: error: the token method's token is a secret: pass it in DISCOVERY_TOKEN " +
-        "(curl ... | DISCOVERY_TOKEN=<token> sh), not as an argument, and rotate it: it was visible in ps\n",
-    );
+        "(curl ... | DISCOVERY_TOKEN=<token> sh), not as an argument, and rotate it: it was visible in ps",
+    ]);
   });
 
   it("fails clearly when there is no metadata service", async () => {
