@@ -160,9 +160,10 @@ export class GcpWorld {
     return this.newOperation(vm, "setMetadata");
   }
 
-  /** A zone operation by name; 404 when unknown. */
+  /** A zone operation by name or id; 404 when unknown. */
   operation(project: string, zone: string, name: string): ZoneOperation {
-    const op = this.operations.get(name);
+    // By name or id, as GCE takes either: the client's LRO wrapper hands callers the id as `name`.
+    const op = this.operations.get(name) ?? [...this.operations.values()].find((o) => o.id === name);
     if (!op || op.project !== project || op.zone !== zone)
       throw new GcpApiError(
         404,
@@ -197,7 +198,8 @@ export class GcpWorld {
 
   private async setUp(opts: GcpLaunchOptions): Promise<GcpVm> {
     let id: string;
-    do id = String(randomInt(1, 9)) + String(randomInt(0, 2 ** 47)).padStart(18, "0");
+    // Compute's ids are 19-digit uint64s.
+    do id = String(10n ** 18n + (BigInt("0x" + randomBytes(8).toString("hex")) % (8n * 10n ** 18n)));
     while (this.vms.has(id));
     const number = projectNumber(opts.project);
     const createdAt = new Date(Math.floor(Date.now() / 1000) * 1000);
