@@ -295,6 +295,34 @@ describe("discovery sandbox: the GCP world", () => {
     expect(out.payload.exp).toBeGreaterThan(out.payload.iat);
   });
 
+  it("a google-ssh key stops working once its expireOn passes", async () => {
+    const short = keyPair("short-lived");
+    await addKey(vms[1], short.pub, new Date(Date.now() + 4_000));
+    expect((await ssh(vms[1], short.file, "true")).status).toBe(0);
+    await new Promise((r) => setTimeout(r, 7_000));
+    expect((await ssh(vms[1], short.file, "true")).status).toBe(255);
+  });
+
+  it("logs every API call with the IAM permission it needs", async () => {
+    const state = JSON.parse(fs.readFileSync(path.join(dir, "sandbox.json"), "utf8"));
+    const res = await fetch(`${state.control.url}/v1/gcp/calls`, {
+      headers: { authorization: `Bearer ${state.control.token}` },
+    });
+    const { calls } = (await res.json()) as { calls: { permission: string; status: number; path: string }[] };
+    expect(new Set(calls.map((c) => c.permission))).toEqual(
+      new Set([
+        "compute.instances.list",
+        "compute.instances.get",
+        "compute.instances.setMetadata",
+        "compute.instances.getGuestAttributes",
+        "compute.zoneOperations.get",
+        "resourcemanager.projects.get",
+      ]),
+    );
+    expect(calls.filter((c) => c.status === 412)).toHaveLength(1);
+    expect(calls.every((c) => c.status !== 401)).toBe(true);
+  });
+
   it("sandbox stop ends the fake APIs and every VM's sshd", async () => {
     const ports = [...vms, osLoginVm].map((v) => v.ssh_port);
     ports.push(Number(new URL(env.GOOGLE_COMPUTE_ENDPOINT).port));
