@@ -166,6 +166,24 @@ describe("discovery sandbox: the GCP world", () => {
         .concat(["--state", "terminated"]),
     );
     expect(ids.stdout).toMatch(/^\d{19}\n$/);
+    const aws = await discoveryAsync(
+      ["sandbox", "launch", "--dir", dir, "--account", "123456789012", "--region", "us-east-1"].concat([
+        "--tags",
+        "Name=web",
+        "--agentless",
+        "--json",
+      ]),
+    );
+    expect(aws.stderr).toBe("");
+    expect(JSON.parse(aws.stdout)).toMatchObject({
+      cloud: "aws",
+      id: expect.stringMatching(/^i-/),
+      account: "123456789012",
+      region: "us-east-1",
+      name: "web",
+      created_at: expect.stringMatching(/^\d{4}-/),
+      ssh_port: expect.any(Number),
+    });
     const bad = await discoveryAsync([
       "sandbox",
       "launch",
