@@ -22,6 +22,8 @@ export interface FakeGoogleApi {
   jwksUrl: string;
   /** Every authenticated API call, with the IAM permission it needs, so a test can check least privilege. */
   calls: GcpApiCall[];
+  /** Refuses (403) every call needing a permission outside `permissions`, as IAM would; undefined allows all. */
+  restrict(permissions: readonly string[] | undefined): void;
   close(): Promise<void>;
 }
 
@@ -234,6 +236,7 @@ const errorJson = (status: number, message: string, reason: string) => ({
 export async function startFakeGoogleApi(opts: FakeGoogleApiOptions): Promise<FakeGoogleApi> {
   const tokens = new Map<string, number>(); // access token -> expiry (ms)
   const calls: GcpApiCall[] = [];
+  let allowed = opts.allowedPermissions;
   const basic = "Basic " + Buffer.from(`${opts.clientId}:${opts.clientSecret}`).toString("base64");
 
   function token(form: URLSearchParams, authorization: string | undefined): [number, unknown] {
@@ -274,7 +277,7 @@ export async function startFakeGoogleApi(opts: FakeGoogleApiOptions): Promise<Fa
       record(401);
       return [401, errorJson(401, "Request is missing required authentication credential.", "required")];
     }
-    if (opts.allowedPermissions && !opts.allowedPermissions.has(r.permission)) {
+    if (allowed && !allowed.has(r.permission)) {
       record(403);
       return [403, errorJson(403, `Required '${r.permission}' permission`, "forbidden")];
     }
@@ -309,6 +312,7 @@ export async function startFakeGoogleApi(opts: FakeGoogleApiOptions): Promise<Fa
     endpoint,
     jwksUrl: `${endpoint}/oauth2/v3/certs`,
     calls,
+    restrict: (permissions) => (allowed = permissions && new Set(permissions)),
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();

@@ -4,7 +4,7 @@ import type { AddressInfo } from "net";
 import * as path from "path";
 import type { Logger } from "pino";
 import { Fleet, viewInstance } from "./fleet";
-import type { GcpApiCall } from "./gcp-api";
+import type { FakeGoogleApi } from "./gcp-api";
 import { GcpLaunchOptionError } from "./gcp-launch-options";
 import { GcpWorld, viewGcpVm } from "./gcp-world";
 import { LaunchOptionError, parseLaunchOptions, SsmPlatform, SsmStatus } from "./launch-options";
@@ -86,8 +86,8 @@ export interface ControlApiOptions {
   fleet: Fleet;
   /** The GCP VMs, launched with `{cloud: "gcp", ...}`. */
   gcp: GcpWorld;
-  /** The fake Google APIs' call log, for GET /v1/gcp/calls. */
-  gcpCalls: readonly GcpApiCall[];
+  /** The fake Google APIs: their call log (GET /v1/gcp/calls) and permission set (PUT /v1/gcp/permissions). */
+  gcpApi: Pick<FakeGoogleApi, "calls" | "restrict">;
   token: string;
   /** Summary for GET /v1/status. */
   status: () => Record<string, unknown>;
@@ -120,7 +120,7 @@ const PLATFORMS: SsmPlatform[] = ["Linux", "Windows"];
  * `GET /v1/status`, `POST /v1/launch` (LaunchOptions as JSON) -> `{instances}`, `GET /v1/instances`,
  * `PATCH /v1/instances/{id}` `{ssmStatus?, platform?}` (the SSM knobs), `POST /v1/stop`; with `cloud: "gcp"`,
  * launch takes GcpLaunchOptions and answers `{instances: GcpVmView[]}`; `GET /v1/gcp/calls` is the fake Google
- * APIs' call log.
+ * APIs' call log, `PUT /v1/gcp/permissions` `{permissions: [...] | null}` what they allow.
  * Errors are `{error: {message, field?}}`.
  */
 export async function startControlApi(opts: ControlApiOptions): Promise<ControlApi> {
@@ -129,7 +129,14 @@ export async function startControlApi(opts: ControlApiOptions): Promise<ControlA
     if (method === "GET" && url === "/v1/status") return [200, opts.status()];
     if (method === "GET" && url === "/v1/instances")
       return [200, { instances: fleet.list().map(viewInstance), gcp: opts.gcp.all().map(viewGcpVm) }];
-    if (method === "GET" && url === "/v1/gcp/calls") return [200, { calls: opts.gcpCalls }];
+    if (method === "GET" && url === "/v1/gcp/calls") return [200, { calls: opts.gcpApi.calls }];
+    if (method === "PUT" && url === "/v1/gcp/permissions") {
+      const { permissions } = body;
+      if (permissions !== null && (!Array.isArray(permissions) || permissions.some((x) => typeof x !== "string")))
+        throw new HttpError(400, "must be a list of IAM permissions, or null for all", "permissions");
+      opts.gcpApi.restrict((permissions as string[] | null) ?? undefined);
+      return [200, { permissions }];
+    }
     if (method === "POST" && url === "/v1/launch" && body.cloud === "gcp") {
       const { cloud: _cloud, ...request } = body;
       try {

@@ -252,7 +252,7 @@ export async function runSandboxDaemon(dirArg: string): Promise<void> {
     const control = await startControlApi({
       fleet,
       gcp: gcp.world,
-      gcpCalls: gcp.api.calls,
+      gcpApi: gcp.api,
       token,
       status: () => ({ ...state, control: undefined, instances: fleet.list().length + gcp.world.all().length }),
       onStop: () => void shutdown("POST /v1/stop"),

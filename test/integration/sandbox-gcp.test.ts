@@ -341,6 +341,27 @@ describe("discovery sandbox: the GCP world", () => {
     expect(calls.every((c) => c.status !== 401)).toBe(true);
   });
 
+  it("refuses, as IAM would, calls outside the permission set the control API names", async () => {
+    const state = JSON.parse(fs.readFileSync(path.join(dir, "sandbox.json"), "utf8"));
+    const restrict = (permissions: string[] | null) =>
+      fetch(`${state.control.url}/v1/gcp/permissions`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${state.control.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ permissions }),
+      });
+    expect((await restrict(["compute.instances.list"])).status).toBe(200);
+    try {
+      const [listed] = await compute.list({ project: PROJECT, zone: ZONE });
+      expect(listed).toHaveLength(2);
+      await expect(compute.get({ project: PROJECT, zone: ZONE, instance: vms[0].name })).rejects.toMatchObject({
+        code: 403,
+      });
+    } finally {
+      expect((await restrict(null)).status).toBe(200);
+    }
+    await compute.get({ project: PROJECT, zone: ZONE, instance: vms[0].name });
+  });
+
   it("sandbox stop ends the fake APIs and every VM's sshd", async () => {
     const ports = [...vms, osLoginVm].map((v) => v.ssh_port);
     ports.push(Number(new URL(env.GOOGLE_COMPUTE_ENDPOINT).port));
