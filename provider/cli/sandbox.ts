@@ -1,11 +1,12 @@
 import * as path from "path";
 import { Command } from "commander";
-import { LaunchOptionError, LaunchOptions, parseLaunchOptions, parseTagList } from "../sandbox/launch-options";
+import { GcpLaunchOptionError, parseGcpLaunchOptions } from "../sandbox/gcp-launch-options";
+import { LaunchOptionError, parseLaunchOptions, parseTagList } from "../sandbox/launch-options";
 import { runSandboxDaemon } from "../sandbox/sandbox";
 import { launchInSandbox, startSandbox, stopSandbox } from "../sandbox/sandbox-client";
 import { sandboxPaths } from "../sandbox/sandbox-control";
 
-const FLAGS: Record<keyof LaunchOptions, string> = {
+const FLAGS: Record<LaunchOptionError["field"], string> = {
   account: "--account",
   region: "--region",
   tags: "--tags",
@@ -14,53 +15,128 @@ const FLAGS: Record<keyof LaunchOptions, string> = {
   state: "--state",
   platform: "--platform",
   ssmStatus: "--ssm-status",
+  project: "--project",
+  zone: "--zone",
+  labels: "--labels",
+  serviceAccount: "--service-account",
+  oslogin: "--oslogin",
 };
 
 // Launch errors name the field as the API spells it; on the command line they name the flag.
 function flagError(err: unknown): unknown {
-  return err instanceof LaunchOptionError ? new Error(`${FLAGS[err.field]}: ${err.message}`) : err;
+  if (err instanceof LaunchOptionError || err instanceof GcpLaunchOptionError)
+    return new Error(`${FLAGS[err.field]}: ${err.message}`);
+  return err;
 }
 
 interface LaunchFlags {
   dir: string;
-  account: string;
-  region: string;
-  tags: string;
+  cloud: string;
+  account?: string;
+  region?: string;
+  tags?: string;
+  project?: string;
+  zone?: string;
+  labels?: string;
+  serviceAccount?: string;
+  oslogin?: boolean;
   count?: string;
   agentless?: boolean;
   state?: string;
   platform?: string;
   ssmStatus?: string;
+  json?: boolean;
+}
+
+const count = (text = "1") => (/^\d+$/.test(text) ? Number(text) : text);
+
+async function launchAws(opts: LaunchFlags): Promise<string[]> {
+  const input = {
+    account: opts.account,
+    region: opts.region,
+    tags: opts.tags === undefined ? undefined : parseTagList(opts.tags),
+    count: count(opts.count),
+    agentless: opts.agentless === true,
+    state: opts.state ?? "running",
+    platform: opts.platform,
+    ssmStatus: opts.ssmStatus,
+  };
+  // Checked here too, so a bad flag is reported without a sandbox to ask.
+  const launch = parseLaunchOptions(input);
+  const instances = await launchInSandbox(opts.dir, { ...launch });
+  if (!opts.json) return instances.map((i) => i.instanceId);
+  return instances.map((i) =>
+    JSON.stringify({
+      cloud: "aws",
+      id: i.instanceId,
+      account: i.account,
+      region: i.region,
+      name: i.tags.Name ?? i.instanceId,
+      created_at: i.launchedAt,
+      ...(i.sshPort !== undefined && { ssh_port: i.sshPort }),
+    }),
+  );
+}
+
+async function launchGcp(opts: LaunchFlags): Promise<string[]> {
+  if (opts.platform !== undefined || opts.ssmStatus !== undefined)
+    throw new Error("--platform and --ssm-status are SSM knobs, for --cloud aws only");
+  let labels: Record<string, string> | undefined;
+  try {
+    labels = opts.labels === undefined ? undefined : parseTagList(opts.labels);
+  } catch (err) {
+    throw new GcpLaunchOptionError("labels", (err as Error).message.replace(/\btags?\b/g, "label"));
+  }
+  const launch = parseGcpLaunchOptions({
+    project: opts.project,
+    zone: opts.zone,
+    labels,
+    count: count(opts.count),
+    serviceAccount: opts.serviceAccount,
+    oslogin: opts.oslogin === true,
+    agentless: opts.agentless === true,
+    state: opts.state ?? "running",
+  });
+  const vms = await launchInSandbox(opts.dir, { cloud: "gcp", ...launch });
+  if (!opts.json) return vms.map((v) => v.id);
+  return vms.map((v) =>
+    JSON.stringify({
+      cloud: "gcp",
+      id: v.id,
+      project: v.project,
+      zone: v.zone,
+      name: v.name,
+      created_at: v.created_at,
+      ...(v.ssh_port !== undefined && { ssh_port: v.ssh_port }),
+      service_account: v.service_account,
+    }),
+  );
 }
 
 function launchCommand(): Command {
   return new Command("launch")
-    .description("launch simulated instances in the sandbox and print their ids, one per line")
+    .description("launch simulated instances (or GCP VMs) in the sandbox and print their ids, one per line")
     .requiredOption("--dir <dir>", "the sandbox directory")
-    .requiredOption("--account <id>", "12-digit AWS account id (any; other than 123456789012 is an assumed role)")
-    .requiredOption("--region <region>", "AWS region, e.g. us-east-1")
-    .requiredOption("--tags <k=v[,k=v]>", "instance tags")
+    .option("--cloud <cloud>", "aws or gcp", "aws")
+    .option("--account <id>", "aws: 12-digit account id (any; other than 123456789012 is an assumed role)")
+    .option("--region <region>", "aws: region, e.g. us-east-1")
+    .option("--tags <k=v[,k=v]>", "aws: instance tags")
+    .option("--project <id>", "gcp: project id (any)")
+    .option("--zone <zone>", "gcp: zone, e.g. us-central1-a")
+    .option("--labels <k=v[,k=v]>", "gcp: instance labels")
+    .option("--service-account <email>", "gcp: the VM's service account (default: the project's compute default)")
+    .option("--oslogin", "gcp: metadata enable-oslogin=TRUE, so the VM ignores ssh-keys")
     .option("--count <n>", "how many instances", "1")
-    .option("--agentless", "give each instance a real sshd (OpenSSH mode)")
-    .option("--state <state>", "running or stopped", "running")
-    .option("--platform <platform>", "what SSM reports: Linux or Windows", "Linux")
-    .option("--ssm-status <status>", "the SSM agent: Online, ConnectionLost or unregistered", "Online")
+    .option("--agentless", "aws: give each instance a real sshd (OpenSSH mode); gcp VMs always have one")
+    .option("--state <state>", "aws: running or stopped; gcp: running or terminated")
+    .option("--platform <platform>", "aws: what SSM reports, Linux or Windows")
+    .option("--ssm-status <status>", "aws: the SSM agent, Online, ConnectionLost or unregistered")
+    .option("--json", "print one JSON object per instance instead of its id")
     .action(async (opts: LaunchFlags) => {
       try {
-        const input = {
-          account: opts.account,
-          region: opts.region,
-          tags: parseTagList(opts.tags),
-          count: /^\d+$/.test(opts.count ?? "1") ? Number(opts.count ?? "1") : opts.count,
-          agentless: opts.agentless === true,
-          state: opts.state,
-          platform: opts.platform,
-          ssmStatus: opts.ssmStatus,
-        };
-        // Checked here too, so a bad flag is reported without a sandbox to ask.
-        const launch = parseLaunchOptions(input);
-        const instances = await launchInSandbox(opts.dir, { ...launch });
-        process.stdout.write(instances.map((i) => i.instanceId + "\n").join(""));
+        if (opts.cloud !== "aws" && opts.cloud !== "gcp") throw new Error("--cloud: must be aws or gcp");
+        const lines = opts.cloud === "gcp" ? await launchGcp(opts) : await launchAws(opts);
+        process.stdout.write(lines.map((l) => l + "\n").join(""));
       } catch (err) {
         throw flagError(err);
       }
@@ -70,7 +146,7 @@ function launchCommand(): Command {
 /** `discovery sandbox start|stop|launch`: a whole local world (moto, simulated fleet, SSM, runtime) on loopback. */
 export function sandboxCommand(): Command {
   const cmd = new Command("sandbox").description(
-    "a local world for trying discovery without a cloud: moto, a simulated fleet and SSM, and a runtime",
+    "a local world for trying discovery without a cloud: moto, a simulated fleet and SSM, fake GCP, and a runtime",
   );
   cmd.addCommand(
     new Command("start")
@@ -83,8 +159,8 @@ export function sandboxCommand(): Command {
           (alreadyRunning
             ? `a sandbox is already running in ${state.dir} (pid ${state.pid})\n`
             : `sandbox running in ${state.dir} (pid ${state.pid})\n` +
-              `  runtime ${state.runtime.url}\n  moto    ${state.moto}\n  ssm     ${state.ssm}\n`) +
-            `use it with: . ${env}\n`,
+              `  runtime ${state.runtime.url}\n  moto    ${state.moto}\n  ssm     ${state.ssm}\n` +
+              (state.gcp ? `  gcp     ${state.gcp.endpoint}\n` : "")) + `use it with: . ${env}\n`,
         );
       }),
   );

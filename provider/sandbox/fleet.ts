@@ -54,6 +54,8 @@ export type FleetInstanceView = Omit<FleetInstance, "imds" | "vm" | "launchedAt"
   imdsEndpoint: string;
   /** The agentless instance's sshd port. */
   sshPort?: number;
+  /** When the instance was launched, RFC 3339. */
+  launchedAt: string;
 };
 
 /** What a fleet needs: where instance directories go, moto, and the CA that signs identity documents. */
@@ -296,5 +298,6 @@ export function viewInstance(inst: FleetInstance): FleetInstanceView {
     dir: inst.dir,
     imdsEndpoint: inst.imds.endpoint,
     ...(inst.vm && { sshPort: inst.vm.sshPort }),
+    launchedAt: inst.launchedAt.toISOString(),
   };
 }

@@ -1,4 +1,5 @@
 import { awsRegionCertificate } from "../clouds/aws/region-certs";
+import type { GcpLaunchOptions } from "./gcp-launch-options";
 
 /** What the simulated SSM agent reports: online, lost (e.g. the agent died), or never registered with SSM. */
 export type SsmStatus = "Online" | "ConnectionLost" | "unregistered";
@@ -31,7 +32,7 @@ export const MAX_LAUNCH_COUNT = 200;
 /** A launch argument that is not acceptable; `field` names it as the API spells it (`account`, `ssmStatus`). */
 export class LaunchOptionError extends Error {
   constructor(
-    readonly field: keyof LaunchOptions,
+    readonly field: keyof LaunchOptions | keyof GcpLaunchOptions,
     message: string,
   ) {
     super(message);

@@ -2,6 +2,8 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import type { FleetInstanceView } from "./fleet";
+import type { GcpLaunchOptions } from "./gcp-launch-options";
+import type { GcpVmView } from "./gcp-world";
 import { LaunchOptionError, LaunchOptions } from "./launch-options";
 import { callControl, readSandboxState, sandboxPaths, SandboxState } from "./sandbox-control";
 import { isAlive, packageBin } from "../deploy/local-process";
@@ -157,16 +159,25 @@ export async function stopSandbox(dirArg: string): Promise<{ wasRunning: boolean
 export async function launchInSandbox(
   dirArg: string,
   launch: Partial<LaunchOptions> & Record<string, unknown>,
-): Promise<FleetInstanceView[]> {
+): Promise<FleetInstanceView[]>;
+/** Asks the sandbox in `dir` to launch GCP VMs (`cloud: "gcp"`). */
+export async function launchInSandbox(
+  dirArg: string,
+  launch: Partial<GcpLaunchOptions> & { cloud: "gcp" },
+): Promise<GcpVmView[]>;
+export async function launchInSandbox(
+  dirArg: string,
+  launch: Record<string, unknown>,
+): Promise<FleetInstanceView[] | GcpVmView[]> {
   const dir = path.resolve(dirArg);
   const state = await runningSandbox(dir);
   if (!state) throw new Error(`no sandbox is running in ${dir}; start one with: discovery sandbox start --dir ${dir}`);
   const answer = await callControl(state, "POST", "/v1/launch", launch);
-  const error = answer.body?.error as { message?: string; field?: keyof LaunchOptions } | undefined;
+  const error = answer.body?.error as { message?: string; field?: LaunchOptionError["field"] } | undefined;
   if (answer.status === 400 && error?.field) throw new LaunchOptionError(error.field, error.message ?? "is not valid");
   if (answer.status !== 200)
     throw new Error(
       `the sandbox could not launch: ${error?.message ?? `HTTP ${answer.status}`}; see ${sandboxPaths(dir).log}`,
     );
-  return answer.body.instances as FleetInstanceView[];
+  return answer.body.instances as FleetInstanceView[] | GcpVmView[];
 }

@@ -4,6 +4,9 @@ import type { AddressInfo } from "net";
 import * as path from "path";
 import type { Logger } from "pino";
 import { Fleet, viewInstance } from "./fleet";
+import type { FakeGoogleApi } from "./gcp-api";
+import { GcpLaunchOptionError } from "./gcp-launch-options";
+import { GcpWorld, viewGcpVm } from "./gcp-world";
 import { LaunchOptionError, parseLaunchOptions, SsmPlatform, SsmStatus } from "./launch-options";
 
 /** What a running sandbox writes to `DIR/sandbox.json` (mode 0600) once everything answers. */
@@ -18,6 +21,8 @@ export interface SandboxState {
   runtime: { url: string; pin: string; certFile: string; adminTokenFile: string };
   /** The organization seeded in moto's default account, for iam tokens with `aws_organization_id`. */
   organizationId?: string;
+  /** The fake Google APIs (Compute, Resource Manager, OAuth2, the issuer's JWKS) and the env that points at them. */
+  gcp?: { endpoint: string; jwksUrl: string; env: Record<string, string> };
 }
 
 /** The files of a sandbox directory. */
@@ -79,6 +84,10 @@ export async function callControl(
 /** What the control API serves. */
 export interface ControlApiOptions {
   fleet: Fleet;
+  /** The GCP VMs, launched with `{cloud: "gcp", ...}`. */
+  gcp: GcpWorld;
+  /** The fake Google APIs: their call log (GET /v1/gcp/calls) and permission set (PUT /v1/gcp/permissions). */
+  gcpApi: Pick<FakeGoogleApi, "calls" | "restrict">;
   token: string;
   /** Summary for GET /v1/status. */
   status: () => Record<string, unknown>;
@@ -109,18 +118,41 @@ const PLATFORMS: SsmPlatform[] = ["Linux", "Windows"];
 /**
  * Starts the sandbox's control API on a free loopback port:
  * `GET /v1/status`, `POST /v1/launch` (LaunchOptions as JSON) -> `{instances}`, `GET /v1/instances`,
- * `PATCH /v1/instances/{id}` `{ssmStatus?, platform?}` (the SSM knobs), `POST /v1/stop`.
+ * `PATCH /v1/instances/{id}` `{ssmStatus?, platform?}` (the SSM knobs), `POST /v1/stop`; with `cloud: "gcp"`,
+ * launch takes GcpLaunchOptions and answers `{instances: GcpVmView[]}`; `GET /v1/gcp/calls` is the fake Google
+ * APIs' call log, `PUT /v1/gcp/permissions` `{permissions: [...] | null}` what they allow.
  * Errors are `{error: {message, field?}}`.
  */
 export async function startControlApi(opts: ControlApiOptions): Promise<ControlApi> {
   const { fleet, logger } = opts;
   async function route(method: string, url: string, body: Record<string, unknown>): Promise<[number, unknown]> {
     if (method === "GET" && url === "/v1/status") return [200, opts.status()];
-    if (method === "GET" && url === "/v1/instances") return [200, { instances: fleet.list().map(viewInstance) }];
+    if (method === "GET" && url === "/v1/instances")
+      return [200, { instances: fleet.list().map(viewInstance), gcp: opts.gcp.all().map(viewGcpVm) }];
+    if (method === "GET" && url === "/v1/gcp/calls") return [200, { calls: opts.gcpApi.calls }];
+    if (method === "PUT" && url === "/v1/gcp/permissions") {
+      const { permissions } = body;
+      if (permissions !== null && (!Array.isArray(permissions) || permissions.some((x) => typeof x !== "string")))
+        throw new HttpError(400, "must be a list of IAM permissions, or null for all", "permissions");
+      opts.gcpApi.restrict((permissions as string[] | null) ?? undefined);
+      return [200, { permissions }];
+    }
+    if (method === "POST" && url === "/v1/launch" && body.cloud === "gcp") {
+      const { cloud: _cloud, ...request } = body;
+      try {
+        const made = await opts.gcp.launch(request);
+        logger?.info({ ...request, instances: made.map((v) => v.id) }, "launched GCP VMs");
+        return [200, { instances: made.map(viewGcpVm) }];
+      } catch (err) {
+        if (err instanceof GcpLaunchOptionError) throw new HttpError(400, err.message, err.field);
+        throw err;
+      }
+    }
     if (method === "POST" && url === "/v1/launch") {
       let launch;
       try {
-        launch = parseLaunchOptions(body);
+        const { cloud: _cloud, ...request } = body;
+        launch = parseLaunchOptions(request);
       } catch (err) {
         if (err instanceof LaunchOptionError) throw new HttpError(400, err.message, err.field);
         throw err;

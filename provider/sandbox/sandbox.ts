@@ -9,6 +9,7 @@ import { request } from "../cli/http";
 import { isAlive, packageBin } from "../deploy/local-process";
 import { describeCertificate } from "../runtime/tls";
 import { Fleet } from "./fleet";
+import { GcpSandbox, startGcpSandbox } from "./gcp-sandbox";
 import { createSigner, exportSigner, importSigner, TestSigner } from "./iid-signer";
 import { freePort, Moto, MOTO_CREDENTIALS, startMoto } from "./moto";
 import { MotoAccounts } from "./moto-accounts";
@@ -16,13 +17,15 @@ import { readSandboxState, sandboxPaths, SandboxState, startControlApi } from ".
 import { startSsmSimulator } from "./ssm-simulator";
 
 /**
- * The environment for the sandbox's processes: the caller's, without anything that points AWS or discovery
- * clients elsewhere (a sourced env.sh of an older sandbox, a real profile), so nothing can reach real AWS.
+ * The environment for the sandbox's processes: the caller's, without anything that points AWS, Google or
+ * discovery clients elsewhere (a sourced env.sh of an older sandbox, a real profile or ADC file), so nothing can
+ * reach a real cloud.
  */
 export function isolatedEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(base))
-    if (!/^(AWS_|DISCOVERY_)/.test(k) && k !== "NODE_EXTRA_CA_CERTS" && v !== undefined) env[k] = v;
+    if (!/^(AWS_|DISCOVERY_|GOOGLE_|GCE_|CLOUDSDK_)/.test(k) && k !== "NODE_EXTRA_CA_CERTS" && v !== undefined)
+      env[k] = v;
   return env;
 }
 
@@ -66,6 +69,7 @@ async function startRuntimeProcess(
   dir: string,
   moto: Moto,
   ssmEndpoint: string,
+  gcp: GcpSandbox,
   logger: Logger,
 ): Promise<RuntimeProcess> {
   const p = sandboxPaths(dir);
@@ -80,6 +84,8 @@ async function startRuntimeProcess(
     admin_token_file: "./data/admin.token",
     join: {
       aws: { extra_ca_certs: ["./sandbox-ca.pem"], sts_endpoint: moto.endpoint },
+      // The fake Google issuer: identity tokens of sandbox GCP VMs verify against its JWKS only.
+      gcp: gcp.joinConfig,
       // Every simulated instance joins from 127.0.0.1: one address, many nodes.
       rate_limit: { requests_per_minute: 6000, burst: 1000 },
     },
@@ -102,6 +108,8 @@ async function startRuntimeProcess(
       AWS_ACCESS_KEY_ID: MOTO_CREDENTIALS.accessKeyId,
       AWS_SECRET_ACCESS_KEY: MOTO_CREDENTIALS.secretAccessKey,
       AWS_REGION: "us-east-1",
+      // Its GCP calls (listing, live instance checks) go to the fake Google APIs.
+      ...gcp.env,
     },
     stdio: ["ignore", log, log],
   });
@@ -150,11 +158,12 @@ function writeEnvFile(state: SandboxState): void {
     ["NODE_EXTRA_CA_CERTS", state.runtime.certFile],
     ["DISCOVERY_CA_PIN", state.runtime.pin],
     ...(state.organizationId ? [["DISCOVERY_SANDBOX_ORGANIZATION_ID", state.organizationId] as [string, string]] : []),
+    ...Object.entries(state.gcp?.env ?? {}),
   ];
   const lines = [
     `# discovery sandbox in ${state.dir} (pid ${state.pid}); use it with: . ${shellQuote(sandboxPaths(state.dir).env)}`,
     // A profile or session token left in the shell must not send sandbox calls anywhere else.
-    "unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN",
+    "unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN GCE_METADATA_HOST CLOUDSDK_CONFIG",
     ...vars.map(([k, v]) => `export ${k}=${shellQuote(v)}`),
   ];
   fs.writeFileSync(sandboxPaths(state.dir).env, lines.join("\n") + "\n", { mode: 0o600 });
@@ -223,7 +232,10 @@ export async function runSandboxDaemon(dirArg: string): Promise<void> {
     const organizationId = await seedMoto(moto, logger);
     // The simulator needs the runtime's TLS pin and the runtime the simulator's address: the port is chosen first.
     const ssmPort = await freePort();
-    const runtime = await startRuntimeProcess(dir, moto, `http://127.0.0.1:${ssmPort}`, logger);
+    const gcp = await startGcpSandbox(dir, p.instances);
+    cleanups.push({ name: "gcp", run: () => gcp.stop() });
+    logger.info({ endpoint: gcp.api.endpoint }, "fake Google APIs ready");
+    const runtime = await startRuntimeProcess(dir, moto, `http://127.0.0.1:${ssmPort}`, gcp, logger);
     cleanups.push({ name: "runtime", run: () => runtime.stop() });
     const fleet = new Fleet({ dir: p.instances, accounts, signer });
     cleanups.push({ name: "fleet", run: () => fleet.stop() });
@@ -239,8 +251,10 @@ export async function runSandboxDaemon(dirArg: string): Promise<void> {
     let state: SandboxState | undefined;
     const control = await startControlApi({
       fleet,
+      gcp: gcp.world,
+      gcpApi: gcp.api,
       token,
-      status: () => ({ ...state, control: undefined, instances: fleet.list().length }),
+      status: () => ({ ...state, control: undefined, instances: fleet.list().length + gcp.world.all().length }),
       onStop: () => void shutdown("POST /v1/stop"),
       logger: logger.child({ component: "control" }),
     });
@@ -259,6 +273,7 @@ export async function runSandboxDaemon(dirArg: string): Promise<void> {
         adminTokenFile: runtime.adminTokenFile,
       },
       organizationId,
+      gcp: { endpoint: gcp.api.endpoint, jwksUrl: gcp.api.jwksUrl, env: gcp.env },
     };
     runtime.child.once("exit", (code) => void shutdown(`the runtime exited with ${code}; see ${p.runtimeLog}`, 1));
     writeEnvFile(state);
