@@ -5,7 +5,7 @@
  */
 import type { GcpMatcher } from "../../model";
 import type { Candidate, FetchResult, ScopeReport } from "../../enroll/types";
-import { concurrencyLimit } from "../aws/fetch-support";
+import { concurrencyLimit, sortFetchResult } from "../aws/fetch-support";
 import { GceInstance, GcpClients, gcpErrorCode, gcpErrorMessage, googleClients } from "./clients";
 
 /** How {@link fetchGce} reaches Google and reports progress. */
@@ -129,13 +129,7 @@ export async function fetchGce(matcher: GcpMatcher, opts: GceFetchOptions = {}):
   } finally {
     if (!opts.clients) await clients.close();
   }
-  run.scopes.sort((a, b) => a.account.localeCompare(b.account) || a.region.localeCompare(b.region));
-  run.candidates.sort(
-    (a, b) =>
-      a.account.localeCompare(b.account) ||
-      a.region.localeCompare(b.region) ||
-      a.instanceId.localeCompare(b.instanceId),
-  );
+  sortFetchResult(run);
   return { candidates: run.candidates, scopes: run.scopes };
 }
 
