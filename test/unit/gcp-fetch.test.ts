@@ -74,6 +74,7 @@ function fakeClients(vms: FakeVm[], o: { denied?: string[]; pageSize?: number; d
       getGuestAttributes: () => Promise.reject(new Error("unused")),
       setMetadata: () => Promise.reject(new Error("unused")),
     }),
+    zoneOperations: () => ({ wait: () => Promise.reject(new Error("unused")) }),
     zones: () => ({
       listAsync: (req) => ({
         async *[Symbol.asyncIterator]() {

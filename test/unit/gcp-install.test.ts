@@ -139,7 +139,14 @@ function fakeClients(vms: Vm[], projectMetadata: GceMetadata = {}) {
           });
         vm.metadata = { items: req.metadataResource.items, fingerprint: `f${++fp}` };
         vm.history.push(sshKeys(vm.metadata));
-        return [{ promise: async () => [{}] }];
+        // Still running when accepted: the installer must wait on the zone operation.
+        return [{ latestResponse: { name: `op-${fp}`, status: "RUNNING" } }];
+      },
+    }),
+    zoneOperations: () => ({
+      wait: async (req) => {
+        waits.push(req.operation);
+        return [{ name: req.operation, status: "DONE" }];
       },
     }),
     zones: () => ({
@@ -172,12 +179,15 @@ const OK_INSTALLER = `echo "token=$DISCOVERY_TOKEN method=$DISCOVERY_JOIN_METHOD
 const FAILING_INSTALLER = `echo "step one" >&2\necho "boom: cannot reach the runtime" >&2\nexit 3\n`;
 
 let vms: Vm[] = [];
+/** Zone operations waited on, in order. */
+let waits: string[] = [];
 afterEach(async () => {
   for (const vm of vms) {
     await new Promise((r) => vm.server.close(r));
     fs.rmSync(vm.dir, { recursive: true, force: true });
   }
   vms = [];
+  waits = [];
 });
 
 async function install(targets: Vm[], projectMetadata: GceMetadata = {}) {
@@ -216,6 +226,7 @@ describe("GCE install over SSH with an ephemeral metadata key", () => {
     );
     expect(sshKeys(v.metadata)).toBe("alice:ssh-rsa AAAA alice");
     expect(v.logins).toBe(1);
+    expect(waits).toHaveLength(2); // the add and the removal each waited on their zone operation
     expect(fs.readFileSync(path.join(v.dir, "ran"), "utf8").trim()).toBe("token=gcp-discovery-token method=gcp");
     const curlArgs = fs.readFileSync(path.join(v.dir, "curl.args"), "utf8").split("\0");
     expect(curlArgs).toContain("https://127.0.0.1:3080/webapi/scripts/installer/default-installer");

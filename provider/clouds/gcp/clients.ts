@@ -3,7 +3,13 @@
  * them, so unit tests hand in fakes and the sandbox points the real ones at a fake control plane. The types below
  * are the structural subset of Google's clients we call, which the real clients satisfy as they are.
  */
-import { InstancesClient, ProjectsClient as ComputeProjectsClient, ZonesClient, protos } from "@google-cloud/compute";
+import {
+  InstancesClient,
+  ProjectsClient as ComputeProjectsClient,
+  ZoneOperationsClient,
+  ZonesClient,
+  protos,
+} from "@google-cloud/compute";
 import { ProjectsClient } from "@google-cloud/resource-manager";
 import { OAuth2Client } from "google-auth-library";
 
@@ -20,11 +26,10 @@ export interface InstancesApi {
     req: { project: string; zone: string; filter?: string; maxResults?: number; pageToken?: string },
     opts: { autoPaginate: false },
   ): Promise<[GceInstance[], unknown, { nextPageToken?: string | null } | undefined]>;
-  aggregatedListAsync(req: {
-    project: string;
-    filter?: string;
-    maxResults?: number;
-  }): AsyncIterable<[string, { instances?: GceInstance[] | null }]>;
+  aggregatedListAsync(
+    req: { project: string; filter?: string; maxResults?: number },
+    opts?: { autoPaginate: false },
+  ): AsyncIterable<[string, { instances?: GceInstance[] | null }]>;
   get(req: { project: string; zone: string; instance: string }): Promise<[GceInstance, ...unknown[]]>;
   getGuestAttributes(req: {
     project: string;
@@ -32,23 +37,37 @@ export interface InstancesApi {
     instance: string;
     queryPath?: string;
   }): Promise<[protos.google.cloud.compute.v1.IGuestAttributes, ...unknown[]]>;
-  /** Resolves once the request is accepted; the operation's `promise()` resolves once the zone operation is done. */
+  /** Resolves once the request is accepted, with the zone operation to wait on ({@link ZoneOperationsApi}). */
   setMetadata(req: {
     project: string;
     zone: string;
     instance: string;
     metadataResource: GceMetadata;
-  }): Promise<[{ promise(): Promise<unknown> }, ...unknown[]]>;
+  }): Promise<[{ latestResponse?: GceOperation }, ...unknown[]]>;
+}
+
+/** A zone operation as the API returns it. */
+export type GceOperation = protos.google.cloud.compute.v1.IOperation;
+
+/** ZoneOperationsClient.wait: returns when the operation is done or after about two minutes, whichever is first. */
+export interface ZoneOperationsApi {
+  wait(req: { project: string; zone: string; operation: string }): Promise<[GceOperation, ...unknown[]]>;
 }
 
 /** The ZonesClient method enrollment calls (resolving a region, or `*`, to zones). */
 export interface ZonesApi {
-  listAsync(req: { project: string; filter?: string }): AsyncIterable<protos.google.cloud.compute.v1.IZone>;
+  listAsync(
+    req: { project: string; filter?: string },
+    opts?: { autoPaginate: false },
+  ): AsyncIterable<protos.google.cloud.compute.v1.IZone>;
 }
 
 /** Resource Manager's project search (projects `*`). */
 export interface ProjectSearchApi {
-  searchProjectsAsync(req: { query?: string }): AsyncIterable<{ projectId?: string | null; state?: unknown }>;
+  searchProjectsAsync(
+    req: { query?: string },
+    opts?: { autoPaginate: false },
+  ): AsyncIterable<{ projectId?: string | null; state?: unknown }>;
 }
 
 /** Compute's project get: the project-wide metadata, where `enable-oslogin` is usually set. */
@@ -59,6 +78,7 @@ export interface ComputeProjectsApi {
 /** Makes the clients; one set per fetch or install run, closed when it ends. */
 export interface GcpClients {
   instances(): InstancesApi;
+  zoneOperations(): ZoneOperationsApi;
   zones(): ZonesApi;
   projects(): ProjectSearchApi;
   computeProjects(): ComputeProjectsApi;
@@ -127,6 +147,7 @@ export function googleClients(endpoint: GcpEndpoint = gcpEndpointFromEnv()): Gcp
   const rmHost = endpoint.resourceManagerEndpoint ?? endpoint.apiEndpoint;
   return {
     instances: once(() => new InstancesClient(options(endpoint.apiEndpoint))) as () => InstancesApi,
+    zoneOperations: once(() => new ZoneOperationsClient(options(endpoint.apiEndpoint))) as () => ZoneOperationsApi,
     zones: once(() => new ZonesClient(options(endpoint.apiEndpoint))) as () => ZonesApi,
     projects: once(() => new ProjectsClient(options(rmHost))) as () => ProjectSearchApi,
     computeProjects: once(() => new ComputeProjectsClient(options(endpoint.apiEndpoint))) as () => ComputeProjectsApi,
@@ -175,7 +196,13 @@ export function gcpErrorCode(err: unknown): string {
 
 /** The first line of an error's message, bounded: enough to read in a report. */
 export function gcpErrorMessage(err: unknown): string {
-  return String((err as { message?: unknown })?.message ?? err)
-    .split("\n")[0]
-    .slice(0, 300);
+  let said = String((err as { message?: unknown })?.message ?? err);
+  // Over REST, gax sometimes passes Google's JSON error body through as the message; its `message` is the sentence.
+  if (said.startsWith("{"))
+    try {
+      said = String(JSON.parse(said)?.error?.message ?? said);
+    } catch {
+      // Not JSON after all: keep it as it is.
+    }
+  return said.split("\n")[0].slice(0, 300);
 }

@@ -26,6 +26,8 @@ export const DEFAULT_GCE_FETCH_CONCURRENCY = 8;
 export const GCE_LIST_PAGE = 500;
 // Server-side, so stopped VMs never cross the wire; the check is repeated locally for stand-ins that ignore it.
 const RUNNING_FILTER = "status = RUNNING";
+// The async iterators fetch page after page themselves; saying so silences gax's AutopaginateTrueWarning.
+const NO_AUTOPAGINATE = { autoPaginate: false as const };
 
 /** A zone name (`us-central1-a`), as opposed to a region (`us-central1`). */
 export function isZone(location: string): boolean {
@@ -140,7 +142,7 @@ async function projectIds(run: Run): Promise<string[]> {
   if (!isWildcard(run.matcher.project_ids)) return [...new Set(run.matcher.project_ids)];
   const found: string[] = [];
   try {
-    for await (const p of run.clients.projects().searchProjectsAsync({ query: "state:ACTIVE" }))
+    for await (const p of run.clients.projects().searchProjectsAsync({ query: "state:ACTIVE" }, NO_AUTOPAGINATE))
       if (p.projectId && (p.state == null || p.state === "ACTIVE" || p.state === 1)) found.push(p.projectId);
   } catch (err) {
     const error = gceScopeError(err, "searching projects (project_ids: *)", "resourcemanager.projects.get", "*");
@@ -159,7 +161,7 @@ async function scanProject(project: string, run: Run): Promise<void> {
     try {
       const all = await run.limit(async () => {
         const out: { name: string; region: string }[] = [];
-        for await (const z of run.clients.zones().listAsync({ project }))
+        for await (const z of run.clients.zones().listAsync({ project }, NO_AUTOPAGINATE))
           if (z.name) out.push({ name: z.name, region: lastSegment(z.region) });
         return out;
       });
@@ -204,11 +206,12 @@ async function scanZone(project: string, zone: string, run: Run): Promise<void> 
 async function scanAggregated(project: string, run: Run): Promise<void> {
   const byZone = new Map<string, Candidate[]>();
   try {
-    const pages = run.clients.instances().aggregatedListAsync({
-      project,
-      filter: RUNNING_FILTER,
-      maxResults: run.opts.pageSize ?? GCE_LIST_PAGE,
-    });
+    const pages = run.clients
+      .instances()
+      .aggregatedListAsync(
+        { project, filter: RUNNING_FILTER, maxResults: run.opts.pageSize ?? GCE_LIST_PAGE },
+        NO_AUTOPAGINATE,
+      );
     for await (const [key, scoped] of pages) {
       if (!key.startsWith("zones/")) continue;
       const zone = lastSegment(key);

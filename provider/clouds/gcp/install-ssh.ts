@@ -228,7 +228,7 @@ async function installOne(run: Run, c: Candidate): Promise<InstallOutcome> {
     );
   const key = ephemeralKey(run.user, (run.req.now ?? (() => new Date()))());
   try {
-    await changeSshKeys(api, vm, key.metadataLine, false, 1, inst);
+    await changeSshKeys(run.clients, vm, key.metadataLine, false, 1, inst);
   } catch (e) {
     const outcome = apiFailure(
       c,
@@ -260,7 +260,7 @@ async function installOne(run: Run, c: Candidate): Promise<InstallOutcome> {
 /** Removes our line, reading the metadata afresh; returns why it could not, if it could not. */
 async function removeKey(run: Run, vm: VmRef, line: string): Promise<string | undefined> {
   try {
-    await changeSshKeys(run.clients.instances(), vm, line, true, 3);
+    await changeSshKeys(run.clients, vm, line, true, 3);
     return undefined;
   } catch (e) {
     return `${gcpErrorCode(e)}: ${gcpErrorMessage(e)}`;

@@ -4,7 +4,7 @@
  * removing that exact line under the metadata fingerprint, and the VM's host keys from its guest attributes.
  */
 import { utils } from "ssh2";
-import type { GceInstance, GceMetadata, InstancesApi } from "./clients";
+import type { GceInstance, GceMetadata, GceOperation, GcpClients, InstancesApi } from "./clients";
 import { gcpErrorCode, gcpErrorMessage } from "./clients";
 
 /** How long the guest agent keeps the key if we never get to remove it. */
@@ -75,13 +75,14 @@ export interface VmRef {
  * operation. A stale fingerprint is read again and retried, `retries` times; other errors are thrown.
  */
 export async function changeSshKeys(
-  api: InstancesApi,
+  clients: Pick<GcpClients, "instances" | "zoneOperations">,
   vm: VmRef,
   line: string,
   remove: boolean,
   retries = 1,
   first?: GceInstance,
 ): Promise<void> {
+  const api = clients.instances();
   let current = first;
   for (let attempt = 0; ; attempt++) {
     current ??= (await api.get(vm))[0];
@@ -91,13 +92,38 @@ export async function changeSshKeys(
     const next = withSshKeyLine(md, line, remove);
     try {
       const [op] = await api.setMetadata({ ...vm, metadataResource: next });
-      await op.promise();
+      await waitForZoneOperation(clients, vm, op.latestResponse);
       return;
     } catch (err) {
       if (!isStaleFingerprint(err) || attempt >= retries) throw err;
       current = undefined;
     }
   }
+}
+
+// Operation.Status DONE, as a name or, with numeric enums, as its number.
+const isDone = (op: GceOperation) => op.status === "DONE" || (op.status as unknown) === 2104194;
+
+/**
+ * Waits until a zone operation is DONE (zoneOperations.wait returns after about two minutes at most, so it is
+ * asked again), then throws the operation's own error, if it ended in one, with Google's code.
+ */
+export async function waitForZoneOperation(
+  clients: Pick<GcpClients, "zoneOperations">,
+  vm: VmRef,
+  first: GceOperation | undefined,
+  maxWaits = 10,
+): Promise<void> {
+  let op = first ?? {};
+  for (let i = 0; !isDone(op) && op.name && i < maxWaits; i++)
+    [op] = await clients.zoneOperations().wait({ project: vm.project, zone: vm.zone, operation: op.name });
+  if (op.name && !isDone(op)) throw new Error(`zone operation ${op.name} did not finish`);
+  const err = op.error?.errors?.[0];
+  if (err)
+    throw Object.assign(new Error(err.message ?? err.code ?? "the operation failed"), {
+      status: err.code ?? undefined,
+      code: op.httpErrorStatusCode ?? undefined,
+    });
 }
 
 const hasLine = (md: GceMetadata, line: string) =>
