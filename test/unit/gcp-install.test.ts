@@ -278,10 +278,7 @@ describe("GCE install over SSH with an ephemeral metadata key", () => {
     v.raceOnce = true;
     const [out] = await install([v]);
     expect(out.status).toBe("succeeded");
-    expect(v.metadata.items).toEqual([
-      { key: "other", value: "x" },
-      { key: "ssh-keys", value: "" },
-    ]);
+    expect(v.metadata.items).toEqual([{ key: "other", value: "x" }]);
   });
 
   it("a failing installer: script-failure with exit code and stderr tail, key removed", async () => {
@@ -307,6 +304,41 @@ describe("GCE install over SSH with an ephemeral metadata key", () => {
       ["2004", "succeeded", undefined],
     ]);
     for (const v of [good1, bad, good2]) expect(sshKeys(v.metadata)).toBe("");
+  });
+
+  it("at most perProject VMs of a project at once; a VM no longer RUNNING is skipped", async () => {
+    const fleet: Vm[] = [];
+    for (let i = 0; i < 14; i++) {
+      const v = await vm(`30${String(i).padStart(2, "0")}`);
+      v.guestKeys = null; // each stops after reading guest attributes: no SSH needed to count
+      fleet.push(v);
+    }
+    const clients = fakeClients(vms);
+    let inFlight = 0;
+    let most = 0;
+    const inner = clients.instances();
+    clients.instances = () => ({
+      ...inner,
+      getGuestAttributes: async (req) => {
+        most = Math.max(most, ++inFlight);
+        await new Promise((r) => setTimeout(r, 20));
+        inFlight--;
+        return inner.getGuestAttributes(req);
+      },
+      get: async (req) => {
+        const [i] = await inner.get(req);
+        return [req.instance === "vm-3013" ? { ...i, status: "TERMINATED" } : i];
+      },
+    });
+    const out = await installViaGceSsh(fleet.map(candidate), {
+      matcher: gcpMatcher.parse({ project_ids: [PROJECT], locations: [ZONE] }),
+      endpoint: { proxyAddr: "127.0.0.1:3080" },
+      clients,
+      perProject: 4,
+    });
+    expect(most).toBe(4);
+    expect(out.filter((o) => o.failureClass === "no-host-keys")).toHaveLength(13);
+    expect(out[13]).toMatchObject({ status: "skipped", reason: expect.stringMatching(/TERMINATED/) });
   });
 
   it("the SSH port seam is test-only: DISCOVERY_GCP_SSH_PORT_<id>, else 22", () => {

@@ -47,6 +47,8 @@ export interface GceInstallRequest {
   commandTimeoutMs?: number;
   /** VMs of one project in flight at once; default 10. */
   perProject?: number;
+  /** VMs in flight at once over all projects (each holds an SSH connection); default 32. */
+  maxInFlight?: number;
   /** The clock, for the key's expiry. */
   now?: () => Date;
 }
@@ -196,6 +198,12 @@ async function installOne(run: Run, c: Candidate): Promise<InstallOutcome> {
   } catch (e) {
     return apiFailure(c, "compute.instances.get", e);
   }
+  if (inst.status && inst.status !== "RUNNING")
+    return {
+      ...only(c),
+      status: "skipped",
+      reason: `VM ${c.instanceId} is ${inst.status} now; the next pass installs once it runs`,
+    };
   if (osLoginEnabled(inst.metadata, await projectMetadata(run, c.account)))
     return failed(
       c,
@@ -276,7 +284,7 @@ function withRemoval(o: InstallOutcome, error: string | undefined): InstallOutco
 
 /**
  * Installs on GCP candidates over SSH and returns one outcome per candidate, in order. VMs of one project run at
- * most `perProject` (10) at a time; projects run side by side.
+ * most `perProject` (10) at a time, and at most `maxInFlight` (32) in all.
  */
 export async function installViaGceSsh(candidates: Candidate[], req: GceInstallRequest): Promise<InstallOutcome[]> {
   const user = req.user ?? "discovery";
@@ -303,11 +311,13 @@ export async function installViaGceSsh(candidates: Candidate[], req: GceInstallR
     if (!l) limits.set(project, (l = concurrencyLimit(req.perProject ?? 10)));
     return l;
   };
+  // The project slot is taken first, so a VM waiting for its project never holds one of the shared slots.
+  const overall = concurrencyLimit(req.maxInFlight ?? 32);
   try {
     return await Promise.all(
       candidates.map((c) =>
         limitFor(c.account)(() =>
-          installOne(runs[c.rejoin ? 1 : 0], c).catch((e) => apiFailure(c, "installing over SSH", e)),
+          overall(() => installOne(runs[c.rejoin ? 1 : 0], c).catch((e) => apiFailure(c, "installing over SSH", e))),
         ),
       ),
     );

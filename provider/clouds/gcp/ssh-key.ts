@@ -51,7 +51,9 @@ export function withSshKeyLine(md: GceMetadata, line: string, remove = false): G
   const at = items.findIndex((i) => i.key === "ssh-keys");
   const lines = (at >= 0 ? (items[at].value ?? "") : "").split("\n").filter((l) => l.trim() !== "");
   const next = remove ? lines.filter((l) => l.trim() !== line) : [...lines, line];
-  if (at >= 0) items[at] = { key: "ssh-keys", value: next.join("\n") };
+  // A removal that empties `ssh-keys` drops the item, leaving the metadata as a VM without keys had it.
+  if (at >= 0 && next.length === 0 && remove) items.splice(at, 1);
+  else if (at >= 0) items[at] = { key: "ssh-keys", value: next.join("\n") };
   else if (!remove) items.push({ key: "ssh-keys", value: next.join("\n") });
   return { items, fingerprint: md.fingerprint };
 }
