@@ -31,7 +31,9 @@ export function gcpDiscoveryRole(matchers: readonly GcpMatcher[]): GcpRole {
     // setMetadata on a VM that runs as a service account is refused without actAs on that account.
     "iam.serviceAccounts.actAs",
   ];
-  if (matchers.some((m) => m.locations.includes("*"))) permissions.push("compute.zones.list");
+  // A region (us-central1, not a zone like us-central1-a) is resolved to its zones through zones.list.
+  const listsZones = (l: string) => l === "*" || !/^[a-z]+-[a-z]+\d+-[a-z]$/.test(l);
+  if (matchers.some((m) => m.locations.some(listsZones))) permissions.push("compute.zones.list");
   if (matchers.some((m) => m.project_ids.includes("*"))) permissions.push("resourcemanager.projects.list");
   return {
     title: "pulumi-discovery",

@@ -1,4 +1,5 @@
-/** Small pieces the EC2 fetcher and the organization walk share: scope errors, a concurrency limit, pagination. */
+/** Small pieces the fetchers share (EC2, the organization walk, GCE): scope errors, a concurrency limit, pagination, sorting. */
+import type { FetchResult } from "../../enroll/types";
 import { awsErrorCode } from "./rate-limits";
 
 /** A refusal of our own (not an AWS error) that ends one scope, with a stable code. */
@@ -69,4 +70,15 @@ export async function collectPages<T>(
     if (token !== undefined) seen.add(token);
   } while (token !== undefined);
   return items;
+}
+
+/** Sorts a fetch's scopes and candidates in place by account, region (and instance id), so output is stable. */
+export function sortFetchResult(r: FetchResult): void {
+  r.scopes.sort((a, b) => a.account.localeCompare(b.account) || a.region.localeCompare(b.region));
+  r.candidates.sort(
+    (a, b) =>
+      a.account.localeCompare(b.account) ||
+      a.region.localeCompare(b.region) ||
+      a.instanceId.localeCompare(b.instanceId),
+  );
 }

@@ -10,7 +10,7 @@ import type { AwsMatcher } from "../../model";
 import type { Candidate, FetchResult, ScopeReport } from "../../enroll/types";
 import { listOrganizationAccounts } from "./fetch-organizations";
 import { enabledRegions, LISTING_REGION } from "./fetch-regions";
-import { collectPages, concurrencyLimit, scopeError, ScopeFailure } from "./fetch-support";
+import { collectPages, concurrencyLimit, scopeError, ScopeFailure, sortFetchResult } from "./fetch-support";
 import { BucketRegistry, EC2_NON_MUTATING, GLOBAL_API, PacedCaller, RetryOptions } from "./rate-limits";
 import type { AwsCredentials } from "./sts-request";
 
@@ -141,13 +141,7 @@ export async function fetchEc2(matcher: AwsMatcher, opts: FetchOptions = {}): Pr
   const targets = await accountTargets(matcher, run);
   const filters = ec2InstanceFilters(matcher.tags);
   await Promise.all(targets.map((t) => scanAccount(t, matcher, filters, run)));
-  run.scopes.sort((a, b) => a.account.localeCompare(b.account) || a.region.localeCompare(b.region));
-  run.candidates.sort(
-    (a, b) =>
-      a.account.localeCompare(b.account) ||
-      a.region.localeCompare(b.region) ||
-      a.instanceId.localeCompare(b.instanceId),
-  );
+  sortFetchResult(run);
   return { candidates: run.candidates, scopes: run.scopes, apiCalls: run.apiCalls() };
 }
 
