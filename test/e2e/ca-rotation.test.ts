@@ -1,4 +1,5 @@
 import * as fs from "fs";
+import type { EnrollmentRecord } from "../../provider/runtime/store/types";
 import { ExampleSandbox, startExampleSandbox } from "../fixtures/example-sandbox";
 import { clientKey, sshLogin } from "../fixtures/ssh-client";
 
@@ -65,9 +66,13 @@ describe("CA rotation in the sandbox", () => {
     for (const doc of [token, config]) expect((await sb.runtime("PUT", "/v1/resources", doc)).status).toBe(200);
     const ports = new Map((await sb.instances()).map((i) => [i.instanceId, i.sshPort!]));
     nodes = ids.map((id) => ({ name: `${ACCOUNT}-${id}`, port: ports.get(id)! }));
+    // Enrolled, not merely joined: the installer restarts sshd after the join, and the command's end is the sign.
     await eventually("both instances enrolled by the loop", 90, async () => {
-      const joined = ((await sb.runtime("GET", "/v1/nodes")).body as { nodes: { name: string }[] }).nodes;
-      return nodes.every((n) => joined.some((j) => j.name === n.name)) ? true : undefined;
+      const records = ((await sb.runtime("GET", "/v1/enrollments")).body as { enrollments: EnrollmentRecord[] })
+        .enrollments;
+      return nodes.every((n) => records.some((e) => e.nodeName === n.name && e.status === "enrolled"))
+        ? true
+        : undefined;
     });
   });
   afterAll(async () => {
@@ -86,10 +91,12 @@ describe("CA rotation in the sandbox", () => {
       const r = (await cas()).user.rotation;
       return r && r.pending.length === 0 && r.rotated.length === 2 ? r : undefined;
     });
-    expect((await logins(fresh)).map((l) => [l.status, l.out.trim()])).toEqual([
-      [0, "logged-in"],
-      [0, "logged-in"],
-    ]);
+    // The installer rewrites the trusted keys just after its join returns: give it that moment.
+    const loggedIn = await eventually("the new key's certificate logs in everywhere", 30, async () => {
+      const tries = await logins(fresh);
+      return tries.every((l) => l.status === 0) ? tries : undefined;
+    });
+    expect(loggedIn.map((l) => l.out.trim())).toEqual(["logged-in", "logged-in"]);
     // The old key is still trusted until the rotation completes.
     expect((await logins(old)).map((l) => l.status)).toEqual([0, 0]);
 

@@ -341,10 +341,15 @@ describe("GCE install over SSH with an ephemeral metadata key", () => {
     expect(out[13]).toMatchObject({ status: "skipped", reason: expect.stringMatching(/TERMINATED/) });
   });
 
-  it("the SSH port seam is test-only: DISCOVERY_GCP_SSH_PORT_<id>, else 22", () => {
+  it("the SSH port seam is test-only: DISCOVERY_GCP_SSH_PORTS_FILE maps ids to ports, else 22", () => {
     const c = { instanceId: "42" } as Candidate;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-gcp-ports-"));
+    const file = path.join(dir, "ports.json");
+    fs.writeFileSync(file, JSON.stringify({ "42": 2222, "43": "nope" }));
+    const at = (instanceId: string) => sshPortFor({ ...c, instanceId }, { DISCOVERY_GCP_SSH_PORTS_FILE: file });
+    expect([at("42"), at("43"), at("44")]).toEqual([2222, 22, 22]);
     expect(sshPortFor(c, {})).toBe(22);
-    expect(sshPortFor(c, { DISCOVERY_GCP_SSH_PORT_42: "2222" })).toBe(2222);
-    expect(sshPortFor(c, { DISCOVERY_GCP_SSH_PORT_42: "nope" })).toBe(22);
+    expect(sshPortFor(c, { DISCOVERY_GCP_SSH_PORTS_FILE: path.join(dir, "missing.json") })).toBe(22);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -11,7 +11,6 @@ import {
   protos,
 } from "@google-cloud/compute";
 import { ProjectsClient } from "@google-cloud/resource-manager";
-import { OAuth2Client } from "google-auth-library";
 
 type ClientOptions = NonNullable<ConstructorParameters<typeof InstancesClient>[0]>;
 
@@ -118,22 +117,18 @@ export function gcpEndpointFromEnv(env: NodeJS.ProcessEnv = process.env): GcpEnd
 
 /**
  * Google's own clients over REST (`fallback: true`, so a plain http endpoint works and no gRPC is loaded), with
- * application default credentials. Against an http endpoint (a loopback fake only) a fixed bearer token stands in,
- * since ADC would try to reach Google's token endpoint.
+ * application default credentials, also against an http endpoint (a loopback fake only): the sandbox's credentials
+ * file names its own token endpoint, so nothing here trusts a token only the sandbox has.
  */
 export function googleClients(endpoint: GcpEndpoint = gcpEndpointFromEnv()): GcpClients {
   const options = (host: string | undefined): ClientOptions => {
     if (!host) return { fallback: true };
     const [servicePath, port] = host.split(/:(?=\d+$)/);
-    const http = endpoint.protocol === "http";
-    const authClient = http ? new OAuth2Client() : undefined;
-    authClient?.setCredentials({ access_token: "sandbox", expiry_date: Date.now() + 10 * 365 * 86_400_000 });
     return {
       fallback: true as const,
       apiEndpoint: servicePath,
       ...(port && { port: Number(port) }),
-      // gax bundles its own google-auth-library typings; the client is the same class at run time.
-      ...(http && { protocol: "http", authClient: authClient as unknown as ClientOptions["authClient"] }),
+      ...(endpoint.protocol === "http" && { protocol: "http" }),
     };
   };
   const made: { close(): Promise<void> }[] = [];

@@ -4,6 +4,7 @@
  * host key, run the installer, and remove exactly our key again whatever happened. One VM's failure never stops
  * the others; at most 10 VMs of a project at once.
  */
+import * as fs from "fs";
 import type { GcpMatcher } from "../../model";
 import type { Candidate, InstallOutcome, RuntimeEndpoint } from "../../enroll/types";
 import { concurrencyLimit } from "../aws/fetch-support";
@@ -54,11 +55,20 @@ export interface GceInstallRequest {
 }
 
 /**
- * The SSH port of a VM: 22, except where `DISCOVERY_GCP_SSH_PORT_<instance id>` names another. That variable is a
- * test and sandbox seam only (simulated VMs share one loopback address), never set in production.
+ * The SSH port of a VM: 22, except where the JSON map `{"<instance id>": port}` in the file
+ * `DISCOVERY_GCP_SSH_PORTS_FILE` names another. A test and sandbox seam only (simulated VMs share one loopback
+ * address), never set in production; it changes the port only: the host key must still match the guest attribute.
  */
 export function sshPortFor(c: Candidate, env: NodeJS.ProcessEnv = process.env): number {
-  const port = Number(env[`DISCOVERY_GCP_SSH_PORT_${c.instanceId}`]);
+  let port = 22;
+  const file = env.DISCOVERY_GCP_SSH_PORTS_FILE;
+  if (file) {
+    try {
+      port = Number((JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>)[c.instanceId] ?? 22);
+    } catch {
+      port = 22;
+    }
+  }
   return Number.isInteger(port) && port > 0 && port < 65536 ? port : 22;
 }
 
