@@ -211,7 +211,7 @@ export async function checkInstanceLive(id: GceIdentity, instances: GcpInstances
       throw refusal("gcp_throttled", `Compute throttled instances.get for ${where}; retry shortly`, 429);
     throw refusal(
       "gcp_instance_check_failed",
-      `instances.get for ${where} failed (${err.status}): grant the runtime's service account ${err.permission}`,
+      `instances.get for ${where} failed (${err.message}); the runtime's service account needs ${err.permission}`,
     );
   }
   if (!vm) throw refusal("gcp_instance_not_found", `${where} does not exist`);

@@ -34,7 +34,7 @@ export class GcpCallError extends Error {
     readonly status: string,
     override readonly cause: unknown,
   ) {
-    super(`${permission} failed: ${status}`);
+    super(`${permission} failed: ${status}: ${gcpErrorLine(cause)}`);
     this.name = "GcpCallError";
   }
 }
@@ -65,6 +65,13 @@ export function gcpStatus(err: unknown): string {
   return "UNKNOWN";
 }
 
+/** The first line of an error's message, bounded, for reasons and logs. */
+export function gcpErrorLine(err: unknown): string {
+  return String((err as { message?: unknown })?.message ?? err)
+    .split("\n")[0]
+    .slice(0, 160);
+}
+
 /** Where Compute requests go: Google's https endpoint unless `GOOGLE_COMPUTE_ENDPOINT` names another. */
 export function computeEndpoint(env: NodeJS.ProcessEnv = process.env): { host: string; port?: number; http: boolean } {
   const raw = env.GOOGLE_COMPUTE_ENDPOINT;
@@ -82,12 +89,17 @@ type ClientOptions = NonNullable<ConstructorParameters<typeof InstancesClient>[0
  */
 export function computeInstances(env: NodeJS.ProcessEnv = process.env): GcpInstances & { close(): Promise<void> } {
   const ep = computeEndpoint(env);
+  // Node's own fetch: gaxios would otherwise import node-fetch dynamically, which Jest's module runtime cannot.
+  const transporterOptions = { fetchImplementation: fetch };
   let fake: OAuth2Client | undefined;
   if (ep.http) {
-    fake = new OAuth2Client();
+    fake = new OAuth2Client({ transporterOptions });
     fake.setCredentials({ access_token: "sandbox", expiry_date: Date.now() + 10 * 365 * 86_400_000 });
   }
-  const auth = new GoogleAuth({ scopes: ["https://www.googleapis.com/auth/compute.readonly"] });
+  const auth = new GoogleAuth({
+    scopes: ["https://www.googleapis.com/auth/compute.readonly"],
+    clientOptions: { transporterOptions },
+  });
   const options: ClientOptions = {
     fallback: true,
     ...(env.GOOGLE_COMPUTE_ENDPOINT && { apiEndpoint: ep.host }),
