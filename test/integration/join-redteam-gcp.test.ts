@@ -1,4 +1,10 @@
+import { spawn } from "child_process";
+import * as fs from "fs";
+import * as http from "http";
+import type { AddressInfo } from "net";
+import * as path from "path";
 import type { GcpInstance } from "../../provider/clouds/gcp/instances";
+import { discoveryAsync } from "../fixtures/cli";
 import {
   computeClaims,
   FakeGoogleKey,
@@ -136,5 +142,67 @@ describe("join API red team: gcp", () => {
     refused(await join(google()), 403, "already_joined");
     // The key set was fetched once and then served from cache (max-age=3600).
     expect(jwks.hits.length).toBe(1);
+  });
+
+  describe("node side: the token comes from the metadata server", () => {
+    let metadata: http.Server;
+    let metadataHost: string;
+    // The metadata server mints a token for whichever VM `vmOf` names, for the audience asked, only with format=full.
+    let vmOf = "web-2";
+    beforeAll(async () => {
+      metadata = http.createServer((req, res) => {
+        const u = new URL(req.url ?? "/", "http://metadata");
+        const ok =
+          req.headers["metadata-flavor"] === "Google" &&
+          u.pathname === "/computeMetadata/v1/instance/service-accounts/default/identity" &&
+          u.searchParams.get("format") === "full";
+        if (!ok) return res.writeHead(403).end("forbidden");
+        const c = computeClaims(u.searchParams.get("audience") ?? "");
+        const ce = (c.google as { compute_engine: Record<string, unknown> }).compute_engine;
+        Object.assign(ce, { instance_name: vmOf, instance_id: vmOf === "web-2" ? "1002" : "1003" });
+        res.writeHead(200, { "content-type": "application/text" }).end(signToken(c, keys.google));
+      });
+      await new Promise<void>((resolve) => metadata.listen(0, "127.0.0.1", resolve));
+      metadataHost = `127.0.0.1:${(metadata.address() as AddressInfo).port}`;
+    });
+    afterAll(() => new Promise<void>((resolve) => metadata.close(() => resolve())));
+
+    it("discovery join --method gcp joins with the metadata server's token", async () => {
+      vmOf = "web-2";
+      vms.set(`${VM.project}/${VM.zone}/web-2`, liveVm({ id: "1002", name: "web-2" }));
+      const dir = fs.mkdtempSync(path.join(rt.dir, "node-"));
+      const r = await discoveryAsync(
+        ["join", "--method", "gcp", "--token", "gcp-token", "--server", rt.url]
+          .concat(["--ca-cert", path.join(rt.dir, "data", "tls.crt")])
+          .concat(["--data-dir", dir, "--host-key", path.join(dir, "hk")]),
+        { env: { GCE_METADATA_HOST: metadataHost } },
+      );
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toContain(`joined as ${VM.project}-${VM.zone}-1002`);
+    });
+
+    it("the default installer (DISCOVERY_JOIN_METHOD=gcp) joins the same way, under sh", async () => {
+      vmOf = "web-3";
+      vms.set(`${VM.project}/${VM.zone}/web-3`, liveVm({ id: "1003", name: "web-3" }));
+      const dir = fs.mkdtempSync(path.join(rt.dir, "node-"));
+      const env = {
+        PATH: "/usr/sbin:/usr/bin:/bin",
+        DISCOVERY_TOKEN: "gcp-token",
+        DISCOVERY_JOIN_METHOD: "gcp",
+        DISCOVERY_CA_PIN: rt.runtime.tls.publicKeyPin,
+        DISCOVERY_DATA_DIR: dir,
+        GCE_METADATA_HOST: metadataHost,
+      };
+      const cmd = `curl -sS --fail -k --pinnedpubkey "$DISCOVERY_CA_PIN" ${rt.url}/webapi/scripts/installer/default-installer | sh`; // prettier-ignore
+      const r = await new Promise<{ status: number | null; out: string }>((resolve) => {
+        const child = spawn("bash", ["-c", `set -o pipefail; ${cmd}`], { env, stdio: ["ignore", "pipe", "pipe"] });
+        let out = "";
+        child.stdout.on("data", (d) => (out += d));
+        child.stderr.on("data", (d) => (out += d));
+        child.on("exit", (status) => resolve({ status, out }));
+      });
+      expect(r).toMatchObject({ status: 0 });
+      expect(fs.readFileSync(path.join(dir, "node"), "utf8").trim()).toBe(`${VM.project}-${VM.zone}-1003`);
+    });
   });
 });
