@@ -2,6 +2,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { registerGcpJoin } from "../../provider/clouds/gcp";
+import { verifyIdToken } from "../../provider/clouds/gcp/attest-gcp";
 import { GcpCallError, GcpInstance, GcpInstances } from "../../provider/clouds/gcp/instances";
 import { cacheLifetimeMs, JwksCache, rsaSigningKeys } from "../../provider/clouds/gcp/jwks";
 import { JoinRefusal } from "../../provider/join/errors";
@@ -181,6 +182,40 @@ describe("gcp join: attestation through the join service", () => {
       "discovery/join-method": "gcp",
     });
     expect(await refusal(join(google()))).toEqual(["already_joined", 403]);
+  });
+});
+
+describe("verifyIdToken: clock skew and an unreachable key set", () => {
+  let k: FakeGoogleKey;
+  beforeAll(() => (k = fakeGoogleKey("k")));
+  const verify = (token: string, fetchOk = true) =>
+    verifyIdToken(token, {
+      jwks: new JwksCache("https://keys.test/certs", {
+        fetch: async () =>
+          fetchOk ? new Response(JSON.stringify({ keys: [k.jwk] })) : Promise.reject(new Error("ECONNREFUSED")),
+      }),
+      issuer: "https://accounts.google.com",
+      audience: CLUSTER,
+      now: new Date(),
+    });
+  const code = (p: Promise<unknown>) =>
+    p.then(
+      () => "accepted",
+      (e: JoinRefusal) => `${e.code} ${e.status}`,
+    );
+  const at = (ageS: number, over: Record<string, unknown> = {}) =>
+    signToken({ ...computeClaims(CLUSTER, ageS), ...over }, k);
+
+  it("accepts within 60 s of skew on exp and iat, refuses beyond", async () => {
+    const nowS = Math.floor(Date.now() / 1000);
+    expect(await code(verify(at(10, { exp: nowS - 30 })))).toBe("accepted");
+    expect(await code(verify(at(10, { exp: nowS - 90 })))).toBe("gcp_token_expired 403");
+    expect(await code(verify(at(-30)))).toBe("accepted");
+    expect(await code(verify(at(-90)))).toBe("gcp_token_from_future 403");
+  });
+
+  it("refuses when Google's key set cannot be fetched", async () => {
+    expect(await code(verify(at(10), false))).toBe("gcp_keys_unavailable 403");
   });
 });
 
