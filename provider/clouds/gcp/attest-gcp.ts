@@ -94,7 +94,7 @@ function joseRefusal(err: unknown): JoinRefusal {
     case "ERR_JWT_CLAIM_VALIDATION_FAILED":
       if (e.claim === "iss") return refusal("gcp_issuer_invalid", `iss is not the configured issuer (${msg})`);
       if (e.claim === "aud")
-        return refusal("gcp_audience_invalid", "aud is not this cluster's name; request the token with audience=<cluster_name>"); // prettier-ignore
+        return refusal("gcp_audience_invalid", "aud is not this cluster's name; ask for audience=<cluster_name>");
       if (e.claim === "iat" || e.claim === "nbf")
         return refusal("gcp_token_from_future", `${msg}; more than ${CLOCK_SKEW_S} s ahead of this server's clock`);
       return refusal("gcp_claims_invalid", msg);
@@ -185,15 +185,20 @@ export const zoneRegion = (zone: string) => zone.slice(0, zone.lastIndexOf("-"))
 export function matchGcpRule(id: GceIdentity, token: Token): GcpAllowRule {
   const rules = token.spec.gcp?.allow ?? [];
   const inProject = rules.filter((r) => r.project_ids.includes(id.projectId));
-  const located = inProject.filter((r) => !r.locations || r.locations.some((l) => l === id.zone || l === zoneRegion(id.zone))); // prettier-ignore
-  const rule = located.find((r) => !r.service_accounts || (!!id.email && r.service_accounts.some((s) => s.toLowerCase() === id.email))); // prettier-ignore
+  const region = zoneRegion(id.zone);
+  const located = inProject.filter((r) => !r.locations || r.locations.some((l) => l === id.zone || l === region));
+  const email = id.email;
+  const rule = located.find(
+    (r) => !r.service_accounts || (!!email && r.service_accounts.some((s) => s.toLowerCase() === email)),
+  );
   if (rule) return rule;
   const name = quote(token.metadata.name);
   if (!inProject.length)
     throw refusal("gcp_project_not_allowed", `project ${quote(id.projectId)}: no rule of token ${name} allows it`);
-  if (!located.length)
-    throw refusal("gcp_location_not_allowed", `zone ${quote(id.zone)} of project ${id.projectId}: no rule of token ${name} allows it`); // prettier-ignore
-  throw refusal("gcp_service_account_not_allowed", `service account ${quote(id.email ?? "(none)")}: no rule of token ${name} allows it`); // prettier-ignore
+  const [code, what] = !located.length
+    ? ["gcp_location_not_allowed", `zone ${quote(id.zone)} of project ${id.projectId}`]
+    : ["gcp_service_account_not_allowed", `service account ${quote(email ?? "(none)")}`];
+  throw refusal(code, `${what}: no rule of token ${name} allows it`);
 }
 
 /**
@@ -219,7 +224,8 @@ export async function checkInstanceLive(id: GceIdentity, instances: GcpInstances
   if (vm.id !== id.instanceId || created !== id.createdAt)
     throw refusal(
       "gcp_instance_recreated",
-      `${where} is instance ${quote(vm.id)} created ${quote(vm.creationTimestamp)}, not the token's ${id.instanceId} created at ${id.createdAt}`, // prettier-ignore
+      `${where} is instance ${quote(vm.id)} created ${quote(vm.creationTimestamp)}, ` +
+        `not the token's ${id.instanceId} created at ${new Date(id.createdAt * 1000).toISOString()}`,
     );
   if (vm.status !== "RUNNING")
     throw refusal("gcp_instance_not_running", `${where} is ${quote(vm.status)}, not RUNNING`);
