@@ -1,5 +1,14 @@
 /** Jest projects: fast unit tests, and integration tests that drive real processes. */
-const tsJest = { "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.json" }] };
+// jose 6 ships ES modules only: Node 20 requires them natively, Jest's CommonJS runtime needs them compiled.
+const esmOnly = ["jose"];
+const tsJest = {
+  "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.json" }],
+  [`/node_modules/(${esmOnly.join("|")})/.+\\.js$`]: [
+    "ts-jest",
+    { tsconfig: { allowJs: true, module: "commonjs", target: "ES2022", isolatedModules: true } },
+  ],
+};
+const transformIgnorePatterns = [`/node_modules/(?!(${esmOnly.join("|")})/)`];
 // Programs the tests and benches copy into test/.work carry package.json files of their own.
 const modulePathIgnorePatterns = ["<rootDir>/test/.work/", "<rootDir>/bench/pulumi-program/"];
 module.exports = {
@@ -9,6 +18,7 @@ module.exports = {
       testEnvironment: "node",
       modulePathIgnorePatterns,
       transform: tsJest,
+      transformIgnorePatterns,
       testMatch: ["<rootDir>/test/unit/**/*.test.ts", "<rootDir>/provider/**/*.test.ts"],
     },
     {
@@ -16,6 +26,7 @@ module.exports = {
       testEnvironment: "node",
       modulePathIgnorePatterns,
       transform: tsJest,
+      transformIgnorePatterns,
       testMatch: ["<rootDir>/test/integration/**/*.test.ts", "<rootDir>/test/e2e/**/*.test.ts"],
       setupFilesAfterEnv: ["<rootDir>/test/fixtures/long-timeout.ts"],
     },

@@ -3,12 +3,13 @@ import * as fs from "fs";
 import { Command, Option } from "commander";
 import { InstanceMetadata } from "../clouds/aws/imds";
 import { signedGetCallerIdentity } from "../clouds/aws/sts-request";
+import { metadataIdentityToken } from "../clouds/gcp/metadata";
 import { answerError, request, RuntimeTarget } from "./http";
 import { checkJoinFiles, installSshdConfig } from "./join-files";
 
 /** Options of `discovery join`. */
 export interface JoinOptions {
-  method: "token" | "ec2" | "iam";
+  method: "token" | "ec2" | "iam" | "gcp";
   token: string;
   server: string;
   caCert?: string;
@@ -45,6 +46,14 @@ export async function joinNode(o: JoinOptions): Promise<{ nodeName: string; file
     // Where the runtime looks this instance up (STS does not say); without it, it tries what discovery recorded.
     const region = await imds.get("/latest/meta-data/placement/region").catch(() => "");
     if (region.trim()) body.aws_region = region.trim();
+  }
+  if (o.method === "gcp") {
+    // The token's audience is the cluster name, which the runtime states; a token for another audience is refused.
+    const ping = await request(target, "GET", "/webapi/ping");
+    const cluster = (ping.body as { cluster_name?: unknown } | undefined)?.cluster_name;
+    if (ping.status !== 200 || typeof cluster !== "string")
+      throw new Error(`the runtime's ping failed: ${answerError(ping)}`);
+    body.id_token = await metadataIdentityToken(cluster);
   }
   const a = await request(target, "POST", "/v1/join", body);
   if (a.status !== 200) throw new Error(`the runtime refused the join: ${answerError(a)}`);
@@ -96,7 +105,9 @@ function restartSshd(): void {
 export function joinCommand(): Command {
   return new Command("join")
     .description("join this machine to the runtime without shared secrets (node side)")
-    .addOption(new Option("--method <method>", "join method").choices(["token", "ec2", "iam"]).makeOptionMandatory())
+    .addOption(
+      new Option("--method <method>", "join method").choices(["token", "ec2", "iam", "gcp"]).makeOptionMandatory(),
+    )
     .requiredOption("--token <name>", "the token's name")
     .requiredOption("--server <url>", "the runtime's public https URL")
     .option("--openssh-config <path>", "agentless: sshd_config to point at the host certificate and user CA")

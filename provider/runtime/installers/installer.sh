@@ -6,7 +6,7 @@
 # Needs only sh, curl, openssl and OpenSSH. No key, token or signature is ever a command's argument (ps shows
 # those to every user): they travel through pipes, curl's stdin and shell variables. Environment (all optional):
 #   DISCOVERY_TOKEN         the join token's name (for the token method: the secret itself)
-#   DISCOVERY_JOIN_METHOD   ec2 | iam | token (default iam)
+#   DISCOVERY_JOIN_METHOD   ec2 | iam | gcp | token (default iam)
 #   DISCOVERY_REJOIN        true: join again although already joined (CA rotation, forced reinstall)
 #   DISCOVERY_CA_PIN        sha256//<base64> public key pin of the runtime's TLS certificate
 #   DISCOVERY_CA_FILE       CA bundle for the runtime's TLS certificate (instead of a pin)
@@ -17,6 +17,7 @@
 #   DISCOVERY_STS_ENDPOINT  STS endpoint the iam method signs for (default AWS_ENDPOINT_URL_STS,
 #                           AWS_ENDPOINT_URL, else https://sts.amazonaws.com)
 #   AWS_EC2_METADATA_SERVICE_ENDPOINT  instance metadata endpoint (default http://169.254.169.254)
+#   GCE_METADATA_HOST       gcp: metadata server host[:port] (default metadata.google.internal)
 set -eu
 umask 077
 
@@ -80,7 +81,7 @@ need curl
 need openssl
 need ssh-keygen
 [ -n "$TOKEN" ] || die "no join token: set DISCOVERY_TOKEN (curl ... | DISCOVERY_TOKEN=<token> sh)"
-case "$METHOD" in ec2 | iam | token) ;; *) die "DISCOVERY_JOIN_METHOD must be ec2, iam or token, not $METHOD" ;; esac
+case "$METHOD" in ec2 | iam | gcp | token) ;; *) die "DISCOVERY_JOIN_METHOD must be ec2, iam, gcp or token, not $METHOD" ;; esac
 case "$REJOIN" in true | false) ;; *) die "DISCOVERY_REJOIN must be true or false, not $REJOIN" ;; esac
 # A token-method token is a secret, and ps shows every process's arguments to every user.
 [ "$METHOD" != token ] || [ -z "${1:-}" ] ||
@@ -211,6 +212,14 @@ ec2)
   iid=$(imds /latest/dynamic/instance-identity/rsa2048 | tr -d '\n\r ')
   [ -n "$iid" ] || die "the metadata service returned an empty identity document"
   body="{$common,\"iid\":\"$iid\"}"
+  ;;
+gcp)
+  # Audience = this cluster; format=full adds the compute_engine claims. Request via a curl config on stdin.
+  gce="${GCE_METADATA_HOST:-metadata.google.internal}"
+  idt=$(printf 'header = "Metadata-Flavor: Google"\nurl = "http://%s/computeMetadata/v1/instance/service-accounts/default/identity?audience=%s&format=full"\n' "$gce" "$CLUSTER" |
+    curl -sS -f --max-time 10 -K -) || die "cannot get an identity token from the metadata server at $gce (is this a GCE VM?)"
+  case "$idt" in '' | *[!A-Za-z0-9._-]*) die "the metadata server's identity token is not a JWT" ;; esac
+  body="{$common,\"id_token\":\"$idt\"}"
   ;;
 iam)
   role=$(imds /latest/meta-data/iam/security-credentials/ | head -n 1)

@@ -1,0 +1,135 @@
+/**
+ * The one Compute Engine call a gcp join makes (`instances.get`), behind a small interface so unit tests fake it in
+ * memory and the sandbox points the real client at a fake control plane through `GOOGLE_COMPUTE_ENDPOINT`.
+ */
+import { InstancesClient } from "@google-cloud/compute";
+import { GoogleAuth, OAuth2Client } from "google-auth-library";
+
+/** What `instances.get` says about one VM, as the join checks it. */
+export interface GcpInstance {
+  /** The numeric instance id, as a decimal string. */
+  id: string;
+  name: string;
+  /** `RUNNING`, `TERMINATED`, `STOPPING`, ... */
+  status: string;
+  /** RFC 3339, as the API returns it. */
+  creationTimestamp: string;
+  /** Emails of the service accounts attached to the VM. */
+  serviceAccounts: string[];
+}
+
+/** The Compute call of a gcp join. */
+export interface GcpInstances {
+  /** The VM, or undefined when Compute does not know it. Other failures throw {@link GcpCallError}. */
+  get(project: string, zone: string, instance: string): Promise<GcpInstance | undefined>;
+}
+
+/** A failed Compute call: the permission it needed, Google's status code and the first line of its message. */
+export class GcpCallError extends Error {
+  /** Wraps `cause`, the error of the call that needs `permission`. */
+  constructor(
+    /** The IAM permission of the failed call. */
+    readonly permission: "compute.instances.get",
+    /** `PERMISSION_DENIED`, `UNAVAILABLE`, ... or a socket error code. */
+    readonly status: string,
+    override readonly cause: unknown,
+  ) {
+    super(`${permission} failed: ${status}: ${gcpErrorLine(cause)}`);
+    this.name = "GcpCallError";
+  }
+}
+
+const STATUS_BY_NUMBER: Record<number, string> = {
+  4: "DEADLINE_EXCEEDED",
+  5: "NOT_FOUND",
+  7: "PERMISSION_DENIED",
+  8: "RESOURCE_EXHAUSTED",
+  13: "INTERNAL",
+  14: "UNAVAILABLE",
+  16: "UNAUTHENTICATED",
+  401: "UNAUTHENTICATED",
+  403: "PERMISSION_DENIED",
+  404: "NOT_FOUND",
+  429: "RESOURCE_EXHAUSTED",
+  500: "INTERNAL",
+  503: "UNAVAILABLE",
+};
+
+/** Google's status of an error (gRPC number, HTTP status or name), or the socket error code when none answered. */
+export function gcpStatus(err: unknown): string {
+  const e = err as { code?: unknown; status?: unknown } | undefined;
+  for (const v of [e?.code, e?.status]) {
+    if (typeof v === "number" && STATUS_BY_NUMBER[v]) return STATUS_BY_NUMBER[v];
+    if (typeof v === "string" && /^[A-Z_]{2,40}$/.test(v)) return v;
+  }
+  return "UNKNOWN";
+}
+
+/** The first line of an error's message, bounded, for reasons and logs. */
+export function gcpErrorLine(err: unknown): string {
+  return String((err as { message?: unknown })?.message ?? err)
+    .split("\n")[0]
+    .slice(0, 160);
+}
+
+/** Where Compute requests go: Google's https endpoint unless `GOOGLE_COMPUTE_ENDPOINT` names another. */
+export function computeEndpoint(env: NodeJS.ProcessEnv = process.env): { host: string; port?: number; http: boolean } {
+  const raw = env.GOOGLE_COMPUTE_ENDPOINT;
+  if (!raw) return { host: "compute.googleapis.com", http: false };
+  const u = new URL(/^[a-z]+:\/\//.test(raw) ? raw : `https://${raw}`);
+  return { host: u.hostname, ...(u.port && { port: Number(u.port) }), http: u.protocol === "http:" };
+}
+
+type ClientOptions = NonNullable<ConstructorParameters<typeof InstancesClient>[0]>;
+
+/**
+ * {@link GcpInstances} over `@google-cloud/compute` (REST, so no gRPC is loaded), authenticated with
+ * google-auth-library's application default credentials. A plain-http endpoint (a loopback fake, never Google)
+ * gets a fixed bearer token instead, since ADC would try to reach Google's token endpoint.
+ */
+export function computeInstances(env: NodeJS.ProcessEnv = process.env): GcpInstances & { close(): Promise<void> } {
+  const ep = computeEndpoint(env);
+  // Node's own fetch: gaxios would otherwise import node-fetch dynamically, which Jest's module runtime cannot.
+  const transporterOptions = { fetchImplementation: fetch };
+  let fake: OAuth2Client | undefined;
+  if (ep.http) {
+    fake = new OAuth2Client({ transporterOptions });
+    fake.setCredentials({ access_token: "sandbox", expiry_date: Date.now() + 10 * 365 * 86_400_000 });
+  }
+  const auth = new GoogleAuth({
+    scopes: ["https://www.googleapis.com/auth/compute.readonly"],
+    clientOptions: { transporterOptions },
+  });
+  const options: ClientOptions = {
+    fallback: true,
+    ...(env.GOOGLE_COMPUTE_ENDPOINT && { apiEndpoint: ep.host }),
+    ...(ep.port && { port: ep.port }),
+    // gax bundles its own google-auth-library typings; the classes are the same at run time.
+    ...(fake
+      ? { protocol: "http", authClient: fake as unknown as ClientOptions["authClient"] }
+      : { auth: auth as unknown as ClientOptions["auth"] }),
+  };
+  let client: InstancesClient | undefined;
+  return {
+    async get(project, zone, instance) {
+      client ??= new InstancesClient(options);
+      try {
+        const [vm] = await client.get({ project, zone, instance });
+        return {
+          id: String(vm.id ?? ""),
+          name: vm.name ?? "",
+          status: vm.status ?? "UNKNOWN",
+          creationTimestamp: vm.creationTimestamp ?? "",
+          serviceAccounts: (vm.serviceAccounts ?? []).map((s) => s.email ?? "").filter((e) => e !== ""),
+        };
+      } catch (err) {
+        const status = gcpStatus(err);
+        if (status === "NOT_FOUND") return undefined;
+        throw new GcpCallError("compute.instances.get", status, err);
+      }
+    },
+    async close() {
+      await client?.close().catch(() => undefined);
+    },
+  };
+}
