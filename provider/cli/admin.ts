@@ -2,7 +2,7 @@ import * as fs from "fs";
 import { Command, Option } from "commander";
 import { stringify } from "yaml";
 import { KINDS } from "../model";
-import { answerError, request, RuntimeTarget } from "./http";
+import { answerError, request, RuntimeTarget } from "../http/client";
 import { formatProblem, validateFiles } from "./validate";
 
 /** Adds the options that say which runtime to talk to. */

@@ -3,7 +3,7 @@ import * as fs from "fs";
 import { Command, Option } from "commander";
 import { InstanceMetadata } from "../clouds/aws/imds";
 import { signedGetCallerIdentity } from "../clouds/aws/sts-request";
-import { answerError, request, RuntimeTarget } from "./http";
+import { answerError, request, RuntimeTarget } from "../http/client";
 import { checkJoinFiles, installSshdConfig } from "./join-files";
 
 /** Options of `discovery join`. */

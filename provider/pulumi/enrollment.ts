@@ -41,7 +41,7 @@ const PASS_MODULE = require.resolve("../enroll/pass");
 const CLOUDS_MODULE = require.resolve("../enroll/clouds");
 const ALL_CLOUDS_MODULE = require.resolve("../clouds");
 const HTTP_BACKEND_MODULE = require.resolve("../enroll/http-backend");
-const HTTP_MODULE = require.resolve("../cli/http");
+const HTTP_MODULE = require.resolve("../http/client");
 const PIN_MODULE = require.resolve("../runtime/certificate-pin");
 
 function hasUnknown(v: unknown): boolean {
@@ -91,7 +91,7 @@ async function selectedNodes(
   if (!spec) return { selected: {}, pending: [] };
   require(ALL_CLOUDS_MODULE);
   const { cloudEnrollment }: typeof import("../enroll/clouds") = require(CLOUDS_MODULE);
-  const http: typeof import("../cli/http") = require(HTTP_MODULE);
+  const http: typeof import("../http/client") = require(HTTP_MODULE);
   const t = target(inputs);
   const nodes = await http.request(t, "GET", "/v1/nodes");
   if (nodes.status !== 200) throw new Error(`GET /v1/nodes: ${http.answerError(nodes)}`);
