@@ -1,6 +1,5 @@
 import * as fs from "fs";
 import { Command } from "commander";
-import "../clouds";
 import { httpBackend } from "../enroll/http-backend";
 import { InstanceResult, ProgressEvent, runEnrollmentPass } from "../enroll/pass";
 import type { StaleReport } from "../enroll/stale";

@@ -13,6 +13,7 @@ import {
 } from "@aws-sdk/client-ssm";
 import { DEFAULT_SSM_DOCUMENT, type AwsMatcher } from "../../model";
 import type { Candidate, InstallOutcome, RuntimeEndpoint } from "../../enroll/types";
+import type { SsmFailureClass } from "./ssm-failure-classes";
 import { documentArn, instanceArn } from "./policy";
 import { INSTALLER_STEPS, InstallerArgs, installerParameters, proxyHost, refusedParameter } from "./ssm-document";
 
@@ -52,15 +53,6 @@ export interface SsmInstallRequest {
   /** Throttling retries: attempts per call (default 6) and the first backoff ceiling (default 250 ms). */
   retry?: { attempts?: number; baseDelayMs?: number };
 }
-
-/** The failure classes installViaSsm reports. */
-export type SsmFailureClass =
-  | "ssm-agent-not-registered"
-  | "ssm-agent-connection-lost"
-  | "unsupported-os"
-  | "script-failure"
-  | "invocation-failure"
-  | "permission-denied";
 
 const POLICY_HINT = "`discovery policy aws --config FILE` prints the policy the discovery role needs";
 const PROFILE_HINT =
