@@ -5,11 +5,10 @@
  */
 import { CLOUDS, type Cloud, type DiscoveryServiceSection } from "../model";
 import type { CloudEnrollment } from "../enroll/clouds";
-import type { JoinMethodDefinition } from "../join/methods";
 import { AWS_PLUGIN } from "./aws";
-import type { CloudPlugin, NodeIdentity } from "./plugin";
+import type { CloudJoinMethod, CloudPlugin, NodeIdentity } from "./plugin";
 
-export type { CloudPlugin, NodeIdentity } from "./plugin";
+export type { CloudJoinMethod, CloudPlugin, NodeIdentity, NodeJoinContext } from "./plugin";
 
 /** The matcher type of a cloud, as the model validated it. */
 export type MatcherOf<C extends Cloud> = DiscoveryServiceSection[C][number];
@@ -39,8 +38,8 @@ export function implementedClouds(): { cloud: Cloud; plugin: CloudPlugin }[] {
   });
 }
 
-/** Every join method the implemented clouds attest, by name. */
-export function cloudJoinMethods(): Record<string, JoinMethodDefinition> {
+/** Every join method the implemented clouds attest, by name, with its node side. */
+export function cloudJoinMethods(): Record<string, CloudJoinMethod> {
   return Object.assign({}, ...implementedClouds().map(({ plugin }) => plugin.joinMethods));
 }
 

@@ -15,11 +15,24 @@ export interface NodeIdentity {
   nodeName(account: string, instanceId: string): string;
 }
 
+/** What the node side of a join method gets: the server's challenge (methods that need one) and CLI options. */
+export interface NodeJoinContext {
+  challenge?: string;
+  /** `discovery join --sts-endpoint` (iam). */
+  stsEndpoint?: string;
+}
+
+/** A join method of a cloud: the runtime's verifier, and the node's side that gathers the proof. */
+export interface CloudJoinMethod extends JoinMethodDefinition {
+  /** The request fields that prove this machine's identity, run by `discovery join` on the node. */
+  nodeFields(ctx: NodeJoinContext): Promise<Record<string, unknown>>;
+}
+
 /** A cloud: its fetcher and installer, the join methods it attests, and how its nodes are named and labelled. */
 export interface CloudPlugin<M = unknown> {
   /** Fetch, install, existence checks and the failure classes the installer reports (all of them). */
   enrollment: CloudEnrollment<M> & { failureClasses: Record<string, FailureClass> };
   /** The join methods that prove an instance of this cloud, by method name (`iam`, `ec2`, `gcp`, ...). */
-  joinMethods: Record<string, JoinMethodDefinition>;
+  joinMethods: Record<string, CloudJoinMethod>;
   identity: NodeIdentity;
 }

@@ -1,8 +1,7 @@
 /** AWS as one CloudPlugin: the ec2 and iam join methods, the EC2 fetcher and the SSM installer. */
 import { JoinRefusal } from "../../join/errors";
 import type { AwsMatcher } from "../../model";
-import type { JoinMethodDefinition } from "../../join/methods";
-import type { CloudPlugin } from "../plugin";
+import type { CloudJoinMethod, CloudPlugin } from "../plugin";
 import { attestEc2 } from "./attest-ec2";
 import { attestIam, checkIamJoinRequest, OrganizationCache } from "./attest-iam";
 import { accountCredentials } from "./credentials";
@@ -10,6 +9,7 @@ import { existingInstances } from "./existing";
 import { fetchEc2 } from "./fetch";
 import { AWS_NODE_IDENTITY } from "./identity";
 import { installViaSsm } from "./install-ssm";
+import { ec2JoinFields, iamJoinFields } from "./join-request";
 import { cachedInstanceApis } from "./instance-lookup";
 import { organizationsDescribeAccount } from "./organizations";
 import { silenceAwsSdkNodeVersionWarning } from "./sdk-warning";
@@ -24,8 +24,9 @@ const iamInstanceApis = cachedInstanceApis({ roleSessionName: "discovery-iam-joi
 let describeAccount: ReturnType<typeof organizationsDescribeAccount> | undefined;
 
 /** The iam method: a signed sts:GetCallerIdentity over a server challenge. */
-const iamMethod: JoinMethodDefinition = {
+const iamMethod: CloudJoinMethod = {
   needsChallenge: true,
+  nodeFields: iamJoinFields,
   validate: (body, settings, now) => checkIamJoinRequest(body, { stsEndpoint: settings.aws.stsEndpoint, now }),
   attest: async (body, ctx) => {
     if (!ctx.challenge) throw new JoinRefusal("challenge_missing", "an iam join needs a challenge", 400);
@@ -44,8 +45,9 @@ const iamMethod: JoinMethodDefinition = {
 };
 
 /** The ec2 method: the instance identity document's PKCS7 signature. */
-const ec2Method: JoinMethodDefinition = {
+const ec2Method: CloudJoinMethod = {
   needsChallenge: false,
+  nodeFields: ec2JoinFields,
   attest: async (body, ctx) => {
     if (typeof body.iid !== "string" || body.iid.length === 0)
       throw new JoinRefusal("missing_field", 'request field "iid" is required: the IMDS rsa2048 PKCS7, base64', 400);
