@@ -35,4 +35,6 @@ export interface CloudPlugin<M = unknown> {
   /** The join methods that prove an instance of this cloud, by method name (`iam`, `ec2`, `gcp`, ...). */
   joinMethods: Record<string, CloudJoinMethod>;
   identity: NodeIdentity;
+  /** The task issue type and fix of a failed scan of one scope; undefined (or absent) for `fetch-failure`. */
+  scopeProblem?(e: { code: string; message: string }): { issueType: string; fix: string } | undefined;
 }

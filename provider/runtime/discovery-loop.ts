@@ -59,7 +59,8 @@ export function statusOf(result: PassResult, at: Date, runtimeId: string): Disco
   );
   let message = errors
     .map(
-      (s) => `${s.cloud} ${s.account}/${s.region}: ${s.error.code}: ${s.error.message}. ${scopeProblem(s.error).fix}`,
+      (s) =>
+        `${s.cloud} ${s.account}/${s.region}: ${s.error.code}: ${s.error.message}. ${scopeProblem({ cloud: s.cloud, ...s.error }).fix}`,
     )
     .join("; ");
   if (message.length > MAX_STATUS_ERROR) message = message.slice(0, MAX_STATUS_ERROR - 1) + "…";

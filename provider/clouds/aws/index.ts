@@ -9,6 +9,7 @@ import { existingInstances } from "./existing";
 import { fetchEc2 } from "./fetch";
 import { AWS_NODE_IDENTITY } from "./identity";
 import { installViaSsm } from "./install-ssm";
+import { awsScopeProblem } from "./scope-problem";
 import { ec2JoinFields, iamJoinFields } from "./join-request";
 import { cachedInstanceApis } from "./instance-lookup";
 import { organizationsDescribeAccount } from "./organizations";
@@ -60,6 +61,7 @@ const ec2Method: CloudJoinMethod = {
 export const AWS_PLUGIN: CloudPlugin<AwsMatcher> = {
   joinMethods: { iam: iamMethod, ec2: ec2Method },
   identity: AWS_NODE_IDENTITY,
+  scopeProblem: awsScopeProblem,
   enrollment: {
     failureClasses: SSM_FAILURE_CLASSES,
     fetch: (matcher, ctx) => fetchEc2(matcher, { onScope: ctx.onScope }),
