@@ -42,7 +42,7 @@ discovery get nodes
 step "ssh into one enrolled instance with a 5-minute user certificate"
 ssh-keygen -q -t ed25519 -N '' -f "$WORK/id"
 node -e '
-  const { request } = require("./dist/provider/cli/http");
+  const { request } = require("./dist/provider/http/client");
   const { readSandboxState, callControl } = require("./dist/provider/sandbox/sandbox-control");
   const fs = require("fs");
   (async () => {

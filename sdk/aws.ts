@@ -2,7 +2,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { thinProvider } from "../provider/pulumi/thin-provider";
 import type { PolicyDocument } from "../provider/clouds/aws/policy";
-import type { awsPolicies } from "../provider/cli/policy";
+import type { awsPolicies } from "../provider/clouds/policies";
 import { AwsMatcherArgs, DiscoveryConfigPolicyArgs, policyOutput } from "./policy-config";
 
 export type { PolicyDocument, PolicyStatement } from "../provider/clouds/aws/policy";

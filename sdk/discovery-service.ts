@@ -9,7 +9,7 @@ import {
   wireConfig,
 } from "../provider/deploy/runtime-config";
 import { localWireConfig, packageRoot } from "../provider/deploy/local-process";
-import { gcpDiscoveryRole } from "../provider/cli/policy";
+import { gcpDiscoveryRole } from "../provider/clouds/policies";
 import { discoveryPolicy } from "../provider/clouds/aws/policy";
 import { LocalRuntime } from "../provider/pulumi/local-runtime";
 import type { AwsTargetArgs } from "../provider/pulumi/service-aws";

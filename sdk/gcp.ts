@@ -1,5 +1,5 @@
 /** GCP pieces for Pulumi programs: the discovery service's custom role. */
-import type { GcpRole } from "../provider/cli/policy";
+import type { GcpRole } from "../provider/clouds/policies";
 import { DiscoveryConfigPolicyArgs, GcpMatcherArgs, policyOutput } from "./policy-config";
 
 export type { DiscoveryConfigPolicyArgs, GcpMatcherArgs } from "./policy-config";

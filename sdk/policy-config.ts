@@ -2,7 +2,7 @@
  * Turns the camelCase config (or matcher list) a Pulumi program holds into a validated discovery_config, and
  * runs `discovery policy`'s own builder on it, so the SDK and the CLI never disagree on a policy.
  */
-import { policyFor, PolicyCloud } from "../provider/cli/policy";
+import { policyFor, PolicyCloud } from "../provider/clouds/policies";
 import { Camelize, DiscoveryConfigInput, fromSdkArgs, sdkPropertyPath, validateDocument } from "../provider/model";
 
 type Spec = NonNullable<DiscoveryConfigInput["spec"]>;

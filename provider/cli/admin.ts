@@ -2,8 +2,9 @@ import * as fs from "fs";
 import { Command, Option } from "commander";
 import { stringify } from "yaml";
 import { KINDS } from "../model";
-import { answerError, request, RuntimeTarget } from "./http";
+import { answerError, request, RuntimeTarget } from "../http/client";
 import { formatProblem, validateFiles } from "./validate";
+import { INSTANCE_ID_LABEL, nodeInstance } from "../clouds";
 
 /** Adds the options that say which runtime to talk to. */
 export function withTarget(cmd: Command): Command {
@@ -70,9 +71,9 @@ function nodeRows(
   return nodes.map((n) => ({
     name: n.name,
     method: n.join_method,
-    account: n.labels["discovery/account-id"] ?? n.labels["discovery/project-id"] ?? "",
-    region: n.labels["discovery/region"] ?? n.labels["discovery/zone"] ?? "",
-    instance: n.labels["discovery/instance-id"] ?? "",
+    account: nodeInstance(n.labels)?.account ?? "",
+    region: nodeInstance(n.labels)?.region ?? "",
+    instance: n.labels[INSTANCE_ID_LABEL] ?? "",
     joined: n.joined_at,
     state: n.state ?? "active",
     since: n.stale_since ?? "",

@@ -5,6 +5,8 @@
  */
 import * as fs from "fs";
 import {
+  type Cloud,
+  CLOUDS,
   DEFAULT_POLL_INTERVAL,
   DEFAULT_STALE_NODE_GRACE,
   DiscoveryServiceSection,
@@ -17,7 +19,7 @@ import { formatProblem } from "./validate";
 
 /** The combined inputs of an enroll run. */
 export interface EnrollInputs {
-  matchers: Pick<DiscoveryServiceSection, "aws" | "gcp" | "azure">;
+  matchers: Pick<DiscoveryServiceSection, Cloud>;
   /** The first poll_interval a file sets, else the default. */
   pollInterval: string;
   /** The first stale_node_grace a file sets, else the default. */
@@ -48,7 +50,11 @@ function problemsError(problems: SourceProblem[]): EnrollInputError {
 
 /** Reads every file; throws an EnrollInputError (or the runtime config's ConfigError) on the first bad file. */
 export function loadEnrollInputs(files: string[]): EnrollInputs {
-  const out: EnrollInputs = { matchers: { aws: [], gcp: [], azure: [] }, pollInterval: "", staleNodeGrace: "" };
+  const out: EnrollInputs = {
+    matchers: { aws: [], gcp: [], azure: [] } satisfies Record<Cloud, []>,
+    pollInterval: "",
+    staleNodeGrace: "",
+  };
   for (const file of files) {
     let text: string;
     try {
@@ -58,7 +64,7 @@ export function loadEnrollInputs(files: string[]): EnrollInputs {
     }
     const raw = parseYamlWith(text, file, (value) => ({ value, problems: [] }), { splitLists: false });
     if (raw.problems.length) throw problemsError(raw.problems);
-    const found: Pick<DiscoveryServiceSection, "aws" | "gcp" | "azure">[] = [];
+    const found: Pick<DiscoveryServiceSection, Cloud>[] = [];
     const settings: { poll_interval?: unknown; stale_node_grace?: unknown }[] = [];
     if (looksLikeRuntimeConfig(raw.values)) {
       const config = loadRuntimeConfig(file);
@@ -77,14 +83,13 @@ export function loadEnrollInputs(files: string[]): EnrollInputs {
       for (const v of raw.values)
         if (isMapping(v) && isMapping(v.discovery_service)) settings.push(v.discovery_service);
     }
-    const count = found.reduce((n, m) => n + m.aws.length + m.gcp.length + m.azure.length, 0);
+    const count = found.reduce((n, m) => n + CLOUDS.reduce((k, c) => k + m[c].length, 0), 0);
     if (count === 0)
       throw new EnrollInputError(
         `${file}: holds no matchers; add aws, gcp or azure matchers under discovery_service (runtime config or ` +
           `teleport.yaml, with enabled: true) or a kind: discovery_config document with spec.aws, spec.gcp or spec.azure`,
       );
-    for (const m of found)
-      for (const cloud of ["aws", "gcp", "azure"] as const) out.matchers[cloud].push(...(m[cloud] as never[]));
+    for (const m of found) for (const cloud of CLOUDS) out.matchers[cloud].push(...(m[cloud] as never[]));
     for (const s of settings) {
       if (!out.pollInterval && typeof s.poll_interval === "string") out.pollInterval = s.poll_interval;
       if (!out.staleNodeGrace && typeof s.stale_node_grace === "string") out.staleNodeGrace = s.stale_node_grace;

@@ -1,40 +1,18 @@
 import * as fs from "fs";
-import * as path from "path";
 import { Command } from "commander";
-import "../clouds";
 import { httpBackend } from "../enroll/http-backend";
 import { InstanceResult, ProgressEvent, runEnrollmentPass } from "../enroll/pass";
 import type { StaleReport } from "../enroll/stale";
 import { parseDuration } from "../model";
 import { serverEndpoint } from "../runtime/certificate-pin";
 import { ConfigError, RuntimeConfig } from "../runtime/config";
-import { describeCertificate } from "../runtime/tls";
 import { table, target, withTarget } from "./admin";
 import { EnrollInputError, EnrollInputs, loadEnrollInputs } from "./enroll-inputs";
-import { answerError, request, RuntimeTarget } from "./http";
+import { answerError, request, RuntimeTarget } from "../http/client";
+import { runtimeOf } from "../http/runtime-of";
 
 /** The options that name the runtime, as `apply` and `get` take them. */
 type TargetOptions = { server?: string; adminTokenFile?: string; caCert?: string };
-
-/** The runtime a config names: its URL, admin token, TLS certificate and public-key pin. */
-export function runtimeOf(config: RuntimeConfig) {
-  const certFile = config.tls?.certFile ?? path.join(config.dataDir, "tls.crt");
-  if (!fs.existsSync(certFile))
-    throw new Error(`${certFile} does not exist: start the runtime (discovery serve) first`);
-  if (!fs.existsSync(config.adminTokenFile))
-    throw new Error(`${config.adminTokenFile} does not exist: start the runtime first`);
-  return {
-    target: {
-      server: config.publicAddr,
-      adminToken: fs.readFileSync(config.adminTokenFile, "utf8").trim(),
-      caFile: certFile,
-    },
-    endpoint: {
-      proxyAddr: config.publicHostPort,
-      caPin: describeCertificate(fs.readFileSync(certFile, "utf8")).publicKeyPin,
-    },
-  };
-}
 
 /** A reason with its failure class and fix, as one line a person can act on. */
 function reasonText(r: InstanceResult): string | undefined {

@@ -1,15 +1,14 @@
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import { Command, Option } from "commander";
-import { InstanceMetadata } from "../clouds/aws/imds";
-import { signedGetCallerIdentity } from "../clouds/aws/sts-request";
-import { metadataIdentityToken } from "../clouds/gcp/metadata";
-import { answerError, request, RuntimeTarget } from "./http";
+import { cloudJoinMethods } from "../clouds";
+import { answerError, request, RuntimeTarget } from "../http/client";
 import { checkJoinFiles, installSshdConfig } from "./join-files";
 
 /** Options of `discovery join`. */
 export interface JoinOptions {
-  method: "token" | "ec2" | "iam" | "gcp";
+  /** `token`, or a join method of a registered cloud (ec2, iam, ...). */
+  method: string;
   token: string;
   server: string;
   caCert?: string;
@@ -28,32 +27,22 @@ export async function joinNode(o: JoinOptions): Promise<{ nodeName: string; file
   const target: RuntimeTarget = { server: o.server, caFile: o.caCert };
   const files = checkJoinFiles(o);
   const body: Record<string, unknown> = { method: o.method, token: o.token, host_public_key: files.hostPublicKey };
-  const imds = new InstanceMetadata();
-  if (o.method === "ec2") body.iid = (await imds.get("/latest/dynamic/instance-identity/rsa2048")).replace(/\s+/g, "");
-  if (o.method === "iam") {
-    const c = await request(target, "POST", "/v1/join/challenge", { method: "iam", token: o.token });
-    if (c.status !== 200) throw new Error(`the runtime refused a challenge: ${answerError(c)}`);
-    const challenge = (c.body as { challenge: string }).challenge;
-    const stsEndpoint =
-      o.stsEndpoint ?? process.env.AWS_ENDPOINT_URL_STS ?? process.env.AWS_ENDPOINT_URL ?? "https://sts.amazonaws.com";
-    body.challenge = challenge;
-    body.sts_request = await signedGetCallerIdentity({
-      challenge,
-      stsEndpoint,
-      region: "us-east-1",
-      credentials: await imds.credentials(),
-    });
-    // Where the runtime looks this instance up (STS does not say); without it, it tries what discovery recorded.
-    const region = await imds.get("/latest/meta-data/placement/region").catch(() => "");
-    if (region.trim()) body.aws_region = region.trim();
-  }
-  if (o.method === "gcp") {
-    // The token's audience is the cluster name, which the runtime states; a token for another audience is refused.
-    const ping = await request(target, "GET", "/webapi/ping");
-    const cluster = (ping.body as { cluster_name?: unknown } | undefined)?.cluster_name;
-    if (ping.status !== 200 || typeof cluster !== "string")
-      throw new Error(`the runtime's ping failed: ${answerError(ping)}`);
-    body.id_token = await metadataIdentityToken(cluster);
+  const method = o.method === "token" ? undefined : cloudJoinMethods()[o.method];
+  if (method) {
+    let challenge: string | undefined;
+    if (method.needsChallenge) {
+      const c = await request(target, "POST", "/v1/join/challenge", { method: o.method, token: o.token });
+      if (c.status !== 200) throw new Error(`the runtime refused a challenge: ${answerError(c)}`);
+      challenge = (c.body as { challenge: string }).challenge;
+    }
+    const clusterName = async () => {
+      const ping = await request(target, "GET", "/webapi/ping");
+      const cluster = (ping.body as { cluster_name?: unknown } | undefined)?.cluster_name;
+      if (ping.status !== 200 || typeof cluster !== "string")
+        throw new Error(`the runtime's ping failed: ${answerError(ping)}`);
+      return cluster;
+    };
+    Object.assign(body, await method.nodeFields({ challenge, stsEndpoint: o.stsEndpoint, clusterName }));
   }
   const a = await request(target, "POST", "/v1/join", body);
   if (a.status !== 200) throw new Error(`the runtime refused the join: ${answerError(a)}`);
@@ -106,7 +95,9 @@ export function joinCommand(): Command {
   return new Command("join")
     .description("join this machine to the runtime without shared secrets (node side)")
     .addOption(
-      new Option("--method <method>", "join method").choices(["token", "ec2", "iam", "gcp"]).makeOptionMandatory(),
+      new Option("--method <method>", "join method")
+        .choices(["token", ...Object.keys(cloudJoinMethods()).sort()])
+        .makeOptionMandatory(),
     )
     .requiredOption("--token <name>", "the token's name")
     .requiredOption("--server <url>", "the runtime's public https URL")

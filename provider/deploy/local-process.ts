@@ -9,7 +9,7 @@ import * as net from "net";
 import * as path from "path";
 import * as tls from "tls";
 import { parse, stringify } from "yaml";
-import { request } from "../cli/http";
+import { request } from "../http/client";
 import { loadRuntimeConfig, RuntimeConfig } from "../runtime/config";
 import { describeCertificate } from "../runtime/tls";
 import { joinHostPort, splitListenAddr, WireRuntimeConfig } from "./runtime-config";

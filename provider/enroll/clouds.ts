@@ -14,6 +14,14 @@ export interface ExistenceQuery {
   instanceIds: string[];
 }
 
+/** One `kebab-case` failure class an installer reports. */
+export interface FailureClass {
+  /** Whether a failure of this class means a command reached the instance (counted in a pass's `commandsSent`). */
+  commandSent: boolean;
+  /** What the class means, in a sentence (for docs and operators; each outcome carries its own remediation). */
+  summary: string;
+}
+
 /** A cloud's part of enrollment: list what a matcher selects, and install on candidates. */
 export interface CloudEnrollment<M = unknown> {
   fetch(matcher: M, ctx: EnrollContext): Promise<FetchResult>;
@@ -24,16 +32,15 @@ export interface CloudEnrollment<M = unknown> {
    * cloud without it never has stale nodes.
    */
   existing?(matcher: M, query: ExistenceQuery): Promise<Set<string>>;
+  /**
+   * The failure classes `install` reports. A class not listed here (or no table: test fakes) counts as a command
+   * sent; a registered cloud must list every class (CloudPlugin requires it).
+   */
+  failureClasses?: Record<string, FailureClass>;
 }
 
-const clouds = new Map<string, CloudEnrollment>();
-
-/** Registers a cloud's fetcher and installer; clouds call this when imported. */
-export function registerCloud<M>(name: "aws" | "gcp" | "azure", impl: CloudEnrollment<M>): void {
-  clouds.set(name, impl as CloudEnrollment);
-}
-
-/** The registered implementation of a cloud, if any. */
-export function cloudEnrollment(name: string): CloudEnrollment | undefined {
-  return clouds.get(name);
+/** Whether an install outcome means a command reached the instance, by the installer's failure-class table. */
+export function commandWasSent(impl: CloudEnrollment, outcome: InstallOutcome): boolean {
+  if (outcome.status === "skipped") return false;
+  return !outcome.failureClass || (impl.failureClasses?.[outcome.failureClass]?.commandSent ?? true);
 }

@@ -1,4 +1,4 @@
-import { answerError, request, RuntimeTarget } from "../cli/http";
+import { answerError, request, RuntimeTarget } from "../http/client";
 import type { EnrollmentRecord, NodeStalenessChanges } from "../runtime/store/types";
 import type { EnrollmentBackend } from "./backend";
 

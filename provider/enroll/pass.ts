@@ -1,7 +1,8 @@
-import type { DiscoveryServiceSection } from "../model";
+import { cloudEnrollment, nodeInstance } from "../clouds";
+import { CLOUDS, type Cloud, type DiscoveryServiceSection } from "../model";
 import type { EnrollmentRecord } from "../runtime/store/types";
 import { EnrollmentBackend, KnownNode } from "./backend";
-import { CloudEnrollment, cloudEnrollment } from "./clouds";
+import { CloudEnrollment, commandWasSent } from "./clouds";
 import { backoffMs, busyReason, EnrollmentDetail } from "./rules";
 import { REINSTALL } from "./reinstall";
 import { reconcileStaleNodes, ScannedScopes, StaleReport } from "./stale";
@@ -30,7 +31,7 @@ export type ProgressEvent =
 
 /** Everything a pass needs. */
 export interface PassOptions {
-  matchers: Pick<DiscoveryServiceSection, "aws" | "gcp" | "azure">;
+  matchers: Pick<DiscoveryServiceSection, Cloud>;
   backend: EnrollmentBackend;
   runtime: RuntimeEndpoint;
   /** How long an installed instance may take to join before it is "installed but did not join". */
@@ -60,19 +61,19 @@ export interface PassResult {
 const key = (c: { cloud: string; account: string; region: string; instanceId: string }) =>
   `${c.cloud}/${c.account}/${c.region}/${c.instanceId}`;
 
-/** Whether a node in the inventory is this candidate (EC2: account-id + instance-id labels, else the node name). */
-function enrolledNodes(nodes: KnownNode[]): Set<string> {
+/** The inventory's nodes, by name and by the instance their cloud's labels name (see isEnrolled). */
+export function enrolledNodes(nodes: Pick<KnownNode, "name" | "labels">[]): Set<string> {
   const out = new Set<string>();
   for (const n of nodes) {
     out.add(`name:${n.name}`);
-    const acct = n.labels["discovery/account-id"] ?? n.labels["discovery/project-id"];
-    const id = n.labels["discovery/instance-id"];
-    if (acct && id) out.add(`id:${acct}/${id}`);
+    const at = nodeInstance(n.labels);
+    if (at?.instanceId) out.add(`id:${at.account}/${at.instanceId}`);
   }
   return out;
 }
 
-const isEnrolled = (set: Set<string>, c: Candidate) =>
+/** Whether a node in the inventory is this candidate: its account and instance labels, else its node name. */
+export const isEnrolled = (set: Set<string>, c: Pick<Candidate, "nodeName" | "account" | "instanceId">) =>
   set.has(`name:${c.nodeName}`) || set.has(`id:${c.account}/${c.instanceId}`);
 
 /**
@@ -89,7 +90,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
   const clouds = o.clouds ?? cloudEnrollment;
   const scanned: ScannedScopes = new Map();
   const running = new Set<string>();
-  for (const cloud of ["aws", "gcp", "azure"] as const) {
+  for (const cloud of CLOUDS) {
     const impl = clouds(cloud);
     for (const matcher of o.matchers[cloud] as unknown[]) {
       if (!impl) {
@@ -189,7 +190,8 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
     if (claimed.length === 0) continue;
     o.onProgress?.({ type: "install", cloud: w.cloud, instances: claimed.length });
     const startedAt = now().toISOString();
-    const outcomes = await clouds(w.cloud)!.install(claimed, w.matcher, ctx);
+    const impl = clouds(w.cloud)!;
+    const outcomes = await impl.install(claimed, w.matcher, ctx);
     const byId = new Map(outcomes.map((x) => [`${x.account}/${x.region}/${x.instanceId}`, x]));
     for (const c of claimed) {
       const outcome = byId.get(`${c.account}/${c.region}/${c.instanceId}`) ?? {
@@ -200,13 +202,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         failureClass: "invocation-failure",
         reason: "the installer reported nothing for this instance",
       };
-      if (
-        outcome.status !== "skipped" &&
-        outcome.failureClass !== "ssm-agent-not-registered" &&
-        outcome.failureClass !== "ssm-agent-connection-lost" &&
-        outcome.failureClass !== "unsupported-os"
-      )
-        commandsSent++;
+      if (commandWasSent(impl, outcome)) commandsSent++;
       if (outcome.status === "succeeded") installed.push({ c, outcome, startedAt });
       else await fail(c, outcome);
     }

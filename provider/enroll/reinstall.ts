@@ -6,6 +6,7 @@
  */
 import type { EnrollmentRecord, NodeRecord, Store } from "../runtime/store/types";
 import { busyReason } from "./rules";
+import { nodeInstance } from "../clouds";
 
 /** The enrollment status a forced reinstall leaves: free to claim, and the pass sets `Candidate.rejoin`. */
 export const REINSTALL = "reinstall";
@@ -39,8 +40,8 @@ export class ReinstallRefusal extends Error {
   }
 }
 
-const nodeAccount = (n: NodeRecord) => n.labels["discovery/account-id"] ?? n.labels["discovery/project-id"];
-const nodeRegion = (n: NodeRecord) => n.labels["discovery/region"] ?? n.labels["discovery/zone"];
+const nodeAccount = (n: NodeRecord) => nodeInstance(n.labels)?.account;
+const nodeRegion = (n: NodeRecord) => nodeInstance(n.labels)?.region;
 
 /** Clears one instance's enrollment records and deletes its node, writing one audit event; see the file comment. */
 export async function reinstallInstance(

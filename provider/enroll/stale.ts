@@ -6,7 +6,8 @@
  * changes nothing: "the cloud did not answer" is never read as "the instance is gone".
  */
 import type { EnrollmentBackend, KnownNode } from "./backend";
-import { CloudEnrollment, cloudEnrollment } from "./clouds";
+import { cloudEnrollment, nodeInstance } from "../clouds";
+import type { CloudEnrollment } from "./clouds";
 
 /** The matcher that scanned one account × region without error, by `account/region`. */
 export type ScannedScopes = Map<string, { cloud: string; matcher: unknown }>;
@@ -35,10 +36,10 @@ export interface StaleCheckOptions {
 
 /** The verified place of a node's instance, or undefined for nodes that did not join as a cloud instance. */
 function placeOf(n: KnownNode): { account: string; region: string; instanceId: string } | undefined {
-  const account = n.labels["discovery/account-id"] ?? n.labels["discovery/project-id"];
-  const region = n.labels["discovery/region"] ?? n.labels["discovery/zone"];
-  const instanceId = n.labels["discovery/instance-id"];
-  return account && region && instanceId ? { account, region, instanceId } : undefined;
+  const at = nodeInstance(n.labels);
+  return at?.region && at.instanceId
+    ? { account: at.account, region: at.region, instanceId: at.instanceId }
+    : undefined;
 }
 
 /** Checks the nodes of every scanned scope and records what changed. */

@@ -1,3 +1,5 @@
+import type { Cloud } from "../model";
+
 /**
  * The contracts between the cloud-agnostic enrollment pass (provider/enroll) and each cloud's fetcher and
  * installer (provider/clouds/<cloud>). A cloud implements `Fetcher` and `Installer`; enroll/ never names a
@@ -6,7 +8,7 @@
 
 /** One instance a matcher selected. */
 export interface Candidate {
-  cloud: "aws" | "gcp" | "azure";
+  cloud: Cloud;
   /** AWS account id, GCP project id, or Azure subscription id. */
   account: string;
   /** AWS region, GCP zone, or Azure region. */
@@ -30,7 +32,7 @@ export interface Candidate {
 
 /** What one account × region (or project × zone) scan found, or why it failed. */
 export interface ScopeReport {
-  cloud: "aws" | "gcp" | "azure";
+  cloud: Cloud;
   account: string;
   region: string;
   /** Instances that matched in this scope. */

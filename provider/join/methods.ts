@@ -57,20 +57,3 @@ export interface JoinMethodDefinition {
   /** The method needs a server challenge (`POST /v1/join/challenge`) first. */
   needsChallenge: boolean;
 }
-
-const registry = new Map<string, JoinMethodDefinition>();
-
-/** Registers a join method; clouds call this for the methods they attest. */
-export function registerJoinMethod(name: string, def: JoinMethodDefinition): void {
-  registry.set(name, def);
-}
-
-/** The registered definition of a method, if any. */
-export function joinMethod(name: string): JoinMethodDefinition | undefined {
-  return registry.get(name);
-}
-
-/** Names of the registered methods. */
-export function joinMethodNames(): string[] {
-  return [...registry.keys()];
-}

@@ -1,4 +1,5 @@
 import * as crypto from "crypto";
+import { cloudJoinMethods, cloudPlugin, nodeInstance } from "../clouds";
 import { JOIN_METHODS, Token, validateDocument } from "../model";
 import { outdatedReason } from "../runtime/rotation";
 import type { CertAuthorityRecord, Store } from "../runtime/store/types";
@@ -10,9 +11,9 @@ import {
   trustedPublicKeys,
 } from "../ssh";
 import { JoinRefusal } from "./errors";
-import { AttestContext, joinMethod } from "./methods";
+import type { AttestContext, JoinMethodDefinition } from "./methods";
 import { RateLimiter } from "./rate-limit";
-import { secretTokenKey } from "./tokens";
+import { secretTokenKey, TOKEN_METHOD } from "./tokens";
 
 /** What a successful join returns (SPEC §4). */
 export interface JoinResponse {
@@ -47,6 +48,8 @@ export interface JoinServiceOptions {
   /** Called for every accepted or refused request (audit log, metrics). */
   onEvent?: (e: JoinEvent) => void | Promise<void>;
   now?: () => Date;
+  /** Join methods by name; default the token method and every registered cloud's (tests pass fakes over them). */
+  methods?: Record<string, JoinMethodDefinition>;
 }
 
 const CHALLENGE_TTL_MS = 60_000;
@@ -100,11 +103,13 @@ function certificateOrRefusal(sign: () => string): string {
 export class JoinService {
   private readonly limiter: RateLimiter;
   private readonly now: () => Date;
+  private readonly methods: ReadonlyMap<string, JoinMethodDefinition>;
 
   /** A service over `opts.store`. */
   constructor(private readonly opts: JoinServiceOptions) {
     this.limiter = new RateLimiter(opts.rateLimit.requestsPerMinute, opts.rateLimit.burst);
     this.now = opts.now ?? (() => new Date());
+    this.methods = new Map(Object.entries({ token: TOKEN_METHOD, ...cloudJoinMethods(), ...opts.methods }));
   }
 
   /** Issues a single-use challenge valid for 60 s, for methods that sign one (iam, azure). */
@@ -116,7 +121,7 @@ export class JoinService {
       const b = this.object(body);
       method = str(b, "method", 32);
       tokenName = str(b, "token", 253);
-      if (!joinMethod(method)?.needsChallenge)
+      if (!this.methods.get(method)?.needsChallenge)
         throw new JoinRefusal("challenge_not_used", `join method "${method}" does not use a challenge`, 400);
       await this.token(method, tokenName);
       const challenge = crypto.randomBytes(32).toString("base64url");
@@ -147,7 +152,7 @@ export class JoinService {
       const rawToken = str(b, "token", 253);
       tokenName = method === "token" ? secretTokenKey(rawToken) : rawToken;
       const hostKey = hostKeyOf(b);
-      const def = joinMethod(method);
+      const def = this.methods.get(method);
       if (!def) throw new JoinRefusal("method_unavailable", `join method "${method}" is not available here`, 400);
       def.validate?.(b, this.opts.settings, this.now());
       const token = await this.token(method, rawToken);
@@ -223,17 +228,19 @@ export class JoinService {
    * prove one. Attested labels are never overridden.
    */
   private async discoveredLabels(attested: Record<string, string>): Promise<Record<string, string>> {
-    const account = attested["discovery/account-id"];
-    const instance = attested["discovery/instance-id"];
-    if (!account || !instance) return attested;
-    const found = (await this.opts.store.enrollmentsOfNode(`${account}-${instance}`)).find(
-      (e) => e.cloud === "aws" && e.account === account && e.instanceId === instance,
+    const at = nodeInstance(attested);
+    if (!at?.instanceId) return attested;
+    const { cloud, account, instanceId, region } = at;
+    const identity = cloudPlugin(cloud)!.identity;
+    const nodeName = identity.nodeName(account, instanceId, region);
+    const found = (await this.opts.store.enrollmentsOfNode(nodeName)).find(
+      (e) => e.cloud === cloud && e.account === account && e.instanceId === instanceId,
     );
     if (!found) return attested;
     // Which runtime's pass installed the node (Teleport #34660: users ask which cluster touched a VM).
     const by = (found.detail as { discoveredBy?: unknown } | undefined)?.discoveredBy;
     return {
-      "discovery/region": found.region,
+      [identity.regionLabel]: found.region,
       ...(typeof by === "string" && by !== "" && { "discovery/discovered-by": by }),
       ...attested,
     };

@@ -272,8 +272,8 @@ const matchers = {
   azure: z.array(azureMatcher).optional(),
 };
 
-function requireAMatcher(spec: { aws?: unknown[]; gcp?: unknown[]; azure?: unknown[] }, ctx: z.RefinementCtx) {
-  if (!spec.aws?.length && !spec.gcp?.length && !spec.azure?.length)
+function requireAMatcher(spec: Partial<Record<Cloud, unknown[]>>, ctx: z.RefinementCtx) {
+  if (!CLOUDS.some((c) => spec[c]?.length))
     ctx.addIssue({ code: "custom", message: "has no matchers; add at least one under aws, gcp or azure" });
 }
 

@@ -4,7 +4,7 @@ import { dropNulls, FieldPath, formatPath, Problem, suggestion } from "./common"
 import { camelCase, snakify } from "./case";
 import { Token, tokenDocument } from "./token";
 import { Installer, installerDocument } from "./installer";
-import { DiscoveryConfig, discoveryConfigDocument, discoveryServiceSection } from "./discovery-config";
+import { CLOUDS, DiscoveryConfig, discoveryConfigDocument, discoveryServiceSection } from "./discovery-config";
 import { zodProblems } from "./problems";
 
 /** The resource kinds and the version each is written in. */
@@ -52,7 +52,7 @@ export function validateDocument(input: unknown): DocumentResult {
     if (!r.success) return { problems: zodProblems(r.error, teleportFile) };
     const ds = r.data.discovery_service;
     if (!ds.enabled) return { problems: [] };
-    if (ds.aws.length + ds.gcp.length + ds.azure.length === 0)
+    if (!CLOUDS.some((c) => ds[c].length > 0))
       return {
         problems: [
           { path: ["discovery_service"], message: "has no matchers; add at least one under aws, gcp or azure" },

@@ -38,10 +38,9 @@ const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 // Absolute paths, captured by value when Pulumi serializes the provider (see resource-document.ts).
 const MODEL_MODULE = require.resolve("../model");
 const PASS_MODULE = require.resolve("../enroll/pass");
-const CLOUDS_MODULE = require.resolve("../enroll/clouds");
-const ALL_CLOUDS_MODULE = require.resolve("../clouds");
+const CLOUDS_MODULE = require.resolve("../clouds");
 const HTTP_BACKEND_MODULE = require.resolve("../enroll/http-backend");
-const HTTP_MODULE = require.resolve("../cli/http");
+const HTTP_MODULE = require.resolve("../http/client");
 const PIN_MODULE = require.resolve("../runtime/certificate-pin");
 
 function hasUnknown(v: unknown): boolean {
@@ -50,15 +49,16 @@ function hasUnknown(v: unknown): boolean {
   return v !== null && typeof v === "object" && Object.values(v).some(hasUnknown);
 }
 
+/** The matchers of every cloud of model.CLOUDS, `[]` where none are given. */
+function cloudInputs(inputs: EnrollmentInputs): Record<string, unknown[]> {
+  const { CLOUDS }: typeof import("../model") = require(MODEL_MODULE);
+  return Object.fromEntries(CLOUDS.map((c) => [c, inputs[c] ?? []]));
+}
+
 /** The matchers validated by the model (defaults applied), or the problems on camelCase properties. */
 function matchers(inputs: EnrollmentInputs) {
   const m: typeof import("../model") = require(MODEL_MODULE);
-  const spec = {
-    discoveryGroup: "enrollment",
-    aws: inputs.aws ?? [],
-    gcp: inputs.gcp ?? [],
-    azure: inputs.azure ?? [],
-  };
+  const spec = { discoveryGroup: "enrollment", ...cloudInputs(inputs) };
   const { resource, problems } = m.validateDocument(m.fromSdkArgs("discovery_config", { name: "enrollment", spec }));
   const failures = problems.map((p) => ({
     property: m.sdkPropertyPath(p.path[0] === "spec" ? p.path.slice(1) : p.path),
@@ -89,32 +89,39 @@ async function selectedNodes(
 ): Promise<{ selected: Record<string, string>; pending: string[] }> {
   const { spec } = matchers(inputs);
   if (!spec) return { selected: {}, pending: [] };
-  require(ALL_CLOUDS_MODULE);
-  const { cloudEnrollment }: typeof import("../enroll/clouds") = require(CLOUDS_MODULE);
-  const http: typeof import("../cli/http") = require(HTTP_MODULE);
+  const { cloudEnrollment }: typeof import("../clouds") = require(CLOUDS_MODULE);
+  const { enrolledNodes, isEnrolled }: typeof import("../enroll/pass") = require(PASS_MODULE);
+  const { CLOUDS }: typeof import("../model") = require(MODEL_MODULE);
+  const http: typeof import("../http/client") = require(HTTP_MODULE);
   const t = target(inputs);
   const nodes = await http.request(t, "GET", "/v1/nodes");
   if (nodes.status !== 200) throw new Error(`GET /v1/nodes: ${http.answerError(nodes)}`);
-  const joined = new Set((nodes.body as { nodes: { name: string }[] }).nodes.map((n) => n.name));
+  // Joined as the pass sees it: by node name, or by the account and instance its cloud's labels name.
+  const joined = enrolledNodes(
+    (nodes.body as { nodes: { name: string; labels?: Record<string, string> }[] }).nodes.map((n) => ({
+      name: n.name,
+      labels: n.labels ?? {},
+    })),
+  );
   const runtime = await endpoint(t.server, t.ca);
-  const found: [string, string][] = [];
-  for (const cloud of ["aws", "gcp", "azure"] as const) {
+  const found: [string, string, boolean][] = [];
+  for (const cloud of CLOUDS) {
     const impl = cloudEnrollment(cloud);
     for (const m of (spec[cloud] as unknown[]) ?? []) {
       if (!impl) continue;
       for (const c of (await impl.fetch(m, { runtime })).candidates)
-        found.push([c.nodeName, `${c.cloud} ${c.account}/${c.region}`]);
+        found.push([c.nodeName, `${c.cloud} ${c.account}/${c.region}`, isEnrolled(joined, c)]);
     }
   }
   found.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const selected = Object.fromEntries(found);
-  return { selected, pending: Object.keys(selected).filter((n) => !joined.has(n)) };
+  const selected = Object.fromEntries(found.map(([name, where]) => [name, where]));
+  const pending = [...new Set(found.filter(([, , done]) => !done).map(([name]) => name))];
+  return { selected, pending };
 }
 
 async function enroll(inputs: EnrollmentInputs) {
   const { spec } = matchers(inputs);
   if (!spec) throw new Error("the matchers are invalid");
-  require(ALL_CLOUDS_MODULE);
   const { runEnrollmentPass }: typeof import("../enroll/pass") = require(PASS_MODULE);
   const { httpBackend }: typeof import("../enroll/http-backend") = require(HTTP_BACKEND_MODULE);
   const t = target(inputs);
@@ -166,7 +173,7 @@ export const enrollmentProvider: dynamic.ResourceProvider = {
     }
   },
   async diff(_id: string, olds: EnrollmentInputs, news: EnrollmentInputs) {
-    const strip = (v: EnrollmentInputs) => JSON.stringify({ aws: v.aws ?? [], gcp: v.gcp ?? [], azure: v.azure ?? [] });
+    const strip = (v: EnrollmentInputs) => JSON.stringify(cloudInputs(v));
     const changes = strip(olds) !== strip(news) || (news.__pending?.length ?? 0) > 0 || olds.server !== news.server;
     return { changes };
   },

@@ -28,7 +28,7 @@ const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 // Absolute paths, captured by value when Pulumi serializes a provider: the provider process loads these
 // modules from the package itself (linked or installed) instead of inlined copies of them.
 const MODEL_MODULE = require.resolve("../model");
-const HTTP_MODULE = require.resolve("../cli/http");
+const HTTP_MODULE = require.resolve("../http/client");
 /** This module, for thinProvider. */
 export const RUNTIME_RESOURCE_MODULE = __filename;
 
@@ -38,7 +38,7 @@ function model(): typeof import("../model") {
 }
 
 /** Loads the runtime HTTP client inside the dynamic provider process. */
-function http(): typeof import("../cli/http") {
+function http(): typeof import("../http/client") {
   return require(HTTP_MODULE);
 }
 
@@ -91,7 +91,7 @@ function outputsOf(props: RuntimeResourceInputs, doc: Record<string, unknown>): 
 }
 
 /** Where the runtime is: the resource's own properties, else DISCOVERY_SERVER / DISCOVERY_ADMIN_TOKEN. */
-function target(props: RuntimeResourceInputs): import("../cli/http").RuntimeTarget {
+function target(props: RuntimeResourceInputs): import("../http/client").RuntimeTarget {
   const server = props.server || process.env.DISCOVERY_SERVER;
   if (!server)
     throw new Error(

@@ -10,7 +10,7 @@
  * nothing different.
  */
 import type { Logger } from "pino";
-import { canonicalJson, DiscoveryConfig, DiscoveryServiceSection, parseDuration } from "../model";
+import { canonicalJson, type Cloud, CLOUDS, DiscoveryConfig, DiscoveryServiceSection, parseDuration } from "../model";
 import { storeBackend } from "../enroll/backend";
 import type { CloudEnrollment } from "../enroll/clouds";
 import { PassResult, runEnrollmentPass } from "../enroll/pass";
@@ -59,7 +59,8 @@ export function statusOf(result: PassResult, at: Date, runtimeId: string): Disco
   );
   let message = errors
     .map(
-      (s) => `${s.cloud} ${s.account}/${s.region}: ${s.error.code}: ${s.error.message}. ${scopeProblem(s.error).fix}`,
+      (s) =>
+        `${s.cloud} ${s.account}/${s.region}: ${s.error.code}: ${s.error.message}. ${scopeProblem({ cloud: s.cloud, ...s.error }).fix}`,
     )
     .join("; ");
   if (message.length > MAX_STATUS_ERROR) message = message.slice(0, MAX_STATUS_ERROR - 1) + "…";
@@ -193,7 +194,7 @@ export class DiscoveryLoop {
     this.debounceTimer = setTimeout(() => void this.runNow(), this.o.debounceMs ?? 500);
   }
 
-  private async pass(matchers: Pick<DiscoveryServiceSection, "aws" | "gcp" | "azure">): Promise<PassResult> {
+  private async pass(matchers: Pick<DiscoveryServiceSection, Cloud>): Promise<PassResult> {
     const now = () => new Date();
     const result = await runEnrollmentPass({
       matchers,
@@ -219,7 +220,7 @@ export class DiscoveryLoop {
   /** One pass over the static matchers, then one per config (so each gets its own status). */
   private async passOverAll(): Promise<void> {
     const s = this.o.section;
-    if (s.aws.length + s.gcp.length + s.azure.length > 0) await this.pass(s);
+    if (CLOUDS.some((c) => s[c].length > 0)) await this.pass(s);
     const statuses = await this.o.store.listDiscoveryStatus();
     for (const [name, { spec }] of [...this.configs].sort(([a], [b]) => (a < b ? -1 : 1))) {
       if (this.stopped) return;

@@ -6,8 +6,6 @@ import Fastify, { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyReque
 import pino, { Logger } from "pino";
 import { JoinRefusal } from "../join/errors";
 import { JoinService } from "../join/service";
-import "../join/tokens";
-import "../clouds";
 import { CertificateRequestError, generateCertAuthority } from "../ssh";
 import { adminRoutes, requireAdminToken } from "./admin-routes";
 import { MAX_BODY_DEPTH, nestingDepth } from "./body-depth";
@@ -17,7 +15,7 @@ import { startHousekeeping } from "./housekeeping";
 import { builtinInstallers, isInstallerName, renderInstaller } from "./installers";
 import { LogSampler } from "./log-sampler";
 import { RuntimeMetrics } from "./metrics";
-import { DEFAULT_POLL_INTERVAL, parseDuration } from "../model";
+import { CLOUDS, DEFAULT_POLL_INTERVAL, parseDuration } from "../model";
 import { DiscoveryLoop, DiscoveryLoopOptions } from "./discovery-loop";
 import { openStore } from "./store";
 import type { Store } from "./store/types";
@@ -273,7 +271,7 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
   logger.info({ url, cluster: config.clusterName, storage: config.storage.type }, "discovery runtime listening");
   const runtimeId = loadOrCreateRuntimeId(config.dataDir, config.clusterName);
   const loop =
-    ds && ds.enabled && (ds.dynamic || ds.aws.length + ds.gcp.length + ds.azure.length > 0)
+    ds && ds.enabled && (ds.dynamic || CLOUDS.some((c) => ds[c].length > 0))
       ? new DiscoveryLoop({
           section: ds,
           store,

@@ -6,6 +6,7 @@
  * for 2 × poll_interval (a terminated instance is never seen again).
  */
 import * as crypto from "crypto";
+import { cloudPlugin } from "../clouds";
 import type { EnrollmentDetail } from "../enroll/rules";
 import type { EnrollmentRecord, ScopeErrorRecord } from "./store/types";
 
@@ -43,30 +44,15 @@ export function taskName(cloud: string, issueType: string, scope: string): strin
   return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }
 
-const PERMISSION_CODES = /AccessDenied|UnauthorizedOperation|AuthFailure|Unauthorized|Forbidden|InvalidClientTokenId/i;
+/** What a scope failure is when its cloud does not say: a scan that failed before listing anything. */
+const FETCH_FAILURE = {
+  issueType: "fetch-failure",
+  fix: "The scan of this scope failed before any instance was listed; fix what the message names, the next pass retries.",
+};
 
-/** The issue type and fix of a scope that failed, by its error code and message. */
-export function scopeProblem(e: { code: string; message: string }): { issueType: string; fix: string } {
-  const permission = PERMISSION_CODES.test(e.code) || /not authorized|access denied/i.test(e.message);
-  if (!permission)
-    return {
-      issueType: "fetch-failure",
-      fix: "The scan of this scope failed before any instance was listed; fix what the message names, the next pass retries.",
-    };
-  if (/assum/i.test(e.message))
-    return {
-      issueType: "permission-denied",
-      fix:
-        "Fix: allow the runtime's identity sts:AssumeRole on assume_role.role_arn (or assume_role.role_name in every " +
-        "member account) and make the role's trust policy trust it with the same external_id; " +
-        "`discovery policy aws --config FILE` prints both policies.",
-    };
-  return {
-    issueType: "permission-denied",
-    fix:
-      "Fix: grant the runtime's identity the policy `discovery policy aws --config FILE` prints " +
-      "(ec2:DescribeInstances, ssm:DescribeInstanceInformation, ssm:SendCommand, ...).",
-  };
+/** The issue type and fix of a scope that failed: its cloud's reading of the error, else a fetch failure. */
+export function scopeProblem(e: { cloud: string; code: string; message: string }): { issueType: string; fix: string } {
+  return cloudPlugin(e.cloud)?.scopeProblem?.(e) ?? FETCH_FAILURE;
 }
 
 const latest = (...times: (string | undefined)[]) =>

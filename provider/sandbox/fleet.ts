@@ -7,7 +7,7 @@ import {
   RunInstancesCommand,
   StopInstancesCommand,
 } from "@aws-sdk/client-ec2";
-import { concurrencyLimit } from "../clouds/aws/fetch-support";
+import { concurrencyLimit } from "../util/concurrency";
 import { identityDocument, signIdentityDocument, TestSigner } from "./iid-signer";
 import { FakeImds, startImds } from "./imds";
 import { attachInstanceProfile, ensureInstanceProfile } from "./instance-profile";

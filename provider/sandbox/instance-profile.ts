@@ -10,7 +10,7 @@ import {
   GetInstanceProfileCommand,
   IAMClient,
 } from "@aws-sdk/client-iam";
-import { concurrencyLimit } from "../clouds/aws/fetch-support";
+import { concurrencyLimit } from "../util/concurrency";
 import { awsErrorCode } from "../clouds/aws/rate-limits";
 import type { SandboxCredentials } from "./moto-accounts";
 

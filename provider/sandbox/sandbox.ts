@@ -5,7 +5,7 @@ import * as path from "path";
 import { CreateOrganizationCommand, OrganizationsClient } from "@aws-sdk/client-organizations";
 import pino, { Logger } from "pino";
 import { stringify } from "yaml";
-import { request } from "../cli/http";
+import { request } from "../http/client";
 import { isAlive, packageBin } from "../deploy/local-process";
 import { describeCertificate } from "../runtime/tls";
 import { Fleet } from "./fleet";

@@ -1,7 +1,7 @@
 import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { concurrencyLimit } from "../clouds/aws/fetch-support";
+import { concurrencyLimit } from "../util/concurrency";
 import { Fleet, FleetInstance, pingStatus } from "./fleet";
 import type { CommandParameters, CommandPlan, StepPlan } from "./ssm-documents";
 

@@ -2,7 +2,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { EC2Client, TerminateInstancesCommand } from "@aws-sdk/client-ec2";
-import { request } from "../../provider/cli/http";
+import { request } from "../../provider/http/client";
 import { discoveryAsync } from "../fixtures/cli";
 import { ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
 

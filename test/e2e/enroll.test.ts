@@ -2,7 +2,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { ListCommandsCommand, SSMClient } from "@aws-sdk/client-ssm";
-import { request } from "../../provider/cli/http";
+import { request } from "../../provider/http/client";
 import { callControl, readSandboxState } from "../../provider/sandbox/sandbox-control";
 import { discoveryAsync } from "../fixtures/cli";
 import { enrollConfigFile, ensureBuilt, parseEnvFile } from "../fixtures/sandbox";

@@ -2,7 +2,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { request } from "../../provider/cli/http";
+import { request } from "../../provider/http/client";
 import { discoveryAsync } from "../fixtures/cli";
 import { REPO, TOOLS_BIN } from "../fixtures/pulumi";
 import { ensureBuilt, parseEnvFile } from "../fixtures/sandbox";

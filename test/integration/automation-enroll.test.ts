@@ -1,7 +1,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { request } from "../../provider/cli/http";
+import { request } from "../../provider/http/client";
 import { discoveryAsync } from "../fixtures/cli";
 import { TOOLS_BIN } from "../fixtures/pulumi";
 import { enrollConfigFile, ensureBuilt, parseEnvFile } from "../fixtures/sandbox";

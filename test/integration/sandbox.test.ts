@@ -15,7 +15,7 @@ import {
 } from "@aws-sdk/client-ssm";
 import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
 import { parse } from "yaml";
-import { request } from "../../provider/cli/http";
+import { request } from "../../provider/http/client";
 import { discoveryAsync } from "../fixtures/cli";
 import { enrollConfigFile, ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
 

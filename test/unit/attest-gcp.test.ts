@@ -1,7 +1,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { registerGcpJoin } from "../../provider/clouds/gcp";
+import { gcpJoinMethod } from "../../provider/clouds/gcp";
 import { verifyIdToken } from "../../provider/clouds/gcp/attest-gcp";
 import { GcpCallError, GcpInstance, GcpInstances } from "../../provider/clouds/gcp/instances";
 import { cacheLifetimeMs, JwksCache, rsaSigningKeys } from "../../provider/clouds/gcp/jwks";
@@ -62,7 +62,6 @@ describe("gcp join: attestation through the join service", () => {
     keys.google = fakeGoogleKey("google-1");
     keys.forger = fakeGoogleKey("google-1"); // Google's kid, someone else's key
     keys.unlisted = fakeGoogleKey("sa-key-7f3e"); // e.g. a service account's own key (CVE-2020-16251)
-    registerGcpJoin({ instances, jwks: { fetch: jwksFetch } });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-gcp-"));
     store = await openStore({ type: "sqlite", path: path.join(dir, "state.db") });
     await store.initCertAuthority(generateCertAuthority("host"));
@@ -74,6 +73,7 @@ describe("gcp join: attestation through the join service", () => {
       settings: SETTINGS,
       rateLimit: { requestsPerMinute: 10_000, burst: 10_000 },
       certificateTtlSeconds: 3600,
+      methods: { gcp: gcpJoinMethod({ instances, jwks: { fetch: jwksFetch } }) },
     });
   });
   afterAll(async () => {

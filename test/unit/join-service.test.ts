@@ -2,7 +2,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { JoinRefusal } from "../../provider/join/errors";
-import { Attested, JoinSettings, registerJoinMethod } from "../../provider/join/methods";
+import { Attested, JoinSettings, JoinMethodDefinition } from "../../provider/join/methods";
 import { JoinService } from "../../provider/join/service";
 import "../../provider/join/tokens";
 import { openStore, Store } from "../../provider/runtime/store";
@@ -22,7 +22,7 @@ const SECRET = "tok-unit-5d2a9c8e7f";
 /** What the fake iam attestor was asked, and what it answers. */
 const calls = { validate: 0, attest: 0 };
 let attestAnswer: () => Promise<Attested>;
-registerJoinMethod("iam", {
+const iamMethod: JoinMethodDefinition = {
   needsChallenge: true,
   validate: (body) => {
     calls.validate++;
@@ -33,7 +33,7 @@ registerJoinMethod("iam", {
     calls.attest++;
     return attestAnswer();
   },
-});
+};
 
 async function refusal(p: Promise<unknown>): Promise<{ code: string; status: number }> {
   const e = await p.then(
@@ -68,6 +68,7 @@ describe("JoinService: what a refused join leaves untouched", () => {
       },
     ]);
     service = new JoinService({
+      methods: { iam: iamMethod },
       store,
       clusterName: "discovery.test",
       settings: SETTINGS,

@@ -3,7 +3,7 @@ import type { CloudEnrollment } from "../../provider/enroll/clouds";
 import { runEnrollmentPass } from "../../provider/enroll/pass";
 import type { Candidate, InstallOutcome } from "../../provider/enroll/types";
 import { JoinRefusal } from "../../provider/join/errors";
-import { registerJoinMethod } from "../../provider/join/methods";
+import { JoinMethodDefinition } from "../../provider/join/methods";
 import { JoinService } from "../../provider/join/service";
 import { AwsMatcher, discoveryServiceSection } from "../../provider/model";
 import { outdatedNodes, rotationProgress } from "../../provider/runtime/rotation";
@@ -19,7 +19,7 @@ import { newHostKey } from "../fixtures/joins";
 const ACCOUNT = "123456789012";
 
 // The fake iam method vouches for whatever instance the body names, as a real one would after its checks.
-registerJoinMethod("iam", {
+const iamMethod: JoinMethodDefinition = {
   needsChallenge: false,
   attest: async (body) => {
     const id = String(body.instance);
@@ -29,7 +29,7 @@ registerJoinMethod("iam", {
       principals: [`${ACCOUNT}-${id}`],
     };
   },
-});
+};
 
 describe("CA rotation through the enrollment pass", () => {
   let store: SqliteStore;
@@ -113,6 +113,7 @@ describe("CA rotation through the enrollment pass", () => {
       },
     ]);
     joins = new JoinService({
+      methods: { iam: iamMethod },
       store,
       clusterName: "discovery.test",
       settings: {

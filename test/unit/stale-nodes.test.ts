@@ -4,7 +4,7 @@
  * in a line.
  */
 import { storeBackend } from "../../provider/enroll/backend";
-import { registerCloud } from "../../provider/enroll/clouds";
+import type { CloudEnrollment } from "../../provider/enroll/clouds";
 import { runEnrollmentPass } from "../../provider/enroll/pass";
 import { ReinstallRefusal, reinstallInstance } from "../../provider/enroll/reinstall";
 import type { Candidate } from "../../provider/enroll/types";
@@ -50,7 +50,8 @@ const join = (id: string, at = "2025-01-01T00:00:00.000Z") =>
     joinedAt: at,
   });
 
-registerCloud("aws", {
+/** The fake AWS, passed to each pass as its only cloud. */
+const fakeAws: CloudEnrollment = {
   fetch: async () => ({
     candidates: [...world.instances].filter(([, s]) => s === "running").map(([id]) => candidate(id)),
     scopes: [{ cloud: "aws", account: ACCOUNT, region: REGION, instances: world.instances.size }],
@@ -68,12 +69,14 @@ registerCloud("aws", {
     if (world.describeFails) throw new Error("UnauthorizedOperation: ec2:DescribeInstances denied");
     return new Set(q.instanceIds.filter((id) => (world.instances.get(id) ?? "terminated") !== "terminated"));
   },
-});
+};
+const clouds = (name: string) => (name === "aws" ? fakeAws : undefined);
 
 let clock = new Date("2025-03-01T00:00:00.000Z");
 const pass = () =>
   runEnrollmentPass({
     matchers: { aws: [{}] as never[], gcp: [], azure: [] },
+    clouds,
     backend: storeBackend(store, () => clock),
     runtime: { proxyAddr: "127.0.0.1:3080" },
     staleNodeGraceMs: 24 * HOUR,
@@ -192,6 +195,7 @@ describe("stale nodes", () => {
     world.instances.set("i-gone", "terminated");
     const r = await runEnrollmentPass({
       matchers: { aws: [{}] as never[], gcp: [], azure: [] },
+      clouds,
       backend: storeBackend(store, () => clock),
       runtime: { proxyAddr: "127.0.0.1:3080" },
       now: () => clock,

@@ -13,6 +13,7 @@ import {
   sdkInstanceApi,
 } from "./instance-lookup";
 import { awsRegionCertificate } from "./region-certs";
+import { ec2NodeName } from "./identity";
 
 export type { AwsCredentials } from "./credentials";
 
@@ -359,7 +360,7 @@ export async function attestEc2(iid: string, ctx: Ec2AttestContext): Promise<Ec2
   const identity = verifyInstanceIdentity(iid, { extraCaPems: ctx.extraCaPems, now: ctx.now, ttlMs });
   const rule = matchEc2Rule(identity, ctx.token);
   const live = await checkInstanceRunning(identity, rule, ctx.aws);
-  const nodeName = `${identity.accountId}-${identity.instanceId}`;
+  const nodeName = ec2NodeName(identity.accountId, identity.instanceId);
   return {
     nodeName,
     labels: {

@@ -14,6 +14,7 @@ import {
   stsErrorDetail,
   StsRequest,
 } from "./sts-request";
+import { ec2NodeName } from "./identity";
 
 /** Regions whose `sts.<region>.amazonaws.com` endpoint may be called; a fixed list so a name is never a lookup. */
 export const STS_REGIONS: readonly string[] = [
@@ -322,7 +323,7 @@ export function iamNodeIdentity(
 ): { nodeName: string; labels: Record<string, string>; principals: string[] } {
   const labels: Record<string, string> = { "discovery/origin": "cloud", "discovery/account-id": identity.account };
   if (check.verified) {
-    const nodeName = `${identity.account}-${check.instanceId}`;
+    const nodeName = ec2NodeName(identity.account, check.instanceId);
     labels["discovery/instance-id"] = check.instanceId;
     labels["discovery/region"] = check.region;
     labels["discovery/instance-verified"] = "true";

@@ -35,25 +35,6 @@ export function scopeError(err: unknown, doing: string): { code: string; message
   return { code, message: `${doing}: ${said}` };
 }
 
-/** Runs at most `n` tasks at once; later ones wait in arrival order. */
-export function concurrencyLimit(n: number): <T>(task: () => Promise<T>) => Promise<T> {
-  const max = Math.max(1, Math.floor(n));
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async (task) => {
-    if (active < max) active++;
-    else await new Promise<void>((resolve) => waiting.push(resolve));
-    try {
-      return await task();
-    } finally {
-      // Hand the slot straight to the next waiter, so a newcomer cannot slip in between and exceed the limit.
-      const next = waiting.shift();
-      if (next) next();
-      else active--;
-    }
-  };
-}
-
 /** Every item of a paginated AWS list, fetching pages one after another until no NextToken comes back. */
 export async function collectPages<T>(
   page: (token: string | undefined) => Promise<{ items?: T[]; next?: string }>,

@@ -10,9 +10,11 @@ import type { AwsMatcher } from "../../model";
 import type { Candidate, FetchResult, ScopeReport } from "../../enroll/types";
 import { listOrganizationAccounts } from "./fetch-organizations";
 import { enabledRegions, LISTING_REGION } from "./fetch-regions";
-import { collectPages, concurrencyLimit, scopeError, ScopeFailure, sortFetchResult } from "./fetch-support";
+import { concurrencyLimit } from "../../util/concurrency";
+import { collectPages, scopeError, ScopeFailure, sortFetchResult } from "./fetch-support";
 import { BucketRegistry, EC2_NON_MUTATING, GLOBAL_API, PacedCaller, RetryOptions } from "./rate-limits";
 import type { AwsCredentials } from "./sts-request";
+import { ec2NodeName } from "./identity";
 
 /** How {@link fetchEc2} reaches AWS and reports progress. */
 export interface FetchOptions {
@@ -73,7 +75,7 @@ export function ec2Candidate(account: string, region: string, i: Instance): Cand
     account,
     region,
     instanceId: id,
-    nodeName: `${account}-${id}`,
+    nodeName: ec2NodeName(account, id),
     state: i.State?.Name ?? "unknown",
     tags,
     ...(i.PrivateIpAddress ? { privateIp: i.PrivateIpAddress } : {}),

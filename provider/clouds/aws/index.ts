@@ -1,17 +1,20 @@
-/** AWS: registers the ec2 and iam join methods, and the EC2 fetcher and SSM installer for enrollment. */
-import { registerCloud } from "../../enroll/clouds";
+/** AWS as one CloudPlugin: the ec2 and iam join methods, the EC2 fetcher and the SSM installer. */
 import { JoinRefusal } from "../../join/errors";
 import type { AwsMatcher } from "../../model";
-import { registerJoinMethod } from "../../join/methods";
+import type { CloudJoinMethod, CloudPlugin } from "../plugin";
 import { attestEc2 } from "./attest-ec2";
 import { attestIam, checkIamJoinRequest, OrganizationCache } from "./attest-iam";
 import { accountCredentials } from "./credentials";
 import { existingInstances } from "./existing";
 import { fetchEc2 } from "./fetch";
+import { AWS_NODE_IDENTITY } from "./identity";
 import { installViaSsm } from "./install-ssm";
+import { awsScopeProblem } from "./scope-problem";
+import { ec2JoinFields, iamJoinFields } from "./join-request";
 import { cachedInstanceApis } from "./instance-lookup";
 import { organizationsDescribeAccount } from "./organizations";
 import { silenceAwsSdkNodeVersionWarning } from "./sdk-warning";
+import { SSM_FAILURE_CLASSES } from "./ssm-failure-classes";
 
 // Every process that enrolls or attests loads this module: the runtime, the CLI, the Enrollment provider.
 silenceAwsSdkNodeVersionWarning();
@@ -21,8 +24,10 @@ const orgCache = new OrganizationCache();
 const iamInstanceApis = cachedInstanceApis({ roleSessionName: "discovery-iam-join" });
 let describeAccount: ReturnType<typeof organizationsDescribeAccount> | undefined;
 
-registerJoinMethod("iam", {
+/** The iam method: a signed sts:GetCallerIdentity over a server challenge. */
+const iamMethod: CloudJoinMethod = {
   needsChallenge: true,
+  nodeFields: iamJoinFields,
   validate: (body, settings, now) => checkIamJoinRequest(body, { stsEndpoint: settings.aws.stsEndpoint, now }),
   attest: async (body, ctx) => {
     if (!ctx.challenge) throw new JoinRefusal("challenge_missing", "an iam join needs a challenge", 400);
@@ -38,36 +43,45 @@ registerJoinMethod("iam", {
     });
     return { nodeName: a.nodeName, labels: a.labels, principals: a.principals };
   },
-});
+};
 
-registerJoinMethod("ec2", {
+/** The ec2 method: the instance identity document's PKCS7 signature. */
+const ec2Method: CloudJoinMethod = {
   needsChallenge: false,
+  nodeFields: ec2JoinFields,
   attest: async (body, ctx) => {
     if (typeof body.iid !== "string" || body.iid.length === 0)
       throw new JoinRefusal("missing_field", 'request field "iid" is required: the IMDS rsa2048 PKCS7, base64', 400);
     const a = await attestEc2(body.iid, { token: ctx.token, extraCaPems: ctx.settings.aws.extraCaPems, now: ctx.now });
     return { nodeName: a.nodeName, labels: a.labels, principals: a.principals };
   },
-});
+};
 
-registerCloud<AwsMatcher>("aws", {
-  fetch: (matcher, ctx) => fetchEc2(matcher, { onScope: ctx.onScope }),
-  existing: (matcher, query) => existingInstances(matcher, query),
-  install: (candidates, matcher, ctx) => {
-    const roleCredentials = accountCredentials(matcher);
-    const needsRole = !!(matcher.assume_role?.role_arn || matcher.assume_role?.role_name);
-    return installViaSsm(candidates, {
-      matcher,
-      endpoint: ctx.runtime,
-      client: needsRole
-        ? {
-            credentials: async (account, region) => {
-              const c = await roleCredentials(account, region);
-              if (!c) throw new Error(`no role to assume in account ${account}`);
-              return c;
-            },
-          }
-        : undefined,
-    });
+/** AWS: registered in provider/clouds/index.ts. */
+export const AWS_PLUGIN: CloudPlugin<AwsMatcher> = {
+  joinMethods: { iam: iamMethod, ec2: ec2Method },
+  identity: AWS_NODE_IDENTITY,
+  scopeProblem: awsScopeProblem,
+  enrollment: {
+    failureClasses: SSM_FAILURE_CLASSES,
+    fetch: (matcher, ctx) => fetchEc2(matcher, { onScope: ctx.onScope }),
+    existing: (matcher, query) => existingInstances(matcher, query),
+    install: (candidates, matcher, ctx) => {
+      const roleCredentials = accountCredentials(matcher);
+      const needsRole = !!(matcher.assume_role?.role_arn || matcher.assume_role?.role_name);
+      return installViaSsm(candidates, {
+        matcher,
+        endpoint: ctx.runtime,
+        client: needsRole
+          ? {
+              credentials: async (account, region) => {
+                const c = await roleCredentials(account, region);
+                if (!c) throw new Error(`no role to assume in account ${account}`);
+                return c;
+              },
+            }
+          : undefined,
+      });
+    },
   },
-});
+};

@@ -13,6 +13,9 @@ import {
 } from "@aws-sdk/client-ssm";
 import { DEFAULT_SSM_DOCUMENT, type AwsMatcher } from "../../model";
 import type { Candidate, InstallOutcome, RuntimeEndpoint } from "../../enroll/types";
+import type { SsmFailureClass } from "./ssm-failure-classes";
+import { mapLimit } from "../../util/concurrency";
+import { realSleep, withRetries } from "../../util/retry";
 import { documentArn, instanceArn } from "./policy";
 import { INSTALLER_STEPS, InstallerArgs, installerParameters, proxyHost, refusedParameter } from "./ssm-document";
 
@@ -53,15 +56,6 @@ export interface SsmInstallRequest {
   retry?: { attempts?: number; baseDelayMs?: number };
 }
 
-/** The failure classes installViaSsm reports. */
-export type SsmFailureClass =
-  | "ssm-agent-not-registered"
-  | "ssm-agent-connection-lost"
-  | "unsupported-os"
-  | "script-failure"
-  | "invocation-failure"
-  | "permission-denied";
-
 const POLICY_HINT = "`discovery policy aws --config FILE` prints the policy the discovery role needs";
 const PROFILE_HINT =
   "attach an instance profile with AmazonSSMManagedInstanceCore (or `discovery policy aws`'s instance policy), " +
@@ -76,22 +70,12 @@ const DENIED = /^AccessDenied(Exception)?$/;
 
 const errName = (e: unknown) => (e as { name?: string }).name ?? "Error";
 const errMessage = (e: unknown) => (e as { message?: string }).message ?? String(e);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The last `maxLines` lines of `text`, at most `maxChars` characters: the part of a log that says why. */
 export function outputTail(text: string | undefined, maxLines = 20, maxChars = 2048): string {
   const lines = (text ?? "").replace(/\s+$/, "").split("\n");
   const tail = lines.slice(-maxLines).join("\n");
   return tail.length > maxChars ? tail.slice(tail.length - maxChars) : tail;
-}
-
-/** Runs `fn` on every item, at most `limit` at a time. */
-async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /** One account × region's worth of candidates and the client that reaches them. */
@@ -102,18 +86,20 @@ interface Scope {
   retry: { attempts: number; baseDelayMs: number };
 }
 
+/** Whether SSM answered "later": throttled, or a server-side error. */
+function retryableSsmError(e: unknown): boolean {
+  const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode ?? 0;
+  return THROTTLED.test(errName(e)) || status === 429 || status >= 500;
+}
+
 // The SDK's own retries are off (maxAttempts 1) so throttling backs off here, once, with full jitter.
-async function call<T>(scope: Scope, fn: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (e) {
-      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode ?? 0;
-      const retryable = THROTTLED.test(errName(e)) || status === 429 || status >= 500;
-      if (!retryable || attempt >= scope.retry.attempts) throw e;
-      await sleep(Math.random() * Math.min(20_000, scope.retry.baseDelayMs * 2 ** (attempt - 1)));
-    }
-  }
+function call<T>(scope: Scope, fn: () => Promise<T>): Promise<T> {
+  return withRetries(() => fn(), {
+    maxAttempts: scope.retry.attempts,
+    baseMs: scope.retry.baseDelayMs,
+    capMs: 20_000,
+    isRetryable: retryableSsmError,
+  });
 }
 
 // Spreading a Candidate would bring its other fields along; keep only what an outcome carries.
@@ -363,7 +349,7 @@ async function watch(s: Scope, watches: Watch[], url: string, req: SsmInstallReq
       }
       return;
     }
-    if (pending.length > 0) await sleep(Math.min(req.pollIntervalMs ?? 2000, left));
+    if (pending.length > 0) await realSleep(Math.min(req.pollIntervalMs ?? 2000, left));
   }
 }
 

@@ -2,14 +2,18 @@
  * Pacing for AWS API calls: token buckets shaped like EC2's own request limits, and full-jitter exponential
  * backoff for the throttling that gets through anyway. Clock and sleep are injectable so tests need not wait.
  */
+import {
+  backoffDelay,
+  realSleep,
+  withRetries as retry,
+  type RetryOptions as BaseRetryOptions,
+  type Sleep,
+} from "../../util/retry";
+
+export { backoffDelay, realSleep, type Sleep };
 
 /** Milliseconds since some fixed point; `Date.now` outside tests. */
 export type Clock = () => number;
-/** Waits the given milliseconds. */
-export type Sleep = (ms: number) => Promise<void>;
-
-/** Sleeps for real, with a timer. */
-export const realSleep: Sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The size and refill rate of one token bucket. */
 export interface BucketProfile {
@@ -119,47 +123,12 @@ export function isThrottling(err: unknown): boolean {
   return THROTTLING_CODES.has(awsErrorCode(err));
 }
 
-/** How {@link withRetries} retries. */
-export interface RetryOptions {
-  /** Attempts in all, the first included; default 6. */
-  maxAttempts?: number;
-  /** Backoff ceiling after the first failure, doubled after each; default 100 ms. */
-  baseMs?: number;
-  /** Largest ceiling; default 5 s. */
-  capMs?: number;
-  /** Default {@link isThrottling}: other errors are answers, and retrying them only repeats the answer. */
-  isRetryable?: (err: unknown) => boolean;
-  /** Default {@link realSleep}. */
-  sleep?: Sleep;
-  /** Uniform in [0, 1); default Math.random. */
-  random?: () => number;
-  /** Told about each retry before its wait, e.g. for metrics. */
-  onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
-}
+/** How AWS calls retry: as {@link retry}'s options, throttling ({@link isThrottling}) unless told otherwise. */
+export type RetryOptions = Omit<BaseRetryOptions, "isRetryable"> & Partial<Pick<BaseRetryOptions, "isRetryable">>;
 
-/**
- * Full-jitter backoff: a uniform wait below min(cap, base * 2^(attempt-1)). Jitter spreads out many scopes that
- * were throttled at the same moment, so they do not come back together and get throttled again.
- */
-export function backoffDelay(attempt: number, baseMs: number, capMs: number, random: () => number): number {
-  return Math.floor(random() * Math.min(capMs, baseMs * 2 ** (attempt - 1)));
-}
-
-/** Runs `fn` until it succeeds, fails with an error that is not retryable, or runs out of attempts. */
-export async function withRetries<T>(fn: (attempt: number) => Promise<T>, opts: RetryOptions = {}): Promise<T> {
-  const maxAttempts = opts.maxAttempts ?? 6;
-  const isRetryable = opts.isRetryable ?? isThrottling;
-  const sleep = opts.sleep ?? realSleep;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn(attempt);
-    } catch (err) {
-      if (attempt >= maxAttempts || !isRetryable(err)) throw err;
-      const delay = backoffDelay(attempt, opts.baseMs ?? 100, opts.capMs ?? 5000, opts.random ?? Math.random);
-      opts.onRetry?.(err, attempt, delay);
-      await sleep(delay);
-    }
-  }
+/** Runs `fn` with the one retry helper, retrying AWS throttling by default. */
+export function withRetries<T>(fn: (attempt: number) => Promise<T>, opts: RetryOptions = {}): Promise<T> {
+  return retry(fn, { isRetryable: isThrottling, ...opts });
 }
 
 /**

@@ -5,7 +5,8 @@
  */
 import type { GcpMatcher } from "../../model";
 import type { Candidate, FetchResult, ScopeReport } from "../../enroll/types";
-import { concurrencyLimit, sortFetchResult } from "../aws/fetch-support";
+import { concurrencyLimit } from "../../util/concurrency";
+import { sortFetchResult } from "../aws/fetch-support";
 import { GceInstance, GcpClients, gcpErrorCode, gcpErrorMessage, googleClients } from "./clients";
 
 /** How {@link fetchGce} reaches Google and reports progress. */

@@ -1,8 +1,15 @@
-/** GCP: registers the gcp join method (identity token from the metadata server, checked live with instances.get). */
-import { registerJoinMethod } from "../../join/methods";
+/**
+ * GCP as one CloudPlugin: the gcp join method (identity token from the metadata server, checked live with
+ * instances.get), the GCE fetcher and the SSH installer (an ephemeral metadata key).
+ */
+import type { GcpMatcher } from "../../model";
+import type { CloudJoinMethod, CloudPlugin } from "../plugin";
 import { attestGcp, checkGcpJoinRequest } from "./attest-gcp";
 import { computeInstances, GcpInstances } from "./instances";
+import { fetchGce } from "./fetch";
+import { GCE_FAILURE_CLASSES, installViaGceSsh } from "./install-ssh";
 import { JwksCache, JwksCacheOptions } from "./jwks";
+import { metadataIdentityToken } from "./metadata";
 
 /** Stand-ins for the network, for unit tests: the Compute call and the JWKS fetch. */
 export interface GcpJoinSeams {
@@ -11,10 +18,10 @@ export interface GcpJoinSeams {
 }
 
 /**
- * Registers the gcp join method. One key cache per JWKS URL (a runtime has one; tests start several), and one
- * Compute client, made on first use and re-made when `GOOGLE_COMPUTE_ENDPOINT` changes (tests point it at fakes).
+ * The gcp join method. One key cache per JWKS URL (a runtime has one; tests start several), and one Compute client,
+ * made on first use and re-made when `GOOGLE_COMPUTE_ENDPOINT` changes (tests point it at fakes).
  */
-export function registerGcpJoin(seams: GcpJoinSeams = {}): void {
+export function gcpJoinMethod(seams: GcpJoinSeams = {}): CloudJoinMethod {
   const caches = new Map<string, JwksCache>();
   let instances: { endpoint: string | undefined; api: GcpInstances & { close(): Promise<void> } } | undefined;
   const liveInstances = (): GcpInstances => {
@@ -27,9 +34,14 @@ export function registerGcpJoin(seams: GcpJoinSeams = {}): void {
     instances = { endpoint, api };
     return api;
   };
-  registerJoinMethod("gcp", {
+  return {
     needsChallenge: false,
     validate: (body) => checkGcpJoinRequest(body),
+    // The token's audience is the cluster name, which the runtime states; a token for another audience is refused.
+    nodeFields: async (ctx) => {
+      if (!ctx.clusterName) throw new Error("a gcp join needs the runtime's cluster name");
+      return { id_token: await metadataIdentityToken(await ctx.clusterName()) };
+    },
     attest: async (body, ctx) => {
       const url = ctx.settings.gcp.jwksUrl;
       let jwks = caches.get(url);
@@ -44,7 +56,20 @@ export function registerGcpJoin(seams: GcpJoinSeams = {}): void {
       });
       return { nodeName: a.nodeName, labels: a.labels, principals: a.principals };
     },
-  });
+  };
 }
 
-registerGcpJoin();
+/** `<project>-<zone>-<instance-id>`: the name a GCE VM joins as (RFD 113). */
+export const gceNodeName = (project: string, instanceId: string, zone?: string): string =>
+  `${project}-${zone ?? ""}-${instanceId}`;
+
+/** GCP: enrollment over SSH with an ephemeral metadata key, the gcp join, and GCE node identity. */
+export const GCP_PLUGIN: CloudPlugin<GcpMatcher> = {
+  enrollment: {
+    fetch: (matcher, ctx) => fetchGce(matcher, { onScope: ctx.onScope }),
+    install: (candidates, matcher, ctx) => installViaGceSsh(candidates, { matcher, endpoint: ctx.runtime }),
+    failureClasses: GCE_FAILURE_CLASSES,
+  },
+  joinMethods: { gcp: gcpJoinMethod() },
+  identity: { accountLabel: "discovery/project-id", regionLabel: "discovery/zone", nodeName: gceNodeName },
+};

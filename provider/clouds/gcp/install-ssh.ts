@@ -7,7 +7,8 @@
 import * as fs from "fs";
 import type { GcpMatcher } from "../../model";
 import type { Candidate, InstallOutcome, RuntimeEndpoint } from "../../enroll/types";
-import { concurrencyLimit } from "../aws/fetch-support";
+import type { FailureClass } from "../../enroll/clouds";
+import { concurrencyLimit } from "../../util/concurrency";
 import { outputTail } from "../aws/install-ssm";
 import { proxyHost, runShellScriptCommands } from "../aws/ssm-installer-content";
 import { GceInstance, GcpClients, gcpErrorCode, gcpErrorMessage, googleClients } from "./clients";
@@ -23,6 +24,17 @@ export type GceFailureClass =
   | "permission-denied"
   | "script-failure"
   | "invocation-failure";
+
+/** The failure classes of the SSH installer, and whether each means a command reached the VM. */
+export const GCE_FAILURE_CLASSES: Record<GceFailureClass, FailureClass> = {
+  "oslogin-enabled": { commandSent: false, summary: "OS Login is on: the VM refuses metadata SSH keys" },
+  "no-host-keys": { commandSent: false, summary: "the VM publishes no host keys (guest attributes are off)" },
+  "host-key-mismatch": { commandSent: false, summary: "the VM's SSH host key is not one its guest attributes name" },
+  "ssh-unreachable": { commandSent: false, summary: "no SSH connection to the VM, or the key was not accepted" },
+  "permission-denied": { commandSent: false, summary: "the runtime may not set the VM's metadata" },
+  "script-failure": { commandSent: true, summary: "the installer ran and exited non-zero" },
+  "invocation-failure": { commandSent: false, summary: "a Compute call failed" },
+};
 
 /** Everything installViaGceSsh needs besides the candidates. */
 export interface GceInstallRequest {

@@ -2,6 +2,7 @@ import { createHash } from "crypto";
 import * as fs from "fs";
 import { isMap, isScalar, isSeq, LineCounter, Node, parseAllDocuments } from "yaml";
 import { camelize, parseYamlWith, Resource, SourceProblem, validateDocument } from "../../model";
+import { runtimeOf } from "../../http/runtime-of";
 import { ConfigError, parseRuntimeConfig, RuntimeConfig } from "../../runtime/config";
 import { AutomationError, invalidDocuments } from "./errors";
 
@@ -183,8 +184,6 @@ function connectionOf(configs: Map<string, RuntimeConfig>): RuntimeConnection {
       "no_runtime",
       `${files.join(" and ")} name different runtimes (${[...servers].join(", ")}); pass one runtime config`,
     );
-  // Required here, not at the top: the enroll command loads every cloud's SDK, which only this path needs.
-  const { runtimeOf } = require("../../cli/enroll") as typeof import("../../cli/enroll");
   try {
     const { target } = runtimeOf(configsList[0]);
     return { server: target.server, adminToken: target.adminToken, caFile: target.caFile };

@@ -1,0 +1,21 @@
+/** The failure classes installViaSsm reports, and which of them mean SSM ran nothing on the instance. */
+import type { FailureClass } from "../../enroll/clouds";
+
+/** A failure class installViaSsm reports. */
+export type SsmFailureClass =
+  | "ssm-agent-not-registered"
+  | "ssm-agent-connection-lost"
+  | "unsupported-os"
+  | "script-failure"
+  | "invocation-failure"
+  | "permission-denied";
+
+/** Every class, with whether a command was sent: the first three are found before any SendCommand. */
+export const SSM_FAILURE_CLASSES: Record<SsmFailureClass, FailureClass> = {
+  "ssm-agent-not-registered": { commandSent: false, summary: "the instance is not registered with SSM" },
+  "ssm-agent-connection-lost": { commandSent: false, summary: "the instance's SSM agent is not online" },
+  "unsupported-os": { commandSent: false, summary: "the instance does not run Linux" },
+  "script-failure": { commandSent: true, summary: "the installer ran and exited non-zero" },
+  "invocation-failure": { commandSent: true, summary: "SSM did not run the command to completion" },
+  "permission-denied": { commandSent: true, summary: "an SSM call was denied to the discovery role" },
+};

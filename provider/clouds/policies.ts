@@ -1,0 +1,34 @@
+/** The policy documents each cloud needs for a config's matchers, for `discovery policy` and the SDK. */
+import type { AwsMatcher, DiscoveryConfig, Resource } from "../model";
+import { discoveryPolicy, instancePolicy, PolicyDocument } from "./aws/policy";
+import { gcpDiscoveryRole } from "./gcp/role";
+
+export { gcpDiscoveryRole } from "./gcp/role";
+export type { GcpRole } from "./gcp/role";
+
+/** The clouds `discovery policy` writes policies for. */
+export const POLICY_CLOUDS = ["aws", "gcp"] as const;
+/** A cloud `discovery policy` writes policies for. */
+export type PolicyCloud = (typeof POLICY_CLOUDS)[number];
+
+/** The AWS policies: `discovery` for the discovery service's role, `instance` for enrolled instances' profile. */
+export function awsPolicies(matchers: readonly AwsMatcher[]): { discovery: PolicyDocument; instance: PolicyDocument } {
+  return { discovery: discoveryPolicy(matchers), instance: instancePolicy(matchers) };
+}
+
+/**
+ * What `discovery policy CLOUD` prints for the discovery_config resources (a teleport.yaml parses to one too):
+ * the policy documents, or an error naming what is missing.
+ */
+export function policyFor(cloud: PolicyCloud, resources: Resource[]): { output: object } | { error: string } {
+  const specs = resources.filter((r): r is DiscoveryConfig => r.kind === "discovery_config").map((c) => c.spec);
+  const aws = specs.flatMap((s) => s.aws);
+  const gcp = specs.flatMap((s) => s.gcp);
+  if ((cloud === "aws" ? aws : gcp).length === 0)
+    return {
+      error:
+        `no ${cloud} matchers: add one under spec.${cloud} of a discovery_config ` +
+        `(or discovery_service.${cloud} of a teleport.yaml)`,
+    };
+  return { output: cloud === "aws" ? awsPolicies(aws) : gcpDiscoveryRole(gcp) };
+}
