@@ -198,7 +198,8 @@ async function install(targets: Vm[], projectMetadata: GceMetadata = {}) {
     clients,
     sudo: false,
     sshPort: (c) => vms.find((v) => v.id === c.instanceId)!.port,
-    connectWindowMs: 1500,
+    // Room for a slow handshake on a loaded machine; no test here waits the window out.
+    connectWindowMs: 15_000,
     connectRetryMs: 100,
     now: () => NOW,
   });
@@ -261,7 +262,7 @@ describe("GCE install over SSH with an ephemeral metadata key", () => {
     // The instance's own FALSE wins over the project's TRUE.
     const off = await vm("1006", { installer: OK_INSTALLER, metadata: [{ key: "enable-oslogin", value: "FALSE" }] });
     const [c] = await install([off], { items: [{ key: "enable-oslogin", value: "TRUE" }] });
-    expect(c.status).toBe("succeeded");
+    expect([c.status, c.failureClass, c.reason]).toEqual(["succeeded", undefined, undefined]);
     expect(inst.history.concat(proj.history)).toEqual([]);
   });
 
