@@ -2,6 +2,7 @@ import * as fs from "fs";
 import type { EnrollmentRecord } from "../../provider/runtime/store/types";
 import { ExampleSandbox, startExampleSandbox } from "../fixtures/example-sandbox";
 import { clientKey, sshLogin } from "../fixtures/ssh-client";
+import { eventually } from "../fixtures/eventually";
 
 /**
  * A CA rotation reaches agentless nodes (seed 000) in the sandbox, with real sshd and real `ssh` logins: after the
@@ -16,15 +17,6 @@ describe("CA rotation in the sandbox", () => {
   let keys: ReturnType<typeof clientKey>;
   let nodes: { name: string; port: number }[];
 
-  const eventually = async <T>(what: string, seconds: number, check: () => Promise<T | undefined>): Promise<T> => {
-    const deadline = Date.now() + seconds * 1000;
-    for (;;) {
-      const v = await check();
-      if (v !== undefined) return v;
-      if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s`);
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  };
   const cas = async () =>
     (await sb.runtime("GET", "/v1/cas")).body as Record<
       "host" | "user",

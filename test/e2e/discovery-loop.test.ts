@@ -5,6 +5,7 @@ import { EC2Client, TerminateInstancesCommand } from "@aws-sdk/client-ec2";
 import { request } from "../../provider/http/client";
 import { discoveryAsync } from "../fixtures/cli";
 import { ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
+import { eventually } from "../fixtures/eventually";
 
 /**
  * The sandbox runtime as a control loop (group `sandbox`, poll 15 s): applying a discovery_config enrolls its
@@ -44,16 +45,6 @@ describe("the sandbox runtime's discovery loop", () => {
         n.labels,
       ]),
     );
-  /** Polls `check` every second until it returns a value, for at most `seconds`. */
-  const eventually = async <T>(what: string, seconds: number, check: () => Promise<T | undefined>): Promise<T> => {
-    const deadline = Date.now() + seconds * 1000;
-    for (;;) {
-      const v = await check();
-      if (v !== undefined) return v;
-      if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s`);
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  };
   const agentTask = async () =>
     (await api("GET", "/v1/tasks")).body.tasks.find(
       (t: { issue_type: string; scope: string }) => t.issue_type === "ssm-agent-not-registered" && t.scope === SCOPE,
