@@ -9,6 +9,7 @@ import type { Candidate } from "../../provider/enroll/types";
 import type { GceMetadata, GcpClients } from "../../provider/clouds/gcp/clients";
 import { installViaGceSsh, sshPortFor } from "../../provider/clouds/gcp/install-ssh";
 import { writeFakeCurl } from "../fixtures/fake-curl";
+import { newEd25519KeyPair } from "../../provider/ssh/keys";
 
 const NOW = new Date("2026-11-30T12:00:00.000Z");
 const PROJECT = "proj-a";
@@ -32,15 +33,15 @@ interface Vm {
   logins: number;
 }
 
-const pub = (k: { public: string }) => k.public.trim().split(/\s+/)[1];
+const pub = (k: { publicKey: string }) => k.publicKey.split(/\s+/)[1];
 const sshKeys = (md: GceMetadata) => (md.items ?? []).find((i) => i.key === "ssh-keys")?.value ?? "";
 
 async function startVm(id: string, o: { installer: string; wrongHostKey?: boolean; metadata?: GceMetadata["items"] }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `gcp-vm-${id}-`));
   writeFakeCurl(dir);
   fs.writeFileSync(path.join(dir, "installer.sh"), o.installer);
-  const hostKey = utils.generateKeyPairSync("ed25519");
-  const published = o.wrongHostKey ? utils.generateKeyPairSync("ed25519") : hostKey;
+  const hostKey = newEd25519KeyPair();
+  const published = o.wrongHostKey ? newEd25519KeyPair() : hostKey;
   const vm = {
     id,
     name: `vm-${id}`,
@@ -50,7 +51,7 @@ async function startVm(id: string, o: { installer: string; wrongHostKey?: boolea
     history: [],
     logins: 0,
   } as unknown as Vm;
-  vm.server = new Server({ hostKeys: [hostKey.private] }, (client) => {
+  vm.server = new Server({ hostKeys: [hostKey.privateKey] }, (client) => {
     client.on("authentication", (ctx) => {
       if (ctx.method !== "publickey") return ctx.reject(["publickey"]);
       // Only a key the metadata holds right now, for this user, as the guest agent would have installed it.

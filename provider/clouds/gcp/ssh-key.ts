@@ -3,7 +3,7 @@
  * the instance's `ssh-keys` metadata (with an expiry the guest agent honours should removal fail), adding and
  * removing that exact line under the metadata fingerprint, and the VM's host keys from its guest attributes.
  */
-import { utils } from "ssh2";
+import { newEd25519KeyPair } from "../../ssh/keys";
 import type { GceInstance, GceMetadata, GceOperation, GcpClients, InstancesApi } from "./clients";
 import { gcpErrorCode, gcpErrorMessage } from "./clients";
 
@@ -22,12 +22,11 @@ export interface EphemeralKey {
 
 /** A new ed25519 pair and its `ssh-keys` line: `<user>:ssh-ed25519 <b64> google-ssh {"userName":...,"expireOn":...}`. */
 export function ephemeralKey(user: string, now: Date, ttlMs = EPHEMERAL_KEY_TTL_MS): EphemeralKey {
-  const pair = utils.generateKeyPairSync("ed25519");
-  const publicKey = pair.public.trim().split(/\s+/).slice(0, 2).join(" ");
+  const { privateKey, publicKey } = newEd25519KeyPair();
   // Google's format: the expiry is RFC 3339 without fractional seconds, e.g. 2026-01-02T03:14:05+0000 or ...Z.
   const expireOn = new Date(now.getTime() + ttlMs).toISOString().replace(/\.\d{3}Z$/, "Z");
   const metadataLine = `${user}:${publicKey} google-ssh ${JSON.stringify({ userName: user, expireOn })}`;
-  return { privateKey: pair.private, publicKey, metadataLine };
+  return { privateKey, publicKey, metadataLine };
 }
 
 /** The value of a metadata key, if set. */
