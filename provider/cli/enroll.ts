@@ -3,7 +3,7 @@ import { Command } from "commander";
 import { httpBackend } from "../enroll/http-backend";
 import { InstanceResult, ProgressEvent, runEnrollmentPass } from "../enroll/pass";
 import type { StaleReport } from "../enroll/stale";
-import { parseDuration } from "../model";
+import { Cloud, CLOUDS, parseDuration } from "../model";
 import { serverEndpoint } from "../runtime/certificate-pin";
 import { ConfigError, RuntimeConfig } from "../runtime/config";
 import { table, target, withTarget } from "./admin";
@@ -40,10 +40,26 @@ async function runtimeFor(inputs: EnrollInputs, opts: TargetOptions) {
   return { target: t, endpoint: await serverEndpoint(t.server, t.caFile && fs.readFileSync(t.caFile)) };
 }
 
+/**
+ * The cloud and instance id of a `--reinstall` value: `cloud:ID`, or a bare ID of the one cloud the config's
+ * matchers name.
+ */
+export function reinstallTarget(value: string, matchers: EnrollInputs["matchers"]): { cloud: Cloud; id: string } {
+  const m = /^([a-z]+):(.+)$/.exec(value);
+  if (m && (CLOUDS as readonly string[]).includes(m[1])) return { cloud: m[1] as Cloud, id: m[2] };
+  const named = CLOUDS.filter((c) => (matchers[c] ?? []).length > 0);
+  if (named.length === 1) return { cloud: named[0], id: value };
+  throw new EnrollInputError(
+    `--reinstall ${value}: the config has matchers for ${named.join(" and ") || "no cloud"}; ` +
+      `name the cloud, e.g. --reinstall ${named[0] ?? "aws"}:${value}`,
+  );
+}
+
 /** Forgets each instance in the runtime so the pass that follows installs on it again. */
-async function forget(t: RuntimeTarget, instanceIds: string[]): Promise<void> {
-  for (const id of instanceIds) {
-    const a = await request(t, "POST", "/v1/enrollments/reinstall", { cloud: "aws", instance_id: id });
+async function forget(t: RuntimeTarget, values: string[], matchers: EnrollInputs["matchers"]): Promise<void> {
+  const targets = values.map((v) => reinstallTarget(v, matchers));
+  for (const { cloud, id } of targets) {
+    const a = await request(t, "POST", "/v1/enrollments/reinstall", { cloud, instance_id: id });
     if (a.status !== 200) throw new Error(`--reinstall ${id}: ${answerError(a)}`);
     const r = a.body as { nodes_removed: string[]; enrollments_cleared: number };
     process.stderr.write(
@@ -74,8 +90,8 @@ export function enrollCommand(): Command {
     .option("--json", 'print {"instances":[...]} on stdout')
     .option("--join-timeout <seconds>", "how long an installed instance may take to join", "120")
     .option(
-      "--reinstall <instance-id>",
-      "forget this AWS instance's enrollment and node first, so the pass installs on it again; implies --once",
+      "--reinstall <[cloud:]instance-id>",
+      "forget this instance's enrollment and node first, so the pass installs on it again (cloud: aws, gcp or azure; needed when the config names several); implies --once",
       repeat,
     )
     .action(async (opts: EnrollOptions) => {
@@ -89,7 +105,16 @@ export function enrollCommand(): Command {
         return;
       }
       const { target: t, endpoint } = await runtimeFor(inputs, opts);
-      if (opts.reinstall?.length) await forget(t, opts.reinstall);
+      if (opts.reinstall?.length) {
+        try {
+          await forget(t, opts.reinstall, inputs.matchers);
+        } catch (err) {
+          if (!(err instanceof EnrollInputError)) throw err;
+          process.stderr.write(err.message + "\n");
+          process.exitCode = 1;
+          return;
+        }
+      }
       const tty = process.stderr.isTTY;
       for (;;) {
         const result = await runEnrollmentPass({
@@ -100,6 +125,10 @@ export function enrollCommand(): Command {
           staleNodeGraceMs: parseDuration(inputs.staleNodeGrace),
           onProgress: tty || !opts.json ? (e) => process.stderr.write(progressLine(e) + "\n") : undefined,
         });
+        // Without progress lines (--json to a pipe), a scope that could not be scanned is still said on stderr.
+        if (!(tty || !opts.json))
+          for (const s of result.scopes.filter((x) => x.error))
+            process.stderr.write(progressLine({ type: "scope", scope: s }) + "\n");
         for (const line of nodeLines(result.nodes)) process.stderr.write(line + "\n");
         const instances = result.instances.map((r) => ({
           cloud: r.cloud,

@@ -1,6 +1,6 @@
 import * as crypto from "crypto";
 import { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { KINDS, parseDocuments, parseDuration, Resource } from "../model";
+import { Cloud, CLOUDS, KINDS, parseDocuments, parseDuration, Resource } from "../model";
 import { isSecretToken, REDACTED_NAME, secretTokenKey } from "../join/tokens";
 import { CertAuthorityError, completeRotation, signUserCertificate, startRotation, trustedPublicKeys } from "../ssh";
 import type { RuntimeMetrics } from "./metrics";
@@ -182,8 +182,8 @@ export async function adminRoutes(
   });
   app.post<{ Body: Record<string, unknown> }>("/v1/enrollments/reinstall", async (req, reply) => {
     const b = req.body ?? {};
-    if (b.cloud !== "aws" && b.cloud !== "gcp" && b.cloud !== "azure")
-      return badRequest(reply, "cloud: must be aws, gcp or azure");
+    if (typeof b.cloud !== "string" || !(CLOUDS as readonly string[]).includes(b.cloud))
+      return badRequest(reply, `cloud: must be one of ${CLOUDS.join(", ")}`);
     if (typeof b.instance_id !== "string" || b.instance_id === "")
       return badRequest(reply, "instance_id: is required (the instance to install on again)");
     for (const f of ["account", "region"])
@@ -192,7 +192,12 @@ export async function adminRoutes(
     try {
       const r = await reinstallInstance(
         store,
-        { cloud: b.cloud, instanceId: b.instance_id, account: b.account as string, region: b.region as string },
+        {
+          cloud: b.cloud as Cloud,
+          instanceId: b.instance_id,
+          account: b.account as string,
+          region: b.region as string,
+        },
         { source: req.ip },
       );
       return { instance_id: r.instanceId, nodes_removed: r.nodesRemoved, enrollments_cleared: r.enrollmentsCleared };

@@ -77,7 +77,11 @@ function instanceJson(vm: GcpVm): Record<string, unknown> {
   };
 }
 
-function operationJson(op: ZoneOperation): Record<string, unknown> {
+/**
+ * A zone operation as Compute shows it: the call that starts one answers while it still runs (as Google's does,
+ * so clients wait on it with zoneOperations.wait); reading it again finds it done.
+ */
+function operationJson(op: ZoneOperation, done = true): Record<string, unknown> {
   const zoneUrl = `${COMPUTE_BASE}/projects/${op.project}/zones/${op.zone}`;
   return {
     kind: "compute#operation",
@@ -87,11 +91,11 @@ function operationJson(op: ZoneOperation): Record<string, unknown> {
     operationType: op.operationType,
     targetLink: op.targetLink,
     targetId: op.targetId,
-    status: "DONE",
-    progress: 100,
+    status: done ? "DONE" : "RUNNING",
+    progress: done ? 100 : 0,
     insertTime: op.insertTime,
     startTime: op.insertTime,
-    endTime: op.insertTime,
+    ...(done && { endTime: op.insertTime }),
     selfLink: `${zoneUrl}/operations/${op.name}`,
   };
 }
@@ -150,6 +154,40 @@ function route(world: GcpWorld, method: string, p: string): Route | undefined {
       },
     };
   }
+  if (method === "GET" && (m = /^\/compute\/v1\/projects\/([^/]+)$/.exec(p))) {
+    const id = m[1];
+    return {
+      permission: "compute.projects.get",
+      // Project-wide metadata: where enable-oslogin is usually set; the sandbox's projects set nothing.
+      run: () => ({
+        kind: "compute#project",
+        id: projectNumber(id),
+        name: id,
+        commonInstanceMetadata: { kind: "compute#metadata", fingerprint: "cHJvamVjdA==", items: [] },
+        selfLink: `${COMPUTE_BASE}/projects/${id}`,
+      }),
+    };
+  }
+  if (method === "GET" && (m = /^\/compute\/v1\/projects\/([^/]+)\/zones$/.exec(p))) {
+    const project = m[1];
+    return {
+      permission: "compute.zones.list",
+      run: (q) => {
+        const { items, nextPageToken } = page(world.zones(), q);
+        return {
+          kind: "compute#zoneList",
+          items: items.map((z) => ({
+            kind: "compute#zone",
+            name: z,
+            region: `${COMPUTE_BASE}/projects/${project}/regions/${z.replace(/-[a-z]$/, "")}`,
+            status: "UP",
+            selfLink: `${COMPUTE_BASE}/projects/${project}/zones/${z}`,
+          })),
+          ...(nextPageToken && { nextPageToken }),
+        };
+      },
+    };
+  }
   if (method === "GET" && (m = /^\/compute\/v1\/projects\/([^/]+)\/aggregated\/instances$/.exec(p))) {
     const project = m[1];
     return {
@@ -181,7 +219,7 @@ function route(world: GcpWorld, method: string, p: string): Route | undefined {
           const items = Array.isArray(body?.items) ? body.items : [];
           if (items.some((i: any) => typeof i?.key !== "string"))
             throw new GcpApiError(400, "Invalid value for field 'resource.items'.");
-          return operationJson(world.setMetadata(inst(project, zone, name), body?.fingerprint, items));
+          return operationJson(world.setMetadata(inst(project, zone, name), body?.fingerprint, items), false);
         },
       };
     if (method === "GET" && verb === "/getGuestAttributes")

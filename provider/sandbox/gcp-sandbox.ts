@@ -1,5 +1,6 @@
 import { randomBytes } from "crypto";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { FakeGoogleApi, startFakeGoogleApi } from "./gcp-api";
 import { GOOGLE_ISSUER, loadOrCreateIssuer } from "./gcp-issuer";
@@ -34,6 +35,9 @@ export function gcpPaths(dir: string) {
  * - `DISCOVERY_GCP_SSH_PORTS_FILE`: JSON `{"<instance id>": port}`; every sandbox VM reports networkIP 127.0.0.1
  *   and listens on its own port. Only SSH's port comes from it; the host key is still checked against the VM's
  *   guest attributes, so the file cannot make a client trust a host.
+ * - `DISCOVERY_GCP_SSH_USER`: the user running the sandbox. Its VMs' sshd runs as that user and can only log that
+ *   user in, where a real VM's guest agent would create the `discovery` login; its guest shell gives it a
+ *   passwordless `sudo`, as the guest agent does.
  * `GCE_METADATA_HOST` is per VM and set only inside the VM's SSH sessions.
  */
 export function gcpClientEnv(dir: string, endpoint: string): Record<string, string> {
@@ -43,6 +47,7 @@ export function gcpClientEnv(dir: string, endpoint: string): Record<string, stri
     GOOGLE_COMPUTE_ENDPOINT: endpoint,
     GOOGLE_RESOURCE_MANAGER_ENDPOINT: endpoint,
     DISCOVERY_GCP_SSH_PORTS_FILE: p.sshPorts,
+    DISCOVERY_GCP_SSH_USER: os.userInfo().username,
   };
 }
 

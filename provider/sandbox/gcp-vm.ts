@@ -61,11 +61,12 @@ const shellQuote = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
 const sedPattern = (v: string) => v.replace(/[\\|.*^$[\]]/g, "\\$&");
 const sedReplacement = (v: string) => v.replace(/[\\|&]/g, "\\$&");
 
-/** The session wrapper sshd's ForceCommand runs: the VM's environment, and host paths in the command mapped. */
+/** The session wrapper sshd's ForceCommand runs: the VM's environment, host paths in the command and stdin mapped. */
 function guestShell(vm: TestVm, metadataHost: string): string {
   const dir = vm.dir;
   const env: [string, string][] = [
-    ["PATH", "/usr/sbin:/usr/bin:/bin"],
+    // The guest's bin first: its `sudo` is the passwordless one the guest agent grants its users.
+    ["PATH", `${path.join(dir, "guest-bin")}:/usr/sbin:/usr/bin:/bin`],
     ["HOME", dir],
     ["TMPDIR", path.join(dir, "tmp")],
     ["GCE_METADATA_HOST", metadataHost],
@@ -88,7 +89,9 @@ function guestShell(vm: TestVm, metadataHost: string): string {
     'cd "$HOME" || exit 1',
     'if [ -z "$SSH_ORIGINAL_COMMAND" ]; then exec /bin/sh -i; fi',
     `cmd=$(printf '%s\\n' "$SSH_ORIGINAL_COMMAND" | sed ${sed})`,
-    'exec /bin/sh -c "$cmd"',
+    // The session's input too: the SSH installer sends its script on stdin (`sudo -n sh -s`), and that script
+    // names /etc/ssh/sshd_config outright, which on this host is the host's own.
+    `sed -u ${sed} | /bin/sh -c "$cmd"`,
     "",
   ].join("\n");
 }
@@ -100,6 +103,14 @@ export async function startGcpGuest(dir: string, metadataHost: string): Promise<
   const keysDir = path.join(dir, "authorized_keys");
   fs.mkdirSync(keysDir, { recursive: true });
   const shell = path.join(dir, "guest-shell");
+  // The guest agent's users have passwordless sudo; the sandbox's sshd logs in the user running it, so its sudo
+  // runs the command as that user (`sudo -n CMD` and `sudo CMD` alike).
+  fs.mkdirSync(path.join(dir, "guest-bin"), { recursive: true });
+  fs.writeFileSync(
+    path.join(dir, "guest-bin", "sudo"),
+    '#!/bin/sh\n# sandbox GCP guest: passwordless sudo\nwhile [ "$1" = -n ] || [ "$1" = -E ]; do shift; done\nexec "$@"\n',
+    { mode: 0o755 },
+  );
   fs.writeFileSync(shell, guestShell(vm, metadataHost), { mode: 0o755 });
   // A drop-in, as the guest agent's own sshd_config changes are: the Include comes first, so it wins over the
   // base config's `AuthorizedKeysFile none`, and an installer's edits to sshd_config leave it in place.

@@ -134,6 +134,16 @@ export class GcpWorld {
     return [...new Set(this.all().map((v) => v.project))];
   }
 
+  /**
+   * The zones Compute lists to every project: a few real regions' zones, plus any zone a VM was launched in
+   * (launch accepts any zone name), sorted.
+   */
+  zones(): string[] {
+    const known = ["us-central1-a", "us-central1-b", "us-central1-c", "us-east1-b", "us-east1-c", "us-east1-d"];
+    const more = ["europe-west1-b", "europe-west1-c", "europe-west1-d", "asia-east1-a", "asia-east1-b"];
+    return [...new Set([...known, ...more, ...this.all().map((v) => v.zone)])].sort();
+  }
+
   /** A VM by project, zone and name (or numeric id, as Compute also accepts); 404 when missing. */
   get(project: string, zone: string, name: string): GcpVm {
     const vm = this.list(project, zone).find((v) => v.name === name || v.id === name);

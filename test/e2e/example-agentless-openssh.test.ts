@@ -1,10 +1,8 @@
 import { DescribeDocumentCommand, ListCommandsCommand, SSMClient } from "@aws-sdk/client-ssm";
-import { execFileSync } from "child_process";
 import * as fs from "fs";
-import * as path from "path";
 import { ExampleSandbox, exampleStack, startExampleSandbox } from "../fixtures/example-sandbox";
 import { MOTO_CREDENTIALS } from "../fixtures/moto";
-import { clientKey, sshLogin } from "../fixtures/ssh-client";
+import { certificateLogins } from "../fixtures/ssh-client";
 
 interface Outcome {
   instanceId: string;
@@ -20,7 +18,6 @@ interface Outcome {
 describe("examples/agentless-openssh", () => {
   let sb: ExampleSandbox;
   let dir: string | undefined;
-  let keys: { dir: string; key: string; publicKey: string } | undefined;
   const ssm = () =>
     new SSMClient({ region: "us-east-1", endpoint: sb.env.AWS_ENDPOINT_URL_SSM, credentials: MOTO_CREDENTIALS });
 
@@ -29,7 +26,6 @@ describe("examples/agentless-openssh", () => {
   });
   afterAll(async () => {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
-    if (keys) fs.rmSync(keys.dir, { recursive: true, force: true });
     await sb?.stop();
   });
 
@@ -62,33 +58,19 @@ describe("examples/agentless-openssh", () => {
       .nodes;
     expect(nodes.map((n) => [n.name, n.join_method]).sort()).toEqual(outcomes.map((o) => [o.nodeName, "ec2"]).sort());
 
-    // A user certificate logs in, the host proving itself with a host certificate for the node's name.
-    keys = clientKey();
-    const hostCaKeys = ((await sb.runtime("GET", "/v1/cas")).body as { host: { public_keys: string[] } }).host
-      .public_keys;
-    const issued = await sb.runtime("POST", "/v1/certs/user", {
-      public_key: keys.publicKey,
-      principals: ["root"],
-      ttl: "5m",
-    });
-    expect(issued.status).toBe(200);
-    const certificate = (issued.body as { certificate: string }).certificate;
+    // A user certificate logs in, the host proving itself with a host certificate for the node's name; the same
+    // key with a certificate from another CA is refused, and so is the host under another name.
     const ports = new Map((await sb.instances()).map((i) => [i.instanceId, i.sshPort]));
     const target = outcomes[0];
-    const port = ports.get(target.instanceId)!;
-    const login = sshLogin({ port, key: keys.key, certificate, hostName: target.nodeName, hostCaKeys });
+    const { login, forged, wrongHost } = await certificateLogins(
+      sb.runtime,
+      ports.get(target.instanceId)!,
+      target.nodeName,
+    );
     expect(login.out).toContain("logged-in");
     expect(login.status).toBe(0);
-
-    // The same key with a certificate from another CA is refused, and so is the host under another name.
-    const rogue = path.join(keys.dir, "rogue-ca");
-    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", rogue]);
-    execFileSync("ssh-keygen", ["-q", "-s", rogue, "-I", "rogue", "-n", "root", "-V", "+5m", `${keys.key}.pub`]);
-    const forged = fs.readFileSync(`${keys.key}-cert.pub`, "utf8");
-    const refused = sshLogin({ port, key: keys.key, certificate: forged, hostName: target.nodeName, hostCaKeys });
-    expect(refused.status).not.toBe(0);
-    expect(refused.out).toMatch(/Permission denied/);
-    const wrongHost = sshLogin({ port, key: keys.key, certificate, hostName: "some-other-node", hostCaKeys });
+    expect(forged.status).not.toBe(0);
+    expect(forged.out).toMatch(/Permission denied/);
     expect(wrongHost.status).not.toBe(0);
     expect(wrongHost.out).toMatch(/Host key verification failed|certificate invalid for|not a valid principal/i);
 

@@ -1,12 +1,14 @@
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
+import * as os from "os";
 import type { AddressInfo } from "net";
 import * as path from "path";
 import type { GcpInstance } from "../../provider/clouds/gcp/instances";
 import { discoveryAsync } from "../fixtures/cli";
 import {
   computeClaims,
+  fakeAdcCredentials,
   FakeGoogleKey,
   fakeGoogleKey,
   liveVm,
@@ -55,6 +57,7 @@ describe("join API red team: gcp", () => {
   const vms = new Map<string, GcpInstance>();
   const deny = { on: false };
   const savedEnv = { ...process.env };
+  let credentials: string | undefined;
   const vmKey = `${VM.project}/${VM.zone}/${VM.name}`;
   const join = (idToken: unknown, token = "gcp-token") =>
     rt.call("POST", "/v1/join", { method: "gcp", token, host_public_key: newHostKey(), id_token: idToken });
@@ -68,6 +71,10 @@ describe("join API red team: gcp", () => {
     jwks = await startJwksServer(() => [keys.google.jwk]);
     compute = await startFakeCompute(vms, deny);
     process.env.GOOGLE_COMPUTE_ENDPOINT = compute.url;
+    // The runtime's live check authenticates as any Google client does: application default credentials.
+    credentials = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "pd-gcp-adc-")), "adc.json");
+    fs.writeFileSync(credentials, JSON.stringify(fakeAdcCredentials(compute.url)));
+    process.env.GOOGLE_APPLICATION_CREDENTIALS = credentials;
     rt = await startTestRuntime({
       join: { gcp: { jwks_url: `${jwks.url}/oauth2/v3/certs` }, rate_limit: { requests_per_minute: 100000, burst: 100000 } }, // prettier-ignore
     });
@@ -79,6 +86,7 @@ describe("join API red team: gcp", () => {
     await jwks?.close();
     await compute?.close();
     process.env = savedEnv;
+    if (credentials) fs.rmSync(path.dirname(credentials), { recursive: true, force: true });
   });
   beforeEach(() => {
     vms.set(vmKey, liveVm());

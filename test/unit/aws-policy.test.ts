@@ -284,7 +284,7 @@ describe("discovery policy aws|gcp --config FILE", () => {
         "kind: discovery_config\nversion: v1\nmetadata: {name: a}\nspec:\n  discovery_group: a\n" +
           "  gcp: [{project_ids: [proj-one], locations: [us-central1-a]}]\n",
         "kind: discovery_config\nversion: v1\nmetadata: {name: b}\nspec:\n  discovery_group: b\n" +
-          "  gcp: [{project_ids: [proj-two]}]\n",
+          "  gcp: [{project_ids: [proj-two], locations: [europe-west1]}]\n",
       ].join("---\n"),
     );
     await run("gcp", "--config", f);
@@ -299,6 +299,7 @@ describe("discovery policy aws|gcp --config FILE", () => {
         "compute.instances.list",
         "compute.instances.setMetadata",
         "compute.projects.get",
+        "compute.zoneOperations.get",
         "compute.zones.list",
         "iam.serviceAccounts.actAs",
       ],

@@ -500,7 +500,9 @@ describe("DiscoveryService target gcp", () => {
       { types: ["gce"], projectIds: ["my-project", "other-project"], locations: ["*"], labels: { env: "prod" } },
     ]);
     expect(role.permissions).toEqual(expected.permissions);
-    expect(role.permissions).toContain("compute.zones.list"); // locations: ["*"]
+    // locations ["*"] is one aggregated instances.list per project: no zones.list.
+    expect(role.permissions).not.toContain("compute.zones.list");
+    expect(role.permissions).toContain("compute.zoneOperations.get");
     expect(role).toEqual(expect.objectContaining({ project: "my-project", title: expected.title, stage: "GA" }));
     expect(role.roleId).toMatch(/^[a-zA-Z0-9_.]{3,64}$/);
     const binding = one(rs, "gcp:projects/iAMMember:IAMMember", "disc-role-binding").inputs;

@@ -11,6 +11,7 @@ import {
   protos,
 } from "@google-cloud/compute";
 import { ProjectsClient } from "@google-cloud/resource-manager";
+import { GoogleAuth } from "google-auth-library";
 
 type ClientOptions = NonNullable<ConstructorParameters<typeof InstancesClient>[0]>;
 
@@ -121,11 +122,19 @@ export function gcpEndpointFromEnv(env: NodeJS.ProcessEnv = process.env): GcpEnd
  * file names its own token endpoint, so nothing here trusts a token only the sandbox has.
  */
 export function googleClients(endpoint: GcpEndpoint = gcpEndpointFromEnv()): GcpClients {
+  // One ADC for every client of the set, on Node's own fetch: gaxios would otherwise import node-fetch
+  // dynamically, which Jest's module runtime cannot. gax bundles its own google-auth-library typings; the class is
+  // the same at run time.
+  const auth = new GoogleAuth({
+    scopes: ["https://www.googleapis.com/auth/cloud-platform"],
+    clientOptions: { transporterOptions: { fetchImplementation: fetch } },
+  }) as unknown as ClientOptions["auth"];
   const options = (host: string | undefined): ClientOptions => {
-    if (!host) return { fallback: true };
+    if (!host) return { fallback: true, auth };
     const [servicePath, port] = host.split(/:(?=\d+$)/);
     return {
       fallback: true as const,
+      auth,
       apiEndpoint: servicePath,
       ...(port && { port: Number(port) }),
       ...(endpoint.protocol === "http" && { protocol: "http" }),

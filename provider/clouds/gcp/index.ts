@@ -63,11 +63,19 @@ export function gcpJoinMethod(seams: GcpJoinSeams = {}): CloudJoinMethod {
 export const gceNodeName = (project: string, instanceId: string, zone?: string): string =>
   `${project}-${zone ?? ""}-${instanceId}`;
 
+/**
+ * The login the ephemeral key is for: `discovery` (the guest agent creates it with passwordless sudo), unless
+ * `DISCOVERY_GCP_SSH_USER` names another, e.g. where an image reserves that name or the sandbox, whose sshd can
+ * only log in users the host has.
+ */
+const sshUser = (env: NodeJS.ProcessEnv = process.env) => env.DISCOVERY_GCP_SSH_USER || undefined;
+
 /** GCP: enrollment over SSH with an ephemeral metadata key, the gcp join, and GCE node identity. */
 export const GCP_PLUGIN: CloudPlugin<GcpMatcher> = {
   enrollment: {
     fetch: (matcher, ctx) => fetchGce(matcher, { onScope: ctx.onScope }),
-    install: (candidates, matcher, ctx) => installViaGceSsh(candidates, { matcher, endpoint: ctx.runtime }),
+    install: (candidates, matcher, ctx) =>
+      installViaGceSsh(candidates, { matcher, endpoint: ctx.runtime, user: sshUser() }),
     failureClasses: GCE_FAILURE_CLASSES,
   },
   joinMethods: { gcp: gcpJoinMethod() },

@@ -2,8 +2,7 @@
  * The one Compute Engine call a gcp join makes (`instances.get`), behind a small interface so unit tests fake it in
  * memory and the sandbox points the real client at a fake control plane through `GOOGLE_COMPUTE_ENDPOINT`.
  */
-import { InstancesClient } from "@google-cloud/compute";
-import { GoogleAuth, OAuth2Client } from "google-auth-library";
+import { GcpClients, googleClients } from "./clients";
 
 /** What `instances.get` says about one VM, as the join checks it. */
 export interface GcpInstance {
@@ -72,53 +71,20 @@ export function gcpErrorLine(err: unknown): string {
     .slice(0, 160);
 }
 
-/** Where Compute requests go: Google's https endpoint unless `GOOGLE_COMPUTE_ENDPOINT` names another. */
-export function computeEndpoint(env: NodeJS.ProcessEnv = process.env): { host: string; port?: number; http: boolean } {
-  const raw = env.GOOGLE_COMPUTE_ENDPOINT;
-  if (!raw) return { host: "compute.googleapis.com", http: false };
-  const u = new URL(/^[a-z]+:\/\//.test(raw) ? raw : `https://${raw}`);
-  return { host: u.hostname, ...(u.port && { port: Number(u.port) }), http: u.protocol === "http:" };
-}
-
-type ClientOptions = NonNullable<ConstructorParameters<typeof InstancesClient>[0]>;
-
 /**
- * {@link GcpInstances} over `@google-cloud/compute` (REST, so no gRPC is loaded), authenticated with
- * google-auth-library's application default credentials. A plain-http endpoint (a loopback fake, never Google)
- * gets a fixed bearer token instead, since ADC would try to reach Google's token endpoint.
+ * {@link GcpInstances} over the shared Google clients ({@link googleClients}): `@google-cloud/compute` over REST
+ * with application default credentials, at the endpoint the environment names (Google's unless
+ * `GOOGLE_COMPUTE_ENDPOINT` says otherwise). Nothing here trusts a token only the sandbox has.
  */
-export function computeInstances(env: NodeJS.ProcessEnv = process.env): GcpInstances & { close(): Promise<void> } {
-  const ep = computeEndpoint(env);
-  // Node's own fetch: gaxios would otherwise import node-fetch dynamically, which Jest's module runtime cannot.
-  const transporterOptions = { fetchImplementation: fetch };
-  let fake: OAuth2Client | undefined;
-  if (ep.http) {
-    fake = new OAuth2Client({ transporterOptions });
-    fake.setCredentials({ access_token: "sandbox", expiry_date: Date.now() + 10 * 365 * 86_400_000 });
-  }
-  const auth = new GoogleAuth({
-    scopes: ["https://www.googleapis.com/auth/compute.readonly"],
-    clientOptions: { transporterOptions },
-  });
-  const options: ClientOptions = {
-    fallback: true,
-    ...(env.GOOGLE_COMPUTE_ENDPOINT && { apiEndpoint: ep.host }),
-    ...(ep.port && { port: ep.port }),
-    // gax bundles its own google-auth-library typings; the classes are the same at run time.
-    ...(fake
-      ? { protocol: "http", authClient: fake as unknown as ClientOptions["authClient"] }
-      : { auth: auth as unknown as ClientOptions["auth"] }),
-  };
-  let client: InstancesClient | undefined;
+export function computeInstances(clients: GcpClients = googleClients()): GcpInstances & { close(): Promise<void> } {
   return {
     async get(project, zone, instance) {
-      client ??= new InstancesClient(options);
       try {
-        const [vm] = await client.get({ project, zone, instance });
+        const [vm] = await clients.instances().get({ project, zone, instance });
         return {
           id: String(vm.id ?? ""),
           name: vm.name ?? "",
-          status: vm.status ?? "UNKNOWN",
+          status: String(vm.status ?? "UNKNOWN"),
           creationTimestamp: vm.creationTimestamp ?? "",
           serviceAccounts: (vm.serviceAccounts ?? []).map((s) => s.email ?? "").filter((e) => e !== ""),
         };
@@ -128,8 +94,6 @@ export function computeInstances(env: NodeJS.ProcessEnv = process.env): GcpInsta
         throw new GcpCallError("compute.instances.get", status, err);
       }
     },
-    async close() {
-      await client?.close().catch(() => undefined);
-    },
+    close: () => clients.close(),
   };
 }
