@@ -197,8 +197,17 @@ function route(world: GcpWorld, method: string, p: string): Route | undefined {
           world.list(project).filter((v) => matchesFilter(q.get("filter"), v)),
           q,
         );
-        const byZone: Record<string, { instances: unknown[] }> = {};
-        for (const vm of items) (byZone[`zones/${vm.zone}`] ??= { instances: [] }).instances.push(instanceJson(vm));
+        const byZone: Record<string, { instances?: unknown[]; warning?: unknown }> = {};
+        // As Google's: the first page names every zone, those without VMs with a NO_RESULTS_ON_PAGE warning.
+        if (!q.get("pageToken"))
+          for (const z of world.zones())
+            byZone[`zones/${z}`] = {
+              warning: { code: "NO_RESULTS_ON_PAGE", message: "There are no results for scope 'zones/" + z + "' on this page." }, // prettier-ignore
+            };
+        for (const vm of items) {
+          const entry = (byZone[`zones/${vm.zone}`] = { instances: byZone[`zones/${vm.zone}`]?.instances ?? [] });
+          entry.instances.push(instanceJson(vm));
+        }
         return { kind: "compute#instanceAggregatedList", items: byZone, ...(nextPageToken && { nextPageToken }) };
       },
     };

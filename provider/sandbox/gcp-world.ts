@@ -183,6 +183,16 @@ export class GcpWorld {
     return op;
   }
 
+  /** `instances.delete`, done at once: the VM, its metadata server and sshd are gone; undefined when unknown. */
+  async delete(id: string): Promise<GcpVm | undefined> {
+    const vm = this.vms.get(id);
+    if (!vm) return undefined;
+    this.vms.delete(id);
+    this.writePorts();
+    await Promise.allSettled([vm.server?.stop(), vm.guest?.stop()]);
+    return vm;
+  }
+
   /** Stops every metadata server and sshd; VM directories stay for inspection. */
   async stop(): Promise<void> {
     this.stopped = true;

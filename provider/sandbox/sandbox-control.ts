@@ -120,7 +120,8 @@ const PLATFORMS: SsmPlatform[] = ["Linux", "Windows"];
  * `GET /v1/status`, `POST /v1/launch` (LaunchOptions as JSON) -> `{instances}`, `GET /v1/instances`,
  * `PATCH /v1/instances/{id}` `{ssmStatus?, platform?}` (the SSM knobs), `POST /v1/stop`; with `cloud: "gcp"`,
  * launch takes GcpLaunchOptions and answers `{instances: GcpVmView[]}`; `GET /v1/gcp/calls` is the fake Google
- * APIs' call log, `PUT /v1/gcp/permissions` `{permissions: [...] | null}` what they allow.
+ * APIs' call log, `PUT /v1/gcp/permissions` `{permissions: [...] | null}` what they allow, and
+ * `DELETE /v1/gcp/instances/{id}` deletes a VM as `instances.delete` would.
  * Errors are `{error: {message, field?}}`.
  */
 export async function startControlApi(opts: ControlApiOptions): Promise<ControlApi> {
@@ -136,6 +137,13 @@ export async function startControlApi(opts: ControlApiOptions): Promise<ControlA
         throw new HttpError(400, "must be a list of IAM permissions, or null for all", "permissions");
       opts.gcpApi.restrict((permissions as string[] | null) ?? undefined);
       return [200, { permissions }];
+    }
+    const gcpVm = /^\/v1\/gcp\/instances\/(\d+)$/.exec(url);
+    if (method === "DELETE" && gcpVm) {
+      const gone = await opts.gcp.delete(gcpVm[1]);
+      if (!gone) throw new HttpError(404, `no GCP VM ${gcpVm[1]} in this sandbox`);
+      logger?.info({ instance: gone.id, project: gone.project, zone: gone.zone }, "deleted a GCP VM");
+      return [200, { deleted: viewGcpVm(gone) }];
     }
     if (method === "POST" && url === "/v1/launch" && body.cloud === "gcp") {
       const { cloud: _cloud, ...request } = body;

@@ -216,5 +216,17 @@ describe("examples/gcp", () => {
       return s?.enrolled === 2 ? s : undefined;
     });
     expect(status).toMatchObject({ found: 3, enrolled: 2, failed: 1 });
+
+    // A deleted VM's node turns stale at the next pass (Compute says NOT_FOUND); the other stays active.
+    const [kept, deleted] = fleet;
+    expect((await sb.control("DELETE", `/v1/gcp/instances/${deleted.id}`)).status).toBe(200);
+    const stateOf = async (id: string) =>
+      ((await sb.runtime("GET", "/v1/nodes")).body as { nodes: (Node & { state: string })[] }).nodes.find(
+        (n) => n.labels["discovery/instance-id"] === id,
+      )?.state;
+    await eventually("the deleted VM's node is stale", 60, async () =>
+      (await stateOf(deleted.id)) === "stale" ? true : undefined,
+    );
+    expect(await stateOf(kept.id)).toBe("active");
   });
 });

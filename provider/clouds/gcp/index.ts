@@ -6,6 +6,7 @@ import type { GcpMatcher } from "../../model";
 import type { CloudJoinMethod, CloudPlugin } from "../plugin";
 import { attestGcp, checkGcpJoinRequest } from "./attest-gcp";
 import { computeInstances, GcpInstances } from "./instances";
+import { existingGceInstances } from "./existing";
 import { fetchGce } from "./fetch";
 import { GCE_FAILURE_CLASSES, installViaGceSsh } from "./install-ssh";
 import { JwksCache, JwksCacheOptions } from "./jwks";
@@ -76,6 +77,7 @@ export const GCP_PLUGIN: CloudPlugin<GcpMatcher> = {
     fetch: (matcher, ctx) => fetchGce(matcher, { onScope: ctx.onScope }),
     install: (candidates, matcher, ctx) =>
       installViaGceSsh(candidates, { matcher, endpoint: ctx.runtime, user: sshUser() }),
+    existing: (_matcher, query) => existingGceInstances(query),
     failureClasses: GCE_FAILURE_CLASSES,
   },
   joinMethods: { gcp: gcpJoinMethod() },

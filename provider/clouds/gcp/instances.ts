@@ -2,7 +2,7 @@
  * The one Compute Engine call a gcp join makes (`instances.get`), behind a small interface so unit tests fake it in
  * memory and the sandbox points the real client at a fake control plane through `GOOGLE_COMPUTE_ENDPOINT`.
  */
-import { GcpClients, googleClients } from "./clients";
+import { GcpClients, gcpErrorCode, gcpErrorMessage, googleClients } from "./clients";
 
 /** What `instances.get` says about one VM, as the join checks it. */
 export interface GcpInstance {
@@ -33,42 +33,9 @@ export class GcpCallError extends Error {
     readonly status: string,
     override readonly cause: unknown,
   ) {
-    super(`${permission} failed: ${status}: ${gcpErrorLine(cause)}`);
+    super(`${permission} failed: ${status}: ${gcpErrorMessage(cause)}`);
     this.name = "GcpCallError";
   }
-}
-
-const STATUS_BY_NUMBER: Record<number, string> = {
-  4: "DEADLINE_EXCEEDED",
-  5: "NOT_FOUND",
-  7: "PERMISSION_DENIED",
-  8: "RESOURCE_EXHAUSTED",
-  13: "INTERNAL",
-  14: "UNAVAILABLE",
-  16: "UNAUTHENTICATED",
-  401: "UNAUTHENTICATED",
-  403: "PERMISSION_DENIED",
-  404: "NOT_FOUND",
-  429: "RESOURCE_EXHAUSTED",
-  500: "INTERNAL",
-  503: "UNAVAILABLE",
-};
-
-/** Google's status of an error (gRPC number, HTTP status or name), or the socket error code when none answered. */
-export function gcpStatus(err: unknown): string {
-  const e = err as { code?: unknown; status?: unknown } | undefined;
-  for (const v of [e?.code, e?.status]) {
-    if (typeof v === "number" && STATUS_BY_NUMBER[v]) return STATUS_BY_NUMBER[v];
-    if (typeof v === "string" && /^[A-Z_]{2,40}$/.test(v)) return v;
-  }
-  return "UNKNOWN";
-}
-
-/** The first line of an error's message, bounded, for reasons and logs. */
-export function gcpErrorLine(err: unknown): string {
-  return String((err as { message?: unknown })?.message ?? err)
-    .split("\n")[0]
-    .slice(0, 160);
 }
 
 /**
@@ -89,7 +56,7 @@ export function computeInstances(clients: GcpClients = googleClients()): GcpInst
           serviceAccounts: (vm.serviceAccounts ?? []).map((s) => s.email ?? "").filter((e) => e !== ""),
         };
       } catch (err) {
-        const status = gcpStatus(err);
+        const status = gcpErrorCode(err);
         if (status === "NOT_FOUND") return undefined;
         throw new GcpCallError("compute.instances.get", status, err);
       }
