@@ -2,10 +2,12 @@ import { Argument, Command } from "commander";
 import { policyFor, POLICY_CLOUDS, PolicyCloud } from "../clouds/policies";
 import { formatProblem, validateFiles } from "./validate";
 
-/** `discovery policy aws|gcp --config FILE`: least-privilege policy documents for the config's matchers, as JSON. */
+/** `discovery policy aws|gcp|azure --config FILE`: least-privilege policy documents for the config's matchers, as JSON. */
 export function policyCommand(): Command {
   return new Command("policy")
-    .description("print the least-privilege policies a config's matchers need (aws: IAM policies; gcp: a custom role)")
+    .description(
+      "print the least-privilege policies a config's matchers need (aws: IAM policies; gcp, azure: a custom role)",
+    )
     .addArgument(new Argument("<cloud>", "the cloud to write policies for").choices([...POLICY_CLOUDS]))
     .requiredOption("-c, --config <file>", "a file of discovery_config documents, or a teleport.yaml / runtime config")
     .action((cloud: PolicyCloud, opts: { config: string }) => {

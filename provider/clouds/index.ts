@@ -6,6 +6,7 @@
 import { CLOUDS, type Cloud, type DiscoveryServiceSection } from "../model";
 import type { CloudEnrollment } from "../enroll/clouds";
 import { AWS_PLUGIN } from "./aws";
+import { AZURE_PLUGIN } from "./azure";
 import { GCP_PLUGIN } from "./gcp";
 import type { CloudJoinMethod, CloudPlugin, NodeIdentity } from "./plugin";
 
@@ -18,7 +19,7 @@ export type MatcherOf<C extends Cloud> = DiscoveryServiceSection[C][number];
 export const CLOUD_PLUGINS: { readonly [C in Cloud]: CloudPlugin<MatcherOf<C>> | undefined } = {
   aws: AWS_PLUGIN,
   gcp: GCP_PLUGIN,
-  azure: undefined,
+  azure: AZURE_PLUGIN,
 };
 
 /** The plugin of a cloud, for callers that hold the cloud's name as a string. */

@@ -1,13 +1,16 @@
 /** The policy documents each cloud needs for a config's matchers, for `discovery policy` and the SDK. */
 import type { AwsMatcher, DiscoveryConfig, Resource } from "../model";
 import { discoveryPolicy, instancePolicy, PolicyDocument } from "./aws/policy";
+import { azureDiscoveryRole } from "./azure/role";
 import { gcpDiscoveryRole } from "./gcp/role";
 
 export { gcpDiscoveryRole } from "./gcp/role";
 export type { GcpRole } from "./gcp/role";
+export { azureDiscoveryRole } from "./azure/role";
+export type { AzureRole } from "./azure/role";
 
 /** The clouds `discovery policy` writes policies for. */
-export const POLICY_CLOUDS = ["aws", "gcp"] as const;
+export const POLICY_CLOUDS = ["aws", "gcp", "azure"] as const;
 /** A cloud `discovery policy` writes policies for. */
 export type PolicyCloud = (typeof POLICY_CLOUDS)[number];
 
@@ -22,13 +25,13 @@ export function awsPolicies(matchers: readonly AwsMatcher[]): { discovery: Polic
  */
 export function policyFor(cloud: PolicyCloud, resources: Resource[]): { output: object } | { error: string } {
   const specs = resources.filter((r): r is DiscoveryConfig => r.kind === "discovery_config").map((c) => c.spec);
-  const aws = specs.flatMap((s) => s.aws);
-  const gcp = specs.flatMap((s) => s.gcp);
-  if ((cloud === "aws" ? aws : gcp).length === 0)
+  if (specs.every((s) => s[cloud].length === 0))
     return {
       error:
         `no ${cloud} matchers: add one under spec.${cloud} of a discovery_config ` +
         `(or discovery_service.${cloud} of a teleport.yaml)`,
     };
-  return { output: cloud === "aws" ? awsPolicies(aws) : gcpDiscoveryRole(gcp) };
+  if (cloud === "aws") return { output: awsPolicies(specs.flatMap((s) => s.aws)) };
+  if (cloud === "gcp") return { output: gcpDiscoveryRole(specs.flatMap((s) => s.gcp)) };
+  return { output: azureDiscoveryRole(specs.flatMap((s) => s.azure)) };
 }

@@ -2,9 +2,10 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { discoveryPolicy, instancePolicy, PolicyDocument, PolicyStatement } from "../../provider/clouds/aws/policy";
+import { azureDiscoveryRole } from "../../provider/clouds/policies";
 import { policyCommand } from "../../provider/cli/policy";
 import { formatProblem, validateFiles } from "../../provider/cli/validate";
-import { AwsMatcher, awsMatcher, discoveryConfigDocument } from "../../provider/model";
+import { AwsMatcher, awsMatcher, azureMatcher, discoveryConfigDocument } from "../../provider/model";
 
 const m = (input: unknown): AwsMatcher => awsMatcher.parse(input);
 const doc = (...Statement: PolicyDocument["Statement"]): PolicyDocument => ({ Version: "2012-10-17", Statement });
@@ -232,7 +233,7 @@ describe("instancePolicy", () => {
   });
 });
 
-describe("discovery policy aws|gcp --config FILE", () => {
+describe("discovery policy aws|gcp|azure --config FILE", () => {
   let dir: string;
   let out: string;
   let err: string;
@@ -326,6 +327,31 @@ describe("discovery policy aws|gcp --config FILE", () => {
     expect(err).toBe(
       `${f}: no gcp matchers: add one under spec.gcp of a discovery_config (or discovery_service.gcp of a teleport.yaml)\n`,
     );
+    expect(process.exitCode).toBe(1);
+  });
+
+  it("azure: prints a custom role assignable to the subscriptions of every discovery_config", async () => {
+    const [s1, s2] = ["11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"];
+    const f = file(
+      "azure.yaml",
+      [
+        `kind: discovery_config\nversion: v1\nmetadata: {name: a}\nspec:\n  discovery_group: a\n  azure: [{subscriptions: [${s2}]}]\n`,
+        `kind: discovery_config\nversion: v1\nmetadata: {name: b}\nspec:\n  discovery_group: b\n  azure: [{subscriptions: [${s1}], regions: [eastus]}]\n`,
+      ].join("---\n"),
+    );
+    await run("azure", "--config", f);
+    expect(err).toBe("");
+    const role = JSON.parse(out);
+    expect(role).toEqual(azureDiscoveryRole([s2, s1].map((s) => azureMatcher.parse({ subscriptions: [s] }))));
+    expect(role.AssignableScopes).toEqual([`/subscriptions/${s1}`, `/subscriptions/${s2}`]);
+    expect(role.Actions).toContain("Microsoft.Compute/virtualMachines/runCommands/write");
+  });
+
+  it("azure: a config without Azure matchers is refused", async () => {
+    const f = file("gcp-only.yaml", "discovery_service:\n  gcp: [{project_ids: [p1]}]\n");
+    await run("azure", "--config", f);
+    expect(out).toBe("");
+    expect(err).toMatch(/no azure matchers: add one under spec.azure of a discovery_config/);
     expect(process.exitCode).toBe(1);
   });
 });

@@ -208,6 +208,31 @@ export function runShellScriptCommands(a: InstallerArgs): string[] {
   ];
 }
 
+/** A matcher's install block, as the model validated it (every cloud's has this shape). */
+export interface MatcherInstall {
+  mode: InstallMode;
+  join_params: { token_name: string; method: string };
+  script_name: string;
+  sshd_config: string;
+  proxy_addr?: string;
+}
+
+/** The installer run a matcher's install block asks for; its proxy_addr wins over the runtime's address. */
+export function matcherInstallerArgs(
+  install: MatcherInstall,
+  endpoint: { proxyAddr: string; caPin?: string },
+): InstallerArgs {
+  return {
+    mode: install.mode,
+    token: install.join_params.token_name,
+    scriptName: install.script_name,
+    proxyAddr: proxyHost(install.proxy_addr ?? endpoint.proxyAddr),
+    method: install.join_params.method,
+    caPin: endpoint.caPin,
+    sshdConfig: install.sshd_config,
+  };
+}
+
 /** SendCommand parameters for an installer run: `commands` for the stock document, else the custom document's. */
 export function installerParameters(document: string, a: InstallerArgs): Record<string, string[]> {
   return document === DEFAULT_SSM_DOCUMENT ? { commands: runShellScriptCommands(a) } : documentParameters(a);

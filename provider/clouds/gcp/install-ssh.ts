@@ -10,7 +10,7 @@ import type { Candidate, InstallOutcome, RuntimeEndpoint } from "../../enroll/ty
 import type { FailureClass } from "../../enroll/clouds";
 import { concurrencyLimit } from "../../util/concurrency";
 import { outputTail } from "../aws/install-ssm";
-import { proxyHost, runShellScriptCommands } from "../aws/ssm-installer-content";
+import { matcherInstallerArgs, runShellScriptCommands } from "../aws/ssm-installer-content";
 import { GceInstance, GcpClients, gcpErrorCode, gcpErrorMessage, googleClients } from "./clients";
 import { changeSshKeys, ephemeralKey, guestHostKeys, osLoginEnabled, VmRef } from "./ssh-key";
 import { runOverSsh, SshFailure, SshResult } from "./ssh-run";
@@ -311,17 +311,8 @@ function withRemoval(o: InstallOutcome, error: string | undefined): InstallOutco
 export async function installViaGceSsh(candidates: Candidate[], req: GceInstallRequest): Promise<InstallOutcome[]> {
   const user = req.user ?? "discovery";
   if (!USER.test(user)) throw new Error(`invalid SSH user ${JSON.stringify(user)}`);
-  const { install } = req.matcher;
   const clients = req.clients ?? googleClients();
-  const args = {
-    mode: install.mode,
-    token: install.join_params.token_name,
-    scriptName: install.script_name,
-    proxyAddr: proxyHost(install.proxy_addr ?? req.endpoint.proxyAddr),
-    method: install.join_params.method,
-    caPin: req.endpoint.caPin,
-    sshdConfig: install.sshd_config,
-  };
+  const args = matcherInstallerArgs(req.matcher.install, req.endpoint);
   const base = { req, clients, user, projectMetadata: new Map() };
   const runs = [false, true].map((rejoin): Run => ({
     ...base,
