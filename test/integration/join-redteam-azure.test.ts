@@ -9,6 +9,7 @@ import { createSigner } from "../../provider/sandbox/iid-signer";
 import { discoveryAsync } from "../fixtures/cli";
 import {
   AZ,
+  AZ_LABELS,
   AZ_VM_KEY,
   accessToken,
   attestedContent,
@@ -152,15 +153,7 @@ describe("join API red team: azure", () => {
     const r = await join(first);
     expect(r.status).toBe(200);
     expect(r.body.node_name).toBe(NODE);
-    expect(r.body.labels).toMatchObject({
-      "discovery/subscription-id": AZ.subscription,
-      "discovery/vm-id": AZ.vmId,
-      "discovery/instance-id": AZ.vmId,
-      "discovery/region": AZ.location,
-      "discovery/resource-group": AZ.resourceGroup,
-      "discovery/name": AZ.vmName,
-      "discovery/join-method": "azure",
-    });
+    expect(r.body.labels).toEqual(AZ_LABELS);
     expect(r.body.host_certificate).toMatch(/^ssh-ed25519-cert-v01@openssh.com /);
     // The same proof again: its challenge is spent. A fresh proof of the same VM: one join per VM.
     refused(await join(first), 403, "challenge_invalid");

@@ -16,6 +16,7 @@ import { createSigner, TestSigner } from "../../provider/sandbox/iid-signer";
 import { generateCertAuthority } from "../../provider/ssh";
 import {
   AZ,
+  AZ_LABELS,
   AZ_VM_KEY,
   accessToken,
   accessTokenClaims,
@@ -221,16 +222,7 @@ describe("azure join: attestation through the join service", () => {
     const hostKey = newHostKey();
     const r = await service.join({ method: "azure", token: "azure", host_public_key: hostKey, ...(await request()) }, "unit"); // prettier-ignore
     expect(r.node_name).toBe(NODE);
-    expect(r.labels).toEqual({
-      "discovery/origin": "cloud",
-      "discovery/subscription-id": AZ.subscription,
-      "discovery/vm-id": AZ.vmId,
-      "discovery/instance-id": AZ.vmId,
-      "discovery/region": AZ.location,
-      "discovery/resource-group": AZ.resourceGroup,
-      "discovery/name": AZ.vmName,
-      "discovery/join-method": "azure",
-    });
+    expect(r.labels).toEqual(AZ_LABELS);
     // The host certificate as OpenSSH reads it: the node's key, named for the VM.
     const certFile = path.join(dir, "host-cert.pub");
     fs.writeFileSync(certFile, r.host_certificate + "\n");
