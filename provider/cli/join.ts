@@ -34,6 +34,8 @@ export async function joinNode(o: JoinOptions): Promise<{ nodeName: string; file
       const c = await request(target, "POST", "/v1/join/challenge", { method: o.method, token: o.token });
       if (c.status !== 200) throw new Error(`the runtime refused a challenge: ${answerError(c)}`);
       challenge = (c.body as { challenge: string }).challenge;
+      // The service consumes it from the request; the method's proof also carries it (signed, or as a nonce).
+      body.challenge = challenge;
     }
     const clusterName = async () => {
       const ping = await request(target, "GET", "/webapi/ping");

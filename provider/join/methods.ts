@@ -28,6 +28,8 @@ export interface JoinSettings {
     enrollmentRegion?: (account: string, instanceId: string) => Promise<string | undefined>;
   };
   gcp: { issuer: string; jwksUrl: string };
+  /** `join.azure`: PEM CAs trusted beside Azure's pinned roots (`extra_ca_certs`), and Entra ID's JWKS URL. */
+  azure: { extraCaPems: string[]; jwksUrl: string };
 }
 
 /** Who a verified node is. */

@@ -53,6 +53,7 @@ export interface JoinServiceOptions {
 }
 
 const CHALLENGE_TTL_MS = 60_000;
+const CHALLENGE_BYTES = 24;
 const PUBLIC_KEY_RE = /^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}( [^\n]{0,200})?$/;
 
 /** The host key of a join request, decoded; anything else is `bad_host_key` before any lookup or cloud call. */
@@ -124,7 +125,8 @@ export class JoinService {
       if (!this.methods.get(method)?.needsChallenge)
         throw new JoinRefusal("challenge_not_used", `join method "${method}" does not use a challenge`, 400);
       await this.token(method, tokenName);
-      const challenge = crypto.randomBytes(32).toString("base64url");
+      // 24 bytes: 32 base64url characters, the longest nonce Azure's IMDS signs into an attested document.
+      const challenge = crypto.randomBytes(CHALLENGE_BYTES).toString("base64url");
       const expiresAt = new Date(this.now().getTime() + CHALLENGE_TTL_MS).toISOString();
       await this.opts.store.putChallenge({ challenge, method, token: tokenName, expiresAt });
       await this.emit({ type: "challenge.issued", source, method, token: tokenName });

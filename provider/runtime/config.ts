@@ -1,3 +1,4 @@
+import { X509Certificate } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
@@ -81,6 +82,21 @@ const runtimeConfigSchema = z
           .object({ issuer: z.string().url().optional(), jwks_url: z.string().url().optional() })
           .strict()
           .optional(),
+        azure: z
+          .object({
+            extra_ca_certs: z
+              .array(z.string().min(1, { message: "must be the path of a PEM file of CA certificates" }))
+              .optional(),
+            jwks_url: z
+              .string()
+              .url({ message: "must be a URL such as https://login.microsoftonline.com/common/discovery/keys" })
+              .regex(/^https?:\/\//, {
+                message: "must be an https:// URL such as https://login.microsoftonline.com/common/discovery/keys",
+              })
+              .optional(),
+          })
+          .strict()
+          .optional(),
         rate_limit: z
           .object({
             requests_per_minute: z.number().int().positive().max(1_000_000),
@@ -117,6 +133,8 @@ export interface RuntimeConfig {
   join: {
     aws: { extraCaCerts: string[]; stsEndpoint: string };
     gcp: { issuer: string; jwksUrl: string };
+    /** `join.azure`: CA files trusted beside Azure's roots for attested documents, and Entra ID's key set. */
+    azure: { extraCaCerts: string[]; jwksUrl: string };
     rateLimit: { requestsPerMinute: number; burst: number };
     /** Lifetime of the host certificates joins issue (`join.certificate_ttl`), at most MAX_CERT_TTL_SECONDS. */
     certificateTtlSeconds: number;
@@ -187,6 +205,10 @@ export function parseRuntimeConfig(text: string, file: string): RuntimeConfig {
         issuer: c.join?.gcp?.issuer ?? "https://accounts.google.com",
         jwksUrl: c.join?.gcp?.jwks_url ?? "https://www.googleapis.com/oauth2/v3/certs",
       },
+      azure: {
+        extraCaCerts: (c.join?.azure?.extra_ca_certs ?? []).map(abs),
+        jwksUrl: c.join?.azure?.jwks_url ?? "https://login.microsoftonline.com/common/discovery/keys",
+      },
       rateLimit: {
         requestsPerMinute: c.join?.rate_limit?.requests_per_minute ?? 120,
         burst: c.join?.rate_limit?.burst ?? 60,
@@ -210,4 +232,36 @@ export function loadRuntimeConfig(file: string): RuntimeConfig {
     ]);
   }
   return parseRuntimeConfig(text, file);
+}
+
+/**
+ * The PEM text of CA files a config names (`field`, e.g. `join.azure.extra_ca_certs`), read when the runtime
+ * starts: a missing file, or one without a certificate, is an error naming the field and the file, not a refusal
+ * at the first join.
+ */
+export function readCaFiles(files: string[], field: string): string[] {
+  return files.map((file, i) => {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, "utf8");
+    } catch (err) {
+      throw new Error(`${field}[${i}]: cannot read ${file}: ${(err as Error).message}`);
+    }
+    const blocks = text.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+    const bad = blocks.findIndex((b) => !parsesAsCertificate(b));
+    if (!blocks.length || bad >= 0)
+      throw new Error(
+        `${field}[${i}]: ${file} ${blocks.length ? `holds a certificate (number ${bad + 1}) that does not parse` : "holds no PEM certificate"}; name a PEM file of CA certificates`,
+      );
+    return text;
+  });
+}
+
+function parsesAsCertificate(pem: string): boolean {
+  try {
+    new X509Certificate(pem);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -5,11 +5,11 @@ import * as path from "path";
 import Fastify, { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import pino, { Logger } from "pino";
 import { JoinRefusal } from "../join/errors";
-import { JoinService } from "../join/service";
+import { JoinService, type JoinServiceOptions } from "../join/service";
 import { CertificateRequestError, generateCertAuthority } from "../ssh";
 import { adminRoutes, requireAdminToken } from "./admin-routes";
 import { MAX_BODY_DEPTH, nestingDepth } from "./body-depth";
-import { RuntimeConfig } from "./config";
+import { readCaFiles, RuntimeConfig } from "./config";
 import { assertPrivateFiles, makePrivateDir, writePrivateFile } from "./file-modes";
 import { startHousekeeping } from "./housekeeping";
 import { builtinInstallers, isInstallerName, renderInstaller } from "./installers";
@@ -96,6 +96,8 @@ export interface RuntimeOptions {
   housekeepingIntervalMs?: number;
   /** Overrides of the discovery loop's timings and clouds. */
   discovery?: Pick<DiscoveryLoopOptions, "watchIntervalMs" | "debounceMs" | "joinTimeoutMs" | "clouds">;
+  /** Join methods over the registered ones (tests of a method no cloud registers yet). */
+  joinMethods?: JoinServiceOptions["methods"];
 }
 
 /** Starts the runtime: store, certificate authorities, TLS, and the HTTP API of SPEC §4. */
@@ -147,7 +149,12 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
           )?.region,
       },
       gcp: config.join.gcp,
+      azure: {
+        extraCaPems: readCaFiles(config.join.azure.extraCaCerts, "join.azure.extra_ca_certs"),
+        jwksUrl: config.join.azure.jwksUrl,
+      },
     },
+    methods: opts.joinMethods,
     rateLimit: config.join.rateLimit,
     certificateTtlSeconds: config.join.certificateTtlSeconds,
     now,

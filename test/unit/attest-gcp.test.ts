@@ -22,6 +22,7 @@ const JWKS_URL = "https://www.googleapis.com/oauth2/v3/certs";
 const SETTINGS: JoinSettings = {
   aws: { extraCaPems: [], stsEndpoint: "https://sts.amazonaws.com" },
   gcp: { issuer: "https://accounts.google.com", jwksUrl: JWKS_URL },
+  azure: { extraCaPems: [], jwksUrl: "https://login.microsoftonline.com/common/discovery/keys" },
 };
 const gcpToken = (name: string, allow: Record<string, unknown>[]) => ({
   kind: "token",

@@ -16,6 +16,7 @@ import { newHostKey } from "../fixtures/joins";
 const SETTINGS: JoinSettings = {
   aws: { extraCaPems: [], stsEndpoint: "https://sts.amazonaws.com" },
   gcp: { issuer: "https://accounts.google.com", jwksUrl: "https://www.googleapis.com/oauth2/v3/certs" },
+  azure: { extraCaPems: [], jwksUrl: "https://login.microsoftonline.com/common/discovery/keys" },
 };
 const SECRET = "tok-unit-5d2a9c8e7f";
 

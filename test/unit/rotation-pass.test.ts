@@ -119,6 +119,7 @@ describe("CA rotation through the enrollment pass", () => {
       settings: {
         aws: { extraCaPems: [], stsEndpoint: "https://sts.amazonaws.com" },
         gcp: { issuer: "x", jwksUrl: "x" },
+        azure: { extraCaPems: [], jwksUrl: "x" },
       },
       rateLimit: { requestsPerMinute: 100_000, burst: 100_000 },
       certificateTtlSeconds: 3600,

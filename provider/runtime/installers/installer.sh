@@ -6,7 +6,7 @@
 # Needs only sh, curl, openssl and OpenSSH. No key, token or signature is ever a command's argument (ps shows
 # those to every user): they travel through pipes, curl's stdin and shell variables. Environment (all optional):
 #   DISCOVERY_TOKEN         the join token's name (for the token method: the secret itself)
-#   DISCOVERY_JOIN_METHOD   ec2 | iam | gcp | token (default iam)
+#   DISCOVERY_JOIN_METHOD   ec2 | iam | gcp | azure | token (default iam)
 #   DISCOVERY_REJOIN        true: join again although already joined (CA rotation, forced reinstall)
 #   DISCOVERY_CA_PIN        sha256//<base64> public key pin of the runtime's TLS certificate
 #   DISCOVERY_CA_FILE       CA bundle for the runtime's TLS certificate (instead of a pin)
@@ -18,6 +18,7 @@
 #                           AWS_ENDPOINT_URL, else https://sts.amazonaws.com)
 #   AWS_EC2_METADATA_SERVICE_ENDPOINT  instance metadata endpoint (default http://169.254.169.254)
 #   GCE_METADATA_HOST       gcp: metadata server host[:port] (default metadata.google.internal)
+#   AZURE_IMDS_ENDPOINT     azure: instance metadata endpoint (default http://169.254.169.254)
 set -eu
 umask 077
 
@@ -81,11 +82,20 @@ need curl
 need openssl
 need ssh-keygen
 [ -n "$TOKEN" ] || die "no join token: set DISCOVERY_TOKEN (curl ... | DISCOVERY_TOKEN=<token> sh)"
-case "$METHOD" in ec2 | iam | gcp | token) ;; *) die "DISCOVERY_JOIN_METHOD must be ec2, iam, gcp or token, not $METHOD" ;; esac
+case "$METHOD" in ec2 | iam | gcp | azure | token) ;; *) die "DISCOVERY_JOIN_METHOD must be ec2, iam, gcp, azure or token, not $METHOD" ;; esac
 case "$REJOIN" in true | false) ;; *) die "DISCOVERY_REJOIN must be true or false, not $REJOIN" ;; esac
 # A token-method token is a secret, and ps shows every process's arguments to every user.
 [ "$METHOD" != token ] || [ -z "${1:-}" ] ||
   die "the token method's token is a secret: pass it in DISCOVERY_TOKEN (curl ... | DISCOVERY_TOKEN=<token> sh), not as an argument, and rotate it: it was visible in ps"
+
+# A challenge for this method and token from the runtime (iam signs it into STS headers, azure asks IMDS to sign it).
+runtime_challenge() {
+  resp=$(printf '{"method":"%s","token":"%s"}' "$METHOD" "$(json_escape "$TOKEN")" | runtime /v1/join/challenge) ||
+    die "the runtime refused a challenge: $resp"
+  challenge=$(json_str "$resp" challenge)
+  case "$challenge" in '' | *[!A-Za-z0-9_-]*) die "the runtime sent no challenge: $resp" ;; esac
+  printf '%s' "$challenge"
+}
 
 # POSTs stdin (JSON) to the runtime path $1: the body, which holds the token and signatures, never is an argument.
 runtime() {
@@ -221,16 +231,28 @@ gcp)
   case "$idt" in '' | *[!A-Za-z0-9._-]*) die "the metadata server's identity token is not a JWT" ;; esac
   body="{$common,\"id_token\":\"$idt\"}"
   ;;
+azure)
+  # IMDS signs the runtime's challenge as the attested document's nonce; the VM's managed identity token for ARM
+  # names its resource group. Both requests go through a curl config on stdin; the token stays in a variable.
+  az="${AZURE_IMDS_ENDPOINT:-http://169.254.169.254}"; az="${az%/}"
+  challenge=$(runtime_challenge) || exit 1
+  att=$(printf 'header = "Metadata: true"\nurl = "%s/metadata/attested/document?api-version=2020-09-01&nonce=%s"\n' "$az" "$challenge" |
+    curl -sS -f --max-time 10 -K -) || die "cannot get an attested document from Azure IMDS at $az (is this an Azure VM?)"
+  sig=$(json_str "$att" signature | sed 's#\\/#/#g')
+  case "$sig" in '' | *[!A-Za-z0-9+/=]*) die "Azure IMDS's attested document carries no signature" ;; esac
+  mi=$(printf 'header = "Metadata: true"\nurl = "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%%3A%%2F%%2Fmanagement.azure.com%%2F"\n' "$az" |
+    curl -sS -f --max-time 10 -K -) || die "cannot get a managed identity token from Azure IMDS at $az (does this VM have a managed identity?)"
+  at=$(json_str "$mi" access_token)
+  case "$at" in '' | *[!A-Za-z0-9._-]*) die "Azure IMDS's managed identity token is not a JWT" ;; esac
+  body="{$common,\"challenge\":\"$challenge\",\"attested_data\":{\"encoding\":\"pkcs7\",\"signature\":\"$sig\"},\"access_token\":\"$at\"}"
+  ;;
 iam)
   role=$(imds /latest/meta-data/iam/security-credentials/ | head -n 1)
   [ -n "$role" ] || die "this instance has no instance profile: the iam method needs one"
   creds=$(imds "/latest/meta-data/iam/security-credentials/$role")
   ak=$(json_str "$creds" AccessKeyId); sk=$(json_str "$creds" SecretAccessKey); st=$(json_str "$creds" Token)
   [ -n "$ak" ] && [ -n "$sk" ] || die "the instance profile credentials of $role are incomplete"
-  resp=$(printf '{"method":"iam","token":"%s"}' "$(json_escape "$TOKEN")" | runtime /v1/join/challenge) ||
-    die "the runtime refused a challenge: $resp"
-  challenge=$(json_str "$resp" challenge)
-  [ -n "$challenge" ] || die "the runtime sent no challenge: $resp"
+  challenge=$(runtime_challenge) || exit 1
   # A SigV4-signed sts:GetCallerIdentity that carries the challenge among its signed headers.
   host=${STS#*://}; host=${host%%/*}
   amzdate=$(date -u +%Y%m%dT%H%M%SZ); day=${amzdate%%T*}; region=us-east-1
