@@ -1,5 +1,6 @@
 import * as path from "path";
 import { Command } from "commander";
+import { AzureLaunchOptionError, parseAzureLaunchOptions } from "../sandbox/azure-launch-options";
 import { GcpLaunchOptionError, parseGcpLaunchOptions } from "../sandbox/gcp-launch-options";
 import { LaunchOptionError, parseLaunchOptions, parseTagList } from "../sandbox/launch-options";
 import { runSandboxDaemon } from "../sandbox/sandbox";
@@ -22,10 +23,23 @@ const FLAGS: Record<LaunchOptionError["field"], string> = {
   oslogin: "--oslogin",
 };
 
+const AZURE_FLAGS: Record<AzureLaunchOptionError["field"], string> = {
+  subscription: "--subscription",
+  resourceGroup: "--resource-group",
+  region: "--region",
+  tags: "--tags",
+  count: "--count",
+  agentless: "--agentless",
+  state: "--state",
+  noAgent: "--no-agent",
+  scaleSet: "--scale-set",
+};
+
 // Launch errors name the field as the API spells it; on the command line they name the flag.
 function flagError(err: unknown): unknown {
   if (err instanceof LaunchOptionError || err instanceof GcpLaunchOptionError)
     return new Error(`${FLAGS[err.field]}: ${err.message}`);
+  if (err instanceof AzureLaunchOptionError) return new Error(`${AZURE_FLAGS[err.field]}: ${err.message}`);
   return err;
 }
 
@@ -45,6 +59,11 @@ interface LaunchFlags {
   state?: string;
   platform?: string;
   ssmStatus?: string;
+  subscription?: string;
+  resourceGroup?: string;
+  scaleSet?: string;
+  /** commander's `--no-agent`: false when given. */
+  agent?: boolean;
   json?: boolean;
 }
 
@@ -113,29 +132,76 @@ async function launchGcp(opts: LaunchFlags): Promise<string[]> {
   );
 }
 
+async function launchAzure(opts: LaunchFlags): Promise<string[]> {
+  if (opts.platform !== undefined || opts.ssmStatus !== undefined)
+    throw new Error("--platform and --ssm-status are SSM knobs, for --cloud aws only");
+  let tags: Record<string, string> | undefined;
+  try {
+    tags = opts.tags === undefined ? undefined : parseTagList(opts.tags);
+  } catch (err) {
+    throw new AzureLaunchOptionError("tags", (err as Error).message);
+  }
+  const launch = parseAzureLaunchOptions({
+    subscription: opts.subscription,
+    resourceGroup: opts.resourceGroup,
+    region: opts.region,
+    tags,
+    count: count(opts.count),
+    agentless: opts.agentless === true,
+    state: opts.state ?? "running",
+    noAgent: opts.agent === false,
+    scaleSet: opts.scaleSet,
+  });
+  const vms = await launchInSandbox(opts.dir, { cloud: "azure", ...launch });
+  if (!opts.json) return vms.map((v) => v.id);
+  return vms.map((v) =>
+    JSON.stringify({
+      cloud: "azure",
+      id: v.id,
+      subscription: v.subscription,
+      resource_group: v.resource_group,
+      region: v.region,
+      name: v.name,
+      created_at: v.created_at,
+      ...(v.ssh_port !== undefined && { ssh_port: v.ssh_port }),
+      ...(v.scale_set !== undefined && { scale_set: v.scale_set, instance_id: v.instance_id }),
+    }),
+  );
+}
+
 function launchCommand(): Command {
   return new Command("launch")
-    .description("launch simulated instances (or GCP VMs) in the sandbox and print their ids, one per line")
+    .description("launch simulated instances (or GCP or Azure VMs) in the sandbox and print their ids, one per line")
     .requiredOption("--dir <dir>", "the sandbox directory")
-    .option("--cloud <cloud>", "aws or gcp", "aws")
+    .option("--cloud <cloud>", "aws, gcp or azure", "aws")
     .option("--account <id>", "aws: 12-digit account id (any; other than 123456789012 is an assumed role)")
-    .option("--region <region>", "aws: region, e.g. us-east-1")
-    .option("--tags <k=v[,k=v]>", "aws: instance tags")
+    .option("--region <region>", "aws: region, e.g. us-east-1; azure: region, e.g. eastus")
+    .option("--tags <k=v[,k=v]>", "aws: instance tags; azure: VM tags")
+    .option("--subscription <id>", "azure: subscription id (any UUID)")
+    .option("--resource-group <name>", "azure: resource group")
+    .option("--no-agent", "azure: the VM agent never reports, so run commands fail")
+    .option("--scale-set <name>", "azure: launch the VMs into this (Uniform) scale set")
     .option("--project <id>", "gcp: project id (any)")
     .option("--zone <zone>", "gcp: zone, e.g. us-central1-a")
     .option("--labels <k=v[,k=v]>", "gcp: instance labels")
     .option("--service-account <email>", "gcp: the VM's service account (default: the project's compute default)")
     .option("--oslogin", "gcp: metadata enable-oslogin=TRUE, so the VM ignores ssh-keys")
     .option("--count <n>", "how many instances", "1")
-    .option("--agentless", "aws: give each instance a real sshd (OpenSSH mode); gcp VMs always have one")
-    .option("--state <state>", "aws: running or stopped; gcp: running or terminated")
+    .option("--agentless", "aws, azure: give each instance a real sshd (OpenSSH mode); gcp VMs always have one")
+    .option("--state <state>", "aws: running or stopped; gcp: running or terminated; azure: running or deallocated")
     .option("--platform <platform>", "aws: what SSM reports, Linux or Windows")
     .option("--ssm-status <status>", "aws: the SSM agent, Online, ConnectionLost or unregistered")
     .option("--json", "print one JSON object per instance instead of its id")
     .action(async (opts: LaunchFlags) => {
       try {
-        if (opts.cloud !== "aws" && opts.cloud !== "gcp") throw new Error("--cloud: must be aws or gcp");
-        const lines = opts.cloud === "gcp" ? await launchGcp(opts) : await launchAws(opts);
+        const launchers: Record<string, (o: LaunchFlags) => Promise<string[]>> = {
+          aws: launchAws,
+          gcp: launchGcp,
+          azure: launchAzure,
+        };
+        const launcher = Object.hasOwn(launchers, opts.cloud) ? launchers[opts.cloud] : undefined;
+        if (!launcher) throw new Error("--cloud: must be aws, gcp or azure");
+        const lines = await launcher(opts);
         process.stdout.write(lines.map((l) => l + "\n").join(""));
       } catch (err) {
         throw flagError(err);
@@ -146,7 +212,7 @@ function launchCommand(): Command {
 /** `discovery sandbox start|stop|launch`: a whole local world (moto, simulated fleet, SSM, runtime) on loopback. */
 export function sandboxCommand(): Command {
   const cmd = new Command("sandbox").description(
-    "a local world for trying discovery without a cloud: moto, a simulated fleet and SSM, fake GCP, and a runtime",
+    "a local world for trying discovery without a cloud: moto, a simulated fleet and SSM, fake GCP and Azure, and a runtime",
   );
   cmd.addCommand(
     new Command("start")
@@ -160,7 +226,9 @@ export function sandboxCommand(): Command {
             ? `a sandbox is already running in ${state.dir} (pid ${state.pid})\n`
             : `sandbox running in ${state.dir} (pid ${state.pid})\n` +
               `  runtime ${state.runtime.url}\n  moto    ${state.moto}\n  ssm     ${state.ssm}\n` +
-              (state.gcp ? `  gcp     ${state.gcp.endpoint}\n` : "")) + `use it with: . ${env}\n`,
+              (state.gcp ? `  gcp     ${state.gcp.endpoint}\n` : "") +
+              (state.azure ? `  azure   ${state.azure.armEndpoint} (Entra ID ${state.azure.authorityHost})\n` : "")) +
+            `use it with: . ${env}\n`,
         );
       }),
   );

@@ -1,5 +1,6 @@
 import { randomBytes } from "crypto";
 import * as http from "http";
+import { collectBody } from "./azure-https";
 import type { AddressInfo } from "net";
 import type { GcpIssuer } from "./gcp-issuer";
 import { COMPUTE_BASE, GcpApiError, GcpVm, GcpWorld, projectNumber, ZoneOperation } from "./gcp-world";
@@ -341,13 +342,7 @@ export async function startFakeGoogleApi(opts: FakeGoogleApiOptions): Promise<Fa
   }
 
   const server = http.createServer((req, res) => {
-    let raw = "";
-    req.setEncoding("utf8");
-    req.on("data", (d: string) => {
-      raw += d;
-      if (raw.length > 1024 * 1024) req.destroy();
-    });
-    req.on("end", () => {
+    collectBody(req, (raw) => {
       const [status, json, headers] = handle(req, raw);
       res.writeHead(status, { "content-type": "application/json; charset=UTF-8", ...headers });
       res.end(JSON.stringify(json));

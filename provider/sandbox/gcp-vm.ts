@@ -1,5 +1,6 @@
 import * as fs from "fs";
 import * as path from "path";
+import { prepareGuestDisk, reloadSshd, writeGuestShell } from "./guest";
 import { startVm, TestVm } from "./sshd";
 
 /**
@@ -57,61 +58,14 @@ export function osLoginEnabled(items: { key: string; value?: string }[]): boolea
   return /^(true|1)$/i.test(v.trim());
 }
 
-const shellQuote = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
-const sedPattern = (v: string) => v.replace(/[\\|.*^$[\]]/g, "\\$&");
-const sedReplacement = (v: string) => v.replace(/[\\|&]/g, "\\$&");
-
-/** The session wrapper sshd's ForceCommand runs: the VM's environment, host paths in the command and stdin mapped. */
-function guestShell(vm: TestVm, metadataHost: string): string {
-  const dir = vm.dir;
-  const env: [string, string][] = [
-    // The guest's bin first: its `sudo` is the passwordless one the guest agent grants its users.
-    ["PATH", `${path.join(dir, "guest-bin")}:/usr/sbin:/usr/bin:/bin`],
-    ["HOME", dir],
-    ["TMPDIR", path.join(dir, "tmp")],
-    ["GCE_METADATA_HOST", metadataHost],
-    ["DISCOVERY_DATA_DIR", vm.dataDir],
-    ["DISCOVERY_SSHD_CONFIG", vm.sshdConfig],
-    ["DISCOVERY_HOST_KEY", vm.hostKey],
-    ["DISCOVERY_SSHD_RESTART", vm.restartCommand],
-  ];
-  // Longest first, so the host key is not caught by a shorter prefix.
-  const map: [string, string][] = [
-    ["/etc/ssh/ssh_host_ed25519_key", vm.hostKey],
-    ["/etc/ssh/sshd_config", vm.sshdConfig],
-    ["/var/lib/discovery", vm.dataDir],
-  ];
-  const sed = map.map(([from, to]) => `-e ${shellQuote(`s|${sedPattern(from)}|${sedReplacement(to)}|g`)}`).join(" ");
-  return [
-    "#!/bin/sh",
-    "# Written by the discovery sandbox: every SSH session of this simulated GCP VM runs through here.",
-    ...env.map(([k, v]) => `export ${k}=${shellQuote(v)}`),
-    'cd "$HOME" || exit 1',
-    'if [ -z "$SSH_ORIGINAL_COMMAND" ]; then exec /bin/sh -i; fi',
-    `cmd=$(printf '%s\\n' "$SSH_ORIGINAL_COMMAND" | sed ${sed})`,
-    // The session's input too: the SSH installer sends its script on stdin (`sudo -n sh -s`), and that script
-    // names /etc/ssh/sshd_config outright, which on this host is the host's own.
-    `sed -u ${sed} | /bin/sh -c "$cmd"`,
-    "",
-  ].join("\n");
-}
-
 /** Starts a VM's guest in `dir`: sshd on a loopback port, keys from metadata, GCE_METADATA_HOST for sessions. */
 export async function startGcpGuest(dir: string, metadataHost: string): Promise<GcpGuest> {
   const vm = await startVm({ dir });
-  fs.mkdirSync(path.join(dir, "tmp"), { recursive: true });
   const keysDir = path.join(dir, "authorized_keys");
   fs.mkdirSync(keysDir, { recursive: true });
-  const shell = path.join(dir, "guest-shell");
-  // The guest agent's users have passwordless sudo; the sandbox's sshd logs in the user running it, so its sudo
-  // runs the command as that user (`sudo -n CMD` and `sudo CMD` alike).
-  fs.mkdirSync(path.join(dir, "guest-bin"), { recursive: true });
-  fs.writeFileSync(
-    path.join(dir, "guest-bin", "sudo"),
-    '#!/bin/sh\n# sandbox GCP guest: passwordless sudo\nwhile [ "$1" = -n ] || [ "$1" = -E ]; do shift; done\nexec "$@"\n',
-    { mode: 0o755 },
-  );
-  fs.writeFileSync(shell, guestShell(vm, metadataHost), { mode: 0o755 });
+  // The guest agent's users have passwordless sudo; the sandbox's sshd logs in the user running it.
+  prepareGuestDisk(vm, "GCP");
+  const shell = writeGuestShell(vm, [["GCE_METADATA_HOST", metadataHost]], "GCP");
   // A drop-in, as the guest agent's own sshd_config changes are: the Include comes first, so it wins over the
   // base config's `AuthorizedKeysFile none`, and an installer's edits to sshd_config leave it in place.
   fs.writeFileSync(
@@ -133,17 +87,4 @@ export async function startGcpGuest(dir: string, metadataHost: string): Promise<
     },
     stop: () => vm.stop(),
   };
-}
-
-// sshd reads AuthorizedKeysFile per connection but its config only at start or SIGHUP.
-async function reloadSshd(vm: TestVm): Promise<void> {
-  const pidFile = path.join(vm.dir, "sshd.pid");
-  const deadline = Date.now() + 10_000;
-  while (!fs.existsSync(pidFile)) {
-    if (Date.now() > deadline) throw new Error(`sshd wrote no ${pidFile}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  process.kill(Number(fs.readFileSync(pidFile, "utf8").trim()), "SIGHUP");
-  await new Promise((r) => setTimeout(r, 200));
-  await vm.ready();
 }

@@ -1,4 +1,5 @@
 import { webcrypto } from "crypto";
+import * as fs from "fs";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 
@@ -147,6 +148,20 @@ export async function importSigner(pems: SignerPems): Promise<TestSigner> {
   return { cert: pkijs.Certificate.fromBER(der(pems.certPem)), certPem: pems.certPem, privateKey };
 }
 
+/**
+ * The CA whose certificate and PKCS#8 key are in `certFile` / `keyFile`, made (self-signed) on first use: it
+ * survives restarts, so what it signed before, and configs naming the file, stay valid.
+ */
+export async function loadOrCreateCa(certFile: string, keyFile: string, commonName: string): Promise<TestSigner> {
+  if (fs.existsSync(certFile) && fs.existsSync(keyFile))
+    return importSigner({ certPem: fs.readFileSync(certFile, "utf8"), keyPem: fs.readFileSync(keyFile, "utf8") });
+  const signer = await createSigner({ commonName });
+  const pems = await exportSigner(signer);
+  fs.writeFileSync(keyFile, pems.keyPem, { mode: 0o600 });
+  fs.writeFileSync(certFile, pems.certPem);
+  return signer;
+}
+
 /** How to bend a signed document for a refusal test; every option is off by default. */
 export interface ForgeOptions {
   /** Sign with this key instead of the named signer's (the SignerInfo still names the signer). */
@@ -207,16 +222,14 @@ function awsShapedBer(signedData: pkijs.SignedData): ArrayBuffer {
 }
 
 /**
- * Signs an identity document as AWS does for `/latest/dynamic/instance-identity/rsa2048`: SignedData over the
- * JSON as `data` content, SHA-256 with RSA, the signer named by issuer and serial, no certificates, signed
- * attributes (content type, signing time, message digest). Returns base64 in 64-column lines, as IMDS serves it.
+ * CMS SignedData over `text` as `data` content: SHA-256 with RSA, each signer named by issuer and serial, signed
+ * attributes (content type, signing time, message digest) unless `forge` says otherwise.
  */
-export async function signIdentityDocument(
-  doc: object | string,
+export async function signContent(
+  text: string,
   signer: TestSigner,
   forge: ForgeOptions = {},
-): Promise<string> {
-  const text = typeof doc === "string" ? doc : JSON.stringify(doc, null, 2);
+): Promise<pkijs.SignedData> {
   const content = new Uint8Array(Buffer.from(text, "utf8"));
   const signers = [signer, ...(forge.extraSigners ?? [])];
   const signedData = new pkijs.SignedData({
@@ -231,13 +244,6 @@ export async function signIdentityDocument(
   if (forge.embedCerts?.length) signedData.certificates = forge.embedCerts.map((s) => s.cert);
   const keys = [forge.signWith ?? signer, ...(forge.extraSigners ?? [])];
   for (const [i, key] of keys.entries()) await signedData.sign(key.privateKey, i, "SHA-256", undefined, engine);
-  for (const info of signedData.signerInfos) {
-    // pkijs writes sha256WithRSAEncryption; AWS writes plain rsaEncryption, which the verifier must accept too.
-    info.signatureAlgorithm = new pkijs.AlgorithmIdentifier({
-      algorithmId: OID.rsaEncryption,
-      algorithmParams: new asn1js.Null(),
-    });
-  }
   if (forge.unsignedAttributes) {
     signedData.signerInfos[0].unsignedAttrs = new pkijs.SignedAndUnsignedAttributes({
       type: 1,
@@ -251,6 +257,34 @@ export async function signIdentityDocument(
     signedData.encapContentInfo = new pkijs.EncapsulatedContentInfo({
       eContentType: OID.data,
       eContent: new asn1js.OctetString({ valueHex: new Uint8Array(tampered) }),
+    });
+  }
+  return signedData;
+}
+
+/** DER `ContentInfo` wrapping `signedData`, as most signers (and Azure's IMDS) write it. */
+export function signedDataDer(signedData: pkijs.SignedData): Buffer {
+  const info = new pkijs.ContentInfo({ contentType: OID.signedData, content: signedData.toSchema(true) });
+  return Buffer.from(info.toSchema().toBER(false));
+}
+
+/**
+ * Signs an identity document as AWS does for `/latest/dynamic/instance-identity/rsa2048`: SignedData over the
+ * JSON as `data` content, SHA-256 with RSA, the signer named by issuer and serial, no certificates, signed
+ * attributes (content type, signing time, message digest). Returns base64 in 64-column lines, as IMDS serves it.
+ */
+export async function signIdentityDocument(
+  doc: object | string,
+  signer: TestSigner,
+  forge: ForgeOptions = {},
+): Promise<string> {
+  const text = typeof doc === "string" ? doc : JSON.stringify(doc, null, 2);
+  const signedData = await signContent(text, signer, forge);
+  for (const info of signedData.signerInfos) {
+    // pkijs writes sha256WithRSAEncryption; AWS writes plain rsaEncryption, which the verifier must accept too.
+    info.signatureAlgorithm = new pkijs.AlgorithmIdentifier({
+      algorithmId: OID.rsaEncryption,
+      algorithmParams: new asn1js.Null(),
     });
   }
   const lines =

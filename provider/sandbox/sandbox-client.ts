@@ -1,6 +1,8 @@
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import { AzureLaunchOptionError, type AzureLaunchOptions } from "./azure-launch-options";
+import type { AzureVmView } from "./azure-world";
 import type { FleetInstanceView } from "./fleet";
 import type { GcpLaunchOptions } from "./gcp-launch-options";
 import type { GcpVmView } from "./gcp-world";
@@ -165,19 +167,26 @@ export async function launchInSandbox(
   dirArg: string,
   launch: Partial<GcpLaunchOptions> & { cloud: "gcp" },
 ): Promise<GcpVmView[]>;
+/** Asks the sandbox in `dir` to launch Azure VMs (`cloud: "azure"`); refusals come back as AzureLaunchOptionError. */
+export async function launchInSandbox(
+  dirArg: string,
+  launch: Partial<AzureLaunchOptions> & { cloud: "azure" },
+): Promise<AzureVmView[]>;
 export async function launchInSandbox(
   dirArg: string,
   launch: Record<string, unknown>,
-): Promise<FleetInstanceView[] | GcpVmView[]> {
+): Promise<FleetInstanceView[] | GcpVmView[] | AzureVmView[]> {
   const dir = path.resolve(dirArg);
   const state = await runningSandbox(dir);
   if (!state) throw new Error(`no sandbox is running in ${dir}; start one with: discovery sandbox start --dir ${dir}`);
   const answer = await callControl(state, "POST", "/v1/launch", launch);
   const error = answer.body?.error as { message?: string; field?: LaunchOptionError["field"] } | undefined;
+  if (answer.status === 400 && error?.field && launch.cloud === "azure")
+    throw new AzureLaunchOptionError(error.field as keyof AzureLaunchOptions, error.message ?? "is not valid");
   if (answer.status === 400 && error?.field) throw new LaunchOptionError(error.field, error.message ?? "is not valid");
   if (answer.status !== 200)
     throw new Error(
       `the sandbox could not launch: ${error?.message ?? `HTTP ${answer.status}`}; see ${sandboxPaths(dir).log}`,
     );
-  return answer.body.instances as FleetInstanceView[] | GcpVmView[];
+  return answer.body.instances as FleetInstanceView[] | GcpVmView[] | AzureVmView[];
 }

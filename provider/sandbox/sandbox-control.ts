@@ -1,10 +1,14 @@
 import * as fs from "fs";
 import * as http from "http";
+import { collectBody } from "./azure-https";
 import type { AddressInfo } from "net";
 import * as path from "path";
 import type { Logger } from "pino";
 import { Fleet, viewInstance } from "./fleet";
 import type { FakeGoogleApi } from "./gcp-api";
+import type { FakeArmControls } from "./azure-arm";
+import { AzureLaunchOptionError } from "./azure-launch-options";
+import { AzureWorld, viewAzureVm } from "./azure-world";
 import { GcpLaunchOptionError } from "./gcp-launch-options";
 import { GcpWorld, viewGcpVm } from "./gcp-world";
 import { LaunchOptionError, parseLaunchOptions, SsmPlatform, SsmStatus } from "./launch-options";
@@ -23,6 +27,10 @@ export interface SandboxState {
   organizationId?: string;
   /** The fake Google APIs (Compute, Resource Manager, OAuth2, the issuer's JWKS) and the env that points at them. */
   gcp?: { endpoint: string; jwksUrl: string; env: Record<string, string> };
+  /** The fake ARM and Entra ID (HTTPS), the tenant, the key set, and the env that points at them. */
+  azure?: { armEndpoint: string; authorityHost: string; tenantId: string; jwksUrl: string; env: Record<string, string> }; // prettier-ignore
+  /** `DIR/ca-bundle.pem`: the runtime's certificate and the fake Azure endpoints', what NODE_EXTRA_CA_CERTS names. */
+  caBundle?: string;
 }
 
 /** The files of a sandbox directory. */
@@ -36,6 +44,7 @@ export function sandboxPaths(dir: string) {
     runtimeLog: path.join(dir, "runtime.log"),
     caCert: path.join(dir, "sandbox-ca.pem"),
     caKey: path.join(dir, "sandbox-ca.key"),
+    caBundle: path.join(dir, "ca-bundle.pem"),
     instances: path.join(dir, "instances"),
   };
 }
@@ -88,6 +97,10 @@ export interface ControlApiOptions {
   gcp: GcpWorld;
   /** The fake Google APIs: their call log (GET /v1/gcp/calls) and permission set (PUT /v1/gcp/permissions). */
   gcpApi: Pick<FakeGoogleApi, "calls" | "restrict">;
+  /** The Azure VMs, launched with `{cloud: "azure", ...}`. */
+  azure: AzureWorld;
+  /** The fake ARM: its call log (GET /v1/azure/calls) and RBAC actions (PUT /v1/azure/actions). */
+  azureArm: FakeArmControls;
   token: string;
   /** Summary for GET /v1/status. */
   status: () => Record<string, unknown>;
@@ -112,6 +125,49 @@ class HttpError extends Error {
   }
 }
 
+/** The Azure routes of the control API; undefined for any other. */
+async function azureRoute(
+  opts: ControlApiOptions,
+  method: string,
+  url: string,
+  body: Record<string, unknown>,
+): Promise<[number, unknown] | undefined> {
+  if (method === "GET" && url === "/v1/azure/calls") return [200, { calls: opts.azureArm.calls }];
+  if (method === "PUT" && url === "/v1/azure/actions") {
+    const { actions } = body;
+    if (actions !== null && (!Array.isArray(actions) || actions.some((x) => typeof x !== "string")))
+      throw new HttpError(400, "must be a list of Azure RBAC actions, or null for all", "actions");
+    opts.azureArm.restrict((actions as string[] | null) ?? undefined);
+    return [200, { actions }];
+  }
+  const vmPath = /^\/v1\/azure\/vms\/([0-9a-fA-F-]{36})$/.exec(url);
+  if (vmPath && method === "DELETE") {
+    const gone = await opts.azure.delete(vmPath[1]);
+    if (!gone) throw new HttpError(404, `no Azure VM ${vmPath[1]} in this sandbox`);
+    opts.logger?.info({ vm: gone.vmId, name: gone.name }, "deleted an Azure VM");
+    return [200, { deleted: viewAzureVm(gone) }];
+  }
+  if (vmPath && method === "PATCH") {
+    const vm = opts.azure.byId(vmPath[1]);
+    if (!vm) throw new HttpError(404, `no Azure VM ${vmPath[1]} in this sandbox`);
+    if (body.state !== "running" && body.state !== "deallocated")
+      throw new HttpError(400, "must be running or deallocated", "state");
+    return [200, viewAzureVm(await opts.azure.setState(vm, body.state))];
+  }
+  if (method === "POST" && url === "/v1/launch" && body.cloud === "azure") {
+    const { cloud: _cloud, ...request } = body;
+    try {
+      const made = await opts.azure.launch(request);
+      opts.logger?.info({ ...request, instances: made.map((v) => v.vmId) }, "launched Azure VMs");
+      return [200, { instances: made.map(viewAzureVm) }];
+    } catch (err) {
+      if (err instanceof AzureLaunchOptionError) throw new HttpError(400, err.message, err.field);
+      throw err;
+    }
+  }
+  return undefined;
+}
+
 const SSM_STATUSES: SsmStatus[] = ["Online", "ConnectionLost", "unregistered"];
 const PLATFORMS: SsmPlatform[] = ["Linux", "Windows"];
 
@@ -121,7 +177,10 @@ const PLATFORMS: SsmPlatform[] = ["Linux", "Windows"];
  * `PATCH /v1/instances/{id}` `{ssmStatus?, platform?}` (the SSM knobs), `POST /v1/stop`; with `cloud: "gcp"`,
  * launch takes GcpLaunchOptions and answers `{instances: GcpVmView[]}`; `GET /v1/gcp/calls` is the fake Google
  * APIs' call log, `PUT /v1/gcp/permissions` `{permissions: [...] | null}` what they allow, and
- * `DELETE /v1/gcp/instances/{id}` deletes a VM as `instances.delete` would.
+ * `DELETE /v1/gcp/instances/{id}` deletes a VM as `instances.delete` would. With `cloud: "azure"`, launch takes
+ * AzureLaunchOptions and answers `{instances: AzureVmView[]}`; `GET /v1/azure/calls` is the fake ARM's call log,
+ * `PUT /v1/azure/actions` `{actions: [...] | null}` the RBAC actions it allows, `DELETE /v1/azure/vms/{vmId}`
+ * deletes a VM and `PATCH /v1/azure/vms/{vmId}` `{state: running|deallocated}` starts or deallocates one.
  * Errors are `{error: {message, field?}}`.
  */
 export async function startControlApi(opts: ControlApiOptions): Promise<ControlApi> {
@@ -129,7 +188,16 @@ export async function startControlApi(opts: ControlApiOptions): Promise<ControlA
   async function route(method: string, url: string, body: Record<string, unknown>): Promise<[number, unknown]> {
     if (method === "GET" && url === "/v1/status") return [200, opts.status()];
     if (method === "GET" && url === "/v1/instances")
-      return [200, { instances: fleet.list().map(viewInstance), gcp: opts.gcp.all().map(viewGcpVm) }];
+      return [
+        200,
+        {
+          instances: fleet.list().map(viewInstance),
+          gcp: opts.gcp.all().map(viewGcpVm),
+          azure: opts.azure.all().map(viewAzureVm),
+        },
+      ];
+    const azure = await azureRoute(opts, method, url, body);
+    if (azure) return azure;
     if (method === "GET" && url === "/v1/gcp/calls") return [200, { calls: opts.gcpApi.calls }];
     if (method === "PUT" && url === "/v1/gcp/permissions") {
       const { permissions } = body;
@@ -197,13 +265,7 @@ export async function startControlApi(opts: ControlApiOptions): Promise<ControlA
     };
     if (req.headers.authorization !== `Bearer ${opts.token}`)
       return send(401, { error: { message: "the control token (DIR/sandbox.json) is required" } });
-    let raw = "";
-    req.setEncoding("utf8");
-    req.on("data", (d: string) => {
-      raw += d;
-      if (raw.length > 1024 * 1024) req.destroy();
-    });
-    req.on("end", () => {
+    collectBody(req, (raw) => {
       let body: Record<string, unknown> = {};
       try {
         body = raw ? (JSON.parse(raw) as Record<string, unknown>) : {};

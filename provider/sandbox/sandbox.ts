@@ -9,36 +9,27 @@ import { request } from "../http/client";
 import { isAlive, packageBin } from "../deploy/local-process";
 import { describeCertificate } from "../runtime/tls";
 import { Fleet } from "./fleet";
+import { AzureSandbox, startAzureSandbox } from "./azure-sandbox";
 import { GcpSandbox, startGcpSandbox } from "./gcp-sandbox";
-import { createSigner, exportSigner, importSigner, TestSigner } from "./iid-signer";
+import { loadOrCreateCa } from "./iid-signer";
 import { freePort, Moto, MOTO_CREDENTIALS, startMoto } from "./moto";
 import { MotoAccounts } from "./moto-accounts";
 import { readSandboxState, sandboxPaths, SandboxState, startControlApi } from "./sandbox-control";
 import { startSsmSimulator } from "./ssm-simulator";
 
 /**
- * The environment for the sandbox's processes: the caller's, without anything that points AWS, Google or
- * discovery clients elsewhere (a sourced env.sh of an older sandbox, a real profile or ADC file), so nothing can
- * reach a real cloud.
+ * The environment for the sandbox's processes: the caller's, without anything that points AWS, Google, Azure or
+ * discovery clients elsewhere (a sourced env.sh of an older sandbox, a real profile, ADC file or managed
+ * identity), so nothing can reach a real cloud.
  */
+const CLOUD_VARIABLE =
+  /^(AWS_|DISCOVERY_|GOOGLE_|GCE_|CLOUDSDK_|AZURE_|MSI_|IDENTITY_(ENDPOINT|HEADER)$|IMDS_ENDPOINT$)/;
+
 export function isolatedEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(base))
-    if (!/^(AWS_|DISCOVERY_|GOOGLE_|GCE_|CLOUDSDK_)/.test(k) && k !== "NODE_EXTRA_CA_CERTS" && v !== undefined)
-      env[k] = v;
+    if (!CLOUD_VARIABLE.test(k) && k !== "NODE_EXTRA_CA_CERTS" && v !== undefined) env[k] = v;
   return env;
-}
-
-// The CA survives restarts so documents signed before a restart, and runtime.yaml, stay valid.
-async function loadOrCreateCa(dir: string): Promise<TestSigner> {
-  const p = sandboxPaths(dir);
-  if (fs.existsSync(p.caCert) && fs.existsSync(p.caKey))
-    return importSigner({ certPem: fs.readFileSync(p.caCert, "utf8"), keyPem: fs.readFileSync(p.caKey, "utf8") });
-  const signer = await createSigner({ commonName: "pulumi-discovery sandbox IID CA" });
-  const pems = await exportSigner(signer);
-  fs.writeFileSync(p.caKey, pems.keyPem, { mode: 0o600 });
-  fs.writeFileSync(p.caCert, pems.certPem);
-  return signer;
 }
 
 /** An organization in moto's default account, so iam tokens with `aws_organization_id` have one to name. */
@@ -70,6 +61,7 @@ async function startRuntimeProcess(
   moto: Moto,
   ssmEndpoint: string,
   gcp: GcpSandbox,
+  azure: AzureSandbox,
   logger: Logger,
 ): Promise<RuntimeProcess> {
   const p = sandboxPaths(dir);
@@ -86,6 +78,8 @@ async function startRuntimeProcess(
       aws: { extra_ca_certs: ["./sandbox-ca.pem"], sts_endpoint: moto.endpoint },
       // The fake Google issuer: identity tokens of sandbox GCP VMs verify against its JWKS only.
       gcp: gcp.joinConfig,
+      // The sandbox's Azure root signs attested documents; its fake Entra ID's key set signs access tokens.
+      azure: azure.joinConfig,
       // Every simulated instance joins from 127.0.0.1: one address, many nodes.
       rate_limit: { requests_per_minute: 6000, burst: 1000 },
     },
@@ -110,6 +104,10 @@ async function startRuntimeProcess(
       AWS_REGION: "us-east-1",
       // Its GCP calls (listing, live instance checks) go to the fake Google APIs.
       ...gcp.env,
+      // And its Azure calls to the fake ARM, with the credential of the sandbox's Entra ID application, over
+      // HTTPS with a certificate only the sandbox issued.
+      ...azure.env,
+      NODE_EXTRA_CA_CERTS: azure.tlsCertFile,
     },
     stdio: ["ignore", log, log],
   });
@@ -155,15 +153,17 @@ function writeEnvFile(state: SandboxState): void {
     ["AWS_DEFAULT_REGION", "us-east-1"],
     ["DISCOVERY_SERVER", state.runtime.url],
     ["DISCOVERY_ADMIN_TOKEN", fs.readFileSync(state.runtime.adminTokenFile, "utf8").trim()],
-    ["NODE_EXTRA_CA_CERTS", state.runtime.certFile],
+    // The runtime's certificate and the fake Azure endpoints' (a bundle; the runtime's alone before Azure).
+    ["NODE_EXTRA_CA_CERTS", state.caBundle ?? state.runtime.certFile],
     ["DISCOVERY_CA_PIN", state.runtime.pin],
     ...(state.organizationId ? [["DISCOVERY_SANDBOX_ORGANIZATION_ID", state.organizationId] as [string, string]] : []),
     ...Object.entries(state.gcp?.env ?? {}),
+    ...Object.entries(state.azure?.env ?? {}),
   ];
   const lines = [
     `# discovery sandbox in ${state.dir} (pid ${state.pid}); use it with: . ${shellQuote(sandboxPaths(state.dir).env)}`,
     // A profile or session token left in the shell must not send sandbox calls anywhere else.
-    "unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN GCE_METADATA_HOST CLOUDSDK_CONFIG",
+    "unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN GCE_METADATA_HOST CLOUDSDK_CONFIG AZURE_IMDS_ENDPOINT AZURE_USERNAME AZURE_PASSWORD AZURE_CLIENT_CERTIFICATE_PATH AZURE_FEDERATED_TOKEN_FILE IDENTITY_ENDPOINT IDENTITY_HEADER MSI_ENDPOINT MSI_SECRET",
     ...vars.map(([k, v]) => `export ${k}=${shellQuote(v)}`),
   ];
   fs.writeFileSync(sandboxPaths(state.dir).env, lines.join("\n") + "\n", { mode: 0o600 });
@@ -228,14 +228,17 @@ export async function runSandboxDaemon(dirArg: string): Promise<void> {
     cleanups.push({ name: "moto", run: () => moto.stop() });
     logger.info({ endpoint: moto.endpoint }, "moto ready");
     const accounts = new MotoAccounts(moto.endpoint);
-    const signer = await loadOrCreateCa(dir);
+    const signer = await loadOrCreateCa(p.caCert, p.caKey, "pulumi-discovery sandbox IID CA");
     const organizationId = await seedMoto(moto, logger);
     // The simulator needs the runtime's TLS pin and the runtime the simulator's address: the port is chosen first.
     const ssmPort = await freePort();
     const gcp = await startGcpSandbox(dir, p.instances);
     cleanups.push({ name: "gcp", run: () => gcp.stop() });
     logger.info({ endpoint: gcp.api.endpoint }, "fake Google APIs ready");
-    const runtime = await startRuntimeProcess(dir, moto, `http://127.0.0.1:${ssmPort}`, gcp, logger);
+    const azure = await startAzureSandbox(dir, p.instances);
+    cleanups.push({ name: "azure", run: () => azure.stop() });
+    logger.info({ arm: azure.armEndpoint, entra: azure.authorityHost }, "fake Azure ready");
+    const runtime = await startRuntimeProcess(dir, moto, `http://127.0.0.1:${ssmPort}`, gcp, azure, logger);
     cleanups.push({ name: "runtime", run: () => runtime.stop() });
     const fleet = new Fleet({ dir: p.instances, accounts, signer });
     cleanups.push({ name: "fleet", run: () => fleet.stop() });
@@ -253,8 +256,14 @@ export async function runSandboxDaemon(dirArg: string): Promise<void> {
       fleet,
       gcp: gcp.world,
       gcpApi: gcp.api,
+      azure: azure.world,
+      azureArm: azure.arm,
       token,
-      status: () => ({ ...state, control: undefined, instances: fleet.list().length + gcp.world.all().length }),
+      status: () => ({
+        ...state,
+        control: undefined,
+        instances: fleet.list().length + gcp.world.all().length + azure.world.all().length,
+      }),
       onStop: () => void shutdown("POST /v1/stop"),
       logger: logger.child({ component: "control" }),
     });
@@ -274,7 +283,19 @@ export async function runSandboxDaemon(dirArg: string): Promise<void> {
       },
       organizationId,
       gcp: { endpoint: gcp.api.endpoint, jwksUrl: gcp.api.jwksUrl, env: gcp.env },
+      azure: {
+        armEndpoint: azure.armEndpoint,
+        authorityHost: azure.authorityHost,
+        tenantId: azure.tenantId,
+        jwksUrl: azure.jwksUrl,
+        env: azure.env,
+      },
+      caBundle: p.caBundle,
     };
+    writeAtomically(
+      p.caBundle,
+      fs.readFileSync(runtime.certFile, "utf8").trimEnd() + "\n" + fs.readFileSync(azure.tlsCertFile, "utf8"),
+    );
     runtime.child.once("exit", (code) => void shutdown(`the runtime exited with ${code}; see ${p.runtimeLog}`, 1));
     writeEnvFile(state);
     writeAtomically(p.state, JSON.stringify(state, null, 2) + "\n");

@@ -1,13 +1,12 @@
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { InstancesClient, ZoneOperationsClient } from "@google-cloud/compute";
 import { ProjectsClient } from "@google-cloud/resource-manager";
 import { parse } from "yaml";
 import { discoveryAsync } from "../fixtures/cli";
-import { ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
+import { ensureBuilt, parseEnvFile, launchJson, portOpen } from "../fixtures/sandbox";
 
 /**
  * The sandbox's GCP world as a user and the official clients see it: VMs launched with the CLI, listed and
@@ -42,16 +41,6 @@ function endpointOptions(url: string) {
   };
 }
 
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, "127.0.0.1", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on("error", () => resolve(false));
-  });
-}
-
 describe("discovery sandbox: the GCP world", () => {
   let dir: string;
   let env: Record<string, string>;
@@ -62,15 +51,7 @@ describe("discovery sandbox: the GCP world", () => {
   let stopped = false;
   const savedCredentials = process.env.GOOGLE_APPLICATION_CREDENTIALS;
 
-  async function launch(...flags: string[]): Promise<LaunchedVm[]> {
-    const r = await discoveryAsync(["sandbox", "launch", "--dir", dir, "--cloud", "gcp", "--json", ...flags]);
-    expect(r.stderr).toBe("");
-    expect(r.status).toBe(0);
-    return r.stdout
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as LaunchedVm);
-  }
+  const launch = (...flags: string[]) => launchJson<LaunchedVm>(dir, "gcp", flags);
 
   /** A fresh ed25519 key pair in DIR; the public key as `type base64`. */
   function keyPair(name: string): { file: string; pub: string } {

@@ -1,6 +1,5 @@
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
@@ -17,7 +16,7 @@ import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
 import { parse } from "yaml";
 import { request } from "../../provider/http/client";
 import { discoveryAsync } from "../fixtures/cli";
-import { enrollConfigFile, ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
+import { enrollConfigFile, ensureBuilt, parseEnvFile, portOpen } from "../fixtures/sandbox";
 
 /**
  * `discovery sandbox` as a user drives it: the built CLI starts the daemon, launches instances, and the world it
@@ -29,16 +28,6 @@ const OTHER_ACCOUNT = "210987654321";
 const TESTING = { accessKeyId: "testing", secretAccessKey: "testing" };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, "127.0.0.1", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on("error", () => resolve(false));
-  });
-}
 
 describe("discovery sandbox: moto, a simulated fleet behind SSM, and a runtime, from the command line", () => {
   let dir: string;
