@@ -23,6 +23,7 @@ export { Enrollment } from "./enrollment";
 export type { EnrollmentArgs } from "./enrollment";
 export * as aws from "./aws";
 export * as gcp from "./gcp";
+export * as azure from "./azure";
 export { DiscoveryService } from "./discovery-service";
 export type {
   DiscoveryServiceArgs,

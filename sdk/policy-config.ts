@@ -11,6 +11,8 @@ type Spec = NonNullable<DiscoveryConfigInput["spec"]>;
 export type AwsMatcherArgs = Camelize<NonNullable<Spec["aws"]>[number]>;
 /** A GCP matcher in camelCase, as DiscoveryConfig's `gcp` entries take it. */
 export type GcpMatcherArgs = Camelize<NonNullable<Spec["gcp"]>[number]>;
+/** An Azure matcher in camelCase, as DiscoveryConfig's `azure` entries take it. */
+export type AzureMatcherArgs = Camelize<NonNullable<Spec["azure"]>[number]>;
 
 /** DiscoveryConfig-style args (the spec fields at the top, camelCase); `name` and `discoveryGroup` may be left out. */
 export interface DiscoveryConfigPolicyArgs {
@@ -26,8 +28,8 @@ export interface DiscoveryConfigPolicyArgs {
   aws?: AwsMatcherArgs[];
   /** GCP matchers. */
   gcp?: GcpMatcherArgs[];
-  /** Azure matchers (no policy is built from them yet). */
-  azure?: Record<string, unknown>[];
+  /** Azure matchers. */
+  azure?: AzureMatcherArgs[];
 }
 
 /** A placeholder for the name and group when the caller gives neither: the policies do not depend on them. */

@@ -2,7 +2,7 @@ import { DescribeDocumentCommand, ListCommandsCommand, SSMClient } from "@aws-sd
 import * as fs from "fs";
 import { ExampleSandbox, exampleStack, startExampleSandbox } from "../fixtures/example-sandbox";
 import { MOTO_CREDENTIALS } from "../fixtures/moto";
-import { certificateLogins } from "../fixtures/ssh-client";
+import { certificateLogins, expectCertificateLoginsOnly } from "../fixtures/ssh-client";
 
 interface Outcome {
   instanceId: string;
@@ -62,17 +62,7 @@ describe("examples/agentless-openssh", () => {
     // key with a certificate from another CA is refused, and so is the host under another name.
     const ports = new Map((await sb.instances()).map((i) => [i.instanceId, i.sshPort]));
     const target = outcomes[0];
-    const { login, forged, wrongHost } = await certificateLogins(
-      sb.runtime,
-      ports.get(target.instanceId)!,
-      target.nodeName,
-    );
-    expect(login.out).toContain("logged-in");
-    expect(login.status).toBe(0);
-    expect(forged.status).not.toBe(0);
-    expect(forged.out).toMatch(/Permission denied/);
-    expect(wrongHost.status).not.toBe(0);
-    expect(wrongHost.out).toMatch(/Host key verification failed|certificate invalid for|not a valid principal/i);
+    expectCertificateLoginsOnly(await certificateLogins(sb.runtime, ports.get(target.instanceId)!, target.nodeName));
 
     expect((await made.stack.preview()).changeSummary).toEqual({ same: 5 });
     await made.stack.destroy();

@@ -1,11 +1,13 @@
 /**
  * Azure as one CloudPlugin: the VM fetcher (standalone and uniform scale set VMs), the managed run command
- * installer, the stale check, and Azure node identity. The azure join is registered by its own module.
+ * installer, the stale check, the azure join (attested document + managed identity token, checked live), and
+ * Azure node identity.
  */
 import type { AzureMatcher } from "../../model";
 import type { CloudPlugin } from "../plugin";
 import { existingAzureVms } from "./existing";
 import { fetchAzureVms } from "./fetch";
+import { azureJoinMethod } from "./join";
 import { AZURE_FAILURE_CLASSES, installViaRunCommand } from "./install-run-command";
 
 /** `<subscription>-<vm id>`: the name an Azure VM joins as. */
@@ -36,7 +38,7 @@ export const AZURE_PLUGIN: CloudPlugin<AzureMatcher> = {
     existing: (matcher, query) => existingAzureVms(matcher, query),
     failureClasses: AZURE_FAILURE_CLASSES,
   },
-  joinMethods: {},
+  joinMethods: { azure: azureJoinMethod() },
   identity: { accountLabel: "discovery/subscription-id", regionLabel: "discovery/region", nodeName: azureNodeName },
   scopeProblem: azureScopeProblem,
 };
