@@ -126,6 +126,7 @@ describe("examples/azure", () => {
   it("the runtime's loop scans an azure discovery_config of its group and shows a missing agent as a task", async () => {
     const SUB = "33333333-3333-4333-8333-333333333333";
     const fleet = await sb.launchAzure({ subscription: SUB, resourceGroup: "batch", region: "eastus", tags: "fleet=batch", count: 2 }); // prettier-ignore
+    const scaled = await sb.launchAzure({ subscription: SUB, resourceGroup: "batch", region: "eastus", tags: "fleet=batch", scaleSet: "batch-ss" }); // prettier-ignore
     const broken = await sb.launchAzure({ subscription: SUB, resourceGroup: "batch", region: "eastus", tags: "fleet=batch", noAgent: true }); // prettier-ignore
     await applyDocuments(sb, "batch.yaml", [
       "kind: token\nversion: v2\nmetadata: {name: azure-discovery-token}\nspec:\n  roles: [Node]\n  join_method: azure\n" +
@@ -133,10 +134,13 @@ describe("examples/azure", () => {
       "kind: discovery_config\nversion: v1\nmetadata: {name: batch}\nspec:\n  discovery_group: sandbox\n" +
         `  azure: [{types: [vm], subscriptions: [${SUB}], resource_groups: ['*'], regions: ['*'], tags: {fleet: batch}}]\n`,
     ]);
-    await eventually("the loop enrolled the two VMs", 120, async () => {
+    await eventually("the loop enrolled the two VMs and the scale set's VM", 120, async () => {
       const n = (await nodes()).map((x) => x.labels["discovery/vm-id"]);
-      return fleet.every((v) => n.includes(v.id)) || undefined;
+      return [...fleet, ...scaled].every((v) => n.includes(v.id)) || undefined;
     });
+    // The scale set's VM joined with the set's identity, found in the set by its attested vmId.
+    const setNode = (await nodes()).find((x) => x.labels["discovery/vm-id"] === scaled[0].id);
+    expect(setNode?.labels).toMatchObject({ "discovery/scale-set": "batch-ss", "discovery/subscription-id": SUB });
     const task = await eventually("a vm-agent-not-available task", 60, async () => {
       const { tasks } = (await sb.runtime("GET", "/v1/tasks")).body as {
         tasks: {

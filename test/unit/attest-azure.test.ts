@@ -3,7 +3,7 @@ import { X509Certificate } from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import type { AzureVm } from "../../provider/clouds/azure/attest-azure";
+import type { AzureVirtualMachines, AzureVm } from "../../provider/clouds/azure/attest-azure";
 import { AZURE_ROOT_PEMS } from "../../provider/clouds/azure/attested-document";
 import { azureJoinMethod } from "../../provider/clouds/azure/join";
 import type { FakeGoogleKey } from "../fixtures/gcp-tokens";
@@ -58,6 +58,32 @@ const vms = memoryVms(vmMap);
 // Entra ID's key set, counted: a malformed request must not fetch it.
 const entraJwks = { fetch: async () => (net.jwksFetches++, Response.json({ keys: [keys.entra.jwk] })) };
 
+/** A join service over a fresh SQLite store with the test tokens, trusting the test Azure root, reading `reader`. */
+async function joinServiceWith(
+  reader: AzureVirtualMachines,
+): Promise<{ dir: string; store: Store; service: JoinService }> {
+  const t = await azureTrust();
+  const settings: JoinSettings = {
+    aws: { extraCaPems: [], stsEndpoint: "https://sts.amazonaws.com" },
+    gcp: { issuer: "https://accounts.google.com", jwksUrl: "https://www.googleapis.com/oauth2/v3/certs" },
+    azure: { extraCaPems: [t.root.certPem], jwksUrl: JWKS_URL },
+  };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-azure-"));
+  const store = await openStore({ type: "sqlite", path: path.join(dir, "state.db") });
+  await store.initCertAuthority(generateCertAuthority("host"));
+  await store.initCertAuthority(generateCertAuthority("user"));
+  await store.putResources(TOKENS);
+  const service = new JoinService({
+    store,
+    clusterName: "discovery.test",
+    settings,
+    rateLimit: { requestsPerMinute: 10_000, burst: 10_000 },
+    certificateTtlSeconds: 3600,
+    methods: { azure: azureJoinMethod({ vms: reader, jwks: entraJwks }) },
+  });
+  return { dir, store, service };
+}
+
 describe("azure join: attestation through the join service", () => {
   let dir: string;
   let store: Store;
@@ -75,24 +101,7 @@ describe("azure join: attestation through the join service", () => {
     strangers.signer = await createSigner({ commonName: "metadata.azure.com", issuer: strangers.intermediate });
     strangers.selfSigned = await createSigner({ commonName: "metadata.azure.com", isCa: false });
     strangers.wrongName = await createSigner({ commonName: "evil.example.com", issuer: t.intermediate });
-    const settings: JoinSettings = {
-      aws: { extraCaPems: [], stsEndpoint: "https://sts.amazonaws.com" },
-      gcp: { issuer: "https://accounts.google.com", jwksUrl: "https://www.googleapis.com/oauth2/v3/certs" },
-      azure: { extraCaPems: [t.root.certPem], jwksUrl: JWKS_URL },
-    };
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-azure-"));
-    store = await openStore({ type: "sqlite", path: path.join(dir, "state.db") });
-    await store.initCertAuthority(generateCertAuthority("host"));
-    await store.initCertAuthority(generateCertAuthority("user"));
-    await store.putResources(TOKENS);
-    service = new JoinService({
-      store,
-      clusterName: "discovery.test",
-      settings,
-      rateLimit: { requestsPerMinute: 10_000, burst: 10_000 },
-      certificateTtlSeconds: 3600,
-      methods: { azure: azureJoinMethod({ vms, jwks: entraJwks }) },
-    });
+    ({ dir, store, service } = await joinServiceWith(vms));
   });
   afterAll(async () => {
     await store?.close();
@@ -241,6 +250,62 @@ describe("azure join: attestation through the join service", () => {
     await store.deleteNode(NODE);
     const alt = await request({ token: "azure-b", accessToken: () => signToken(accessTokenClaims({ xms_az_rid: undefined, aud: "https://management.azure.com" }), keys.entra) }); // prettier-ignore
     expect((await join(alt, "azure-b")).node_name).toBe(NODE);
+  });
+});
+
+describe("azure join: VMs of a uniform scale set", () => {
+  // Their system-assigned identity is the scale set's: the token names the set (xms_mirid), perhaps the instance
+  // (xms_az_rid), and the attested vmId says which of its VMs this is.
+  const SET = `/subscriptions/${AZ.subscription}/resourcegroups/${AZ.resourceGroup}/providers/Microsoft.Compute/virtualMachineScaleSets/ss-web`; // prettier-ignore
+  const KEY = `${AZ.subscription}/${AZ.resourceGroup}/ss-web/ss-web_3`.toLowerCase();
+  let ctx: { service: JoinService; store: Store; dir: string };
+  const setVms = new Map<string, AzureVm>();
+
+  beforeAll(async () => {
+    ctx = await joinServiceWith(memoryVms(setVms));
+  });
+  afterAll(async () => {
+    await ctx.store.close();
+    fs.rmSync(ctx.dir, { recursive: true, force: true });
+  });
+  beforeEach(async () => {
+    setVms.clear();
+    setVms.set(KEY, liveAzureVm({ name: "ss-web_3" }));
+    for (const n of await ctx.store.listNodes()) await ctx.store.deleteNode(n.name);
+  });
+
+  const joinWith = async (claims: Record<string, unknown>) => {
+    const c = (await ctx.service.challenge({ method: "azure", token: "azure-b" }, "unit")).challenge;
+    const body = {
+      challenge: c,
+      attested_data: await attestedDocument(attestedContent(c)),
+      access_token: signToken(accessTokenClaims(claims), keys.entra),
+    };
+    return ctx.service.join({ method: "azure", token: "azure-b", host_public_key: newHostKey(), ...body }, "unit");
+  };
+  const refusedWith = async (claims: Record<string, unknown>) =>
+    joinWith(claims).then(
+      () => ["joined", 200],
+      (e: unknown) => (e instanceof JoinRefusal ? [e.code, e.status] : Promise.reject(e)),
+    );
+
+  it("a token naming only the scale set: the VM is found in the set by its attested vmId", async () => {
+    const r = await joinWith({ xms_az_rid: undefined, xms_mirid: SET });
+    expect(r.node_name).toBe(NODE);
+    expect(r.labels).toMatchObject({ "discovery/scale-set": "ss-web", "discovery/name": "ss-web_3", "discovery/vm-id": AZ.vmId }); // prettier-ignore
+  });
+
+  it("a token naming the set's instance: that instance must be the attested VM", async () => {
+    expect((await joinWith({ xms_az_rid: `${SET}/virtualMachines/3`, xms_mirid: SET })).node_name).toBe(NODE);
+    await ctx.store.deleteNode(NODE);
+    expect(await refusedWith({ xms_az_rid: `${SET}/virtualMachines/4`, xms_mirid: SET })).toEqual(["azure_vm_recreated", 403]); // prettier-ignore
+  });
+
+  it("refused when the set has no VM with the attested vmId, or it is not running", async () => {
+    setVms.set(KEY, liveAzureVm({ name: "ss-web_3", vmId: "00000000-0000-4000-8000-000000000000" }));
+    expect(await refusedWith({ xms_az_rid: undefined, xms_mirid: SET })).toEqual(["azure_vm_not_found", 403]);
+    setVms.set(KEY, liveAzureVm({ name: "ss-web_3", powerState: "PowerState/deallocated" }));
+    expect(await refusedWith({ xms_az_rid: undefined, xms_mirid: SET })).toEqual(["azure_vm_not_running", 403]);
   });
 });
 

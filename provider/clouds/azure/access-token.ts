@@ -22,7 +22,10 @@ export interface AccessTokenIdentity {
   /** Lowercase, from the resource id. */
   subscriptionId: string;
   resourceGroup: string;
+  /** The VM's name; for a scale set's VM only known when the token names the instance (`<set>_<instance id>`). */
   vmName: string;
+  /** The uniform scale set the VM belongs to, when the token names a scale set (its identity is the set's). */
+  scaleSet?: string;
   /** The VM's resource id as the token names it. */
   resourceId: string;
 }
@@ -35,6 +38,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 // Azure resource ids are case-insensitive; names are those Azure allows (resource group 1-90, VM 1-64 characters).
 const VM_RESOURCE_ID =
   /^\/subscriptions\/([0-9a-f-]{36})\/resourcegroups\/([-\w.()]{1,90})\/providers\/microsoft\.compute\/virtualmachines\/([-\w.]{1,64})$/i;
+// A uniform scale set (a system-assigned identity of its VMs is the set's), or one VM of it.
+const SCALE_SET_RESOURCE_ID =
+  /^\/subscriptions\/([0-9a-f-]{36})\/resourcegroups\/([-\w.()]{1,90})\/providers\/microsoft\.compute\/virtualmachinescalesets\/([-\w.]{1,64})(?:\/virtualmachines\/(\d{1,10}))?$/i;
 
 // A JWS segment as a JSON object, or undefined.
 function decodeSegment(segment: string): Record<string, unknown> | undefined {
@@ -69,13 +75,23 @@ export function parseAccessTokenShape(token: unknown): {
 /** The VM a token's resource ids name: `xms_az_rid` (the VM even for a user-assigned identity), else `xms_mirid`. */
 function vmOf(claims: Record<string, unknown>): Omit<AccessTokenIdentity, "tenantId"> {
   for (const claim of ["xms_az_rid", "xms_mirid"]) {
-    const m = typeof claims[claim] === "string" ? VM_RESOURCE_ID.exec(claims[claim] as string) : null;
+    const value = typeof claims[claim] === "string" ? (claims[claim] as string) : "";
+    const m = VM_RESOURCE_ID.exec(value);
     if (m && UUID.test(m[1]))
       return { subscriptionId: m[1].toLowerCase(), resourceGroup: m[2], vmName: m[3], resourceId: m[0] };
+    const s = SCALE_SET_RESOURCE_ID.exec(value);
+    if (s && UUID.test(s[1]))
+      return {
+        subscriptionId: s[1].toLowerCase(),
+        resourceGroup: s[2],
+        scaleSet: s[3],
+        vmName: s[4] ? `${s[3]}_${s[4]}` : "",
+        resourceId: s[0],
+      };
   }
   throw refusal(
     "azure_token_not_vm",
-    `neither xms_az_rid nor xms_mirid names a virtual machine (xms_mirid ${quote(claims.xms_mirid)}); ` +
+    `neither xms_az_rid nor xms_mirid names a virtual machine or scale set (xms_mirid ${quote(claims.xms_mirid)}); ` +
       "send the token of the VM's managed identity",
   );
 }

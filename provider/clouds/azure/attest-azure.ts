@@ -29,6 +29,8 @@ export function checkAzureJoinRequest(body: Record<string, unknown>): void {
 /** A VM as the live check sees it. */
 export interface AzureVm {
   vmId?: string;
+  /** The VM's name (a scale set's VM: `<set>_<instance id>`). */
+  name?: string;
   location?: string;
   /** The instance view's `PowerState/...` code, e.g. `PowerState/running`. */
   powerState?: string;
@@ -50,6 +52,13 @@ export class AzureCallError extends Error {
 /** The one ARM read of the join (a seam: unit tests pass a fake). Undefined when the VM does not exist. */
 export interface AzureVirtualMachines {
   get(subscriptionId: string, resourceGroup: string, name: string): Promise<AzureVm | undefined>;
+  /** The VM of uniform scale set `scaleSet` whose vmId is `vmId`, undefined when the set has none (or is gone). */
+  scaleSetVm(
+    subscriptionId: string,
+    resourceGroup: string,
+    scaleSet: string,
+    vmId: string,
+  ): Promise<AzureVm | undefined>;
 }
 
 /** Who a verified VM is: the document's ids and the token's names. */
@@ -58,6 +67,8 @@ export interface AzureIdentity {
   vmId: string;
   resourceGroup: string;
   vmName: string;
+  /** Set for a VM of a uniform scale set. */
+  scaleSet?: string;
   tenantId: string;
 }
 
@@ -84,22 +95,37 @@ function bind(doc: AttestedDocument, token: AccessTokenIdentity): AzureIdentity 
       `the access token names subscription ${token.subscriptionId}, the attested document ${doc.subscriptionId}`,
     );
   const { subscriptionId, vmId } = doc;
-  return { subscriptionId, vmId, resourceGroup: token.resourceGroup, vmName: token.vmName, tenantId: token.tenantId };
+  return {
+    subscriptionId,
+    vmId,
+    resourceGroup: token.resourceGroup,
+    vmName: token.vmName,
+    ...(token.scaleSet && { scaleSet: token.scaleSet }),
+    tenantId: token.tenantId,
+  };
 }
 
 /** Asks ARM whether the VM still is the attested one and runs; its location, for the region label. */
 export async function checkVmLive(id: AzureIdentity, vms: AzureVirtualMachines): Promise<AzureVm> {
-  const where = `/subscriptions/${id.subscriptionId}/resourceGroups/${id.resourceGroup}/providers/Microsoft.Compute/virtualMachines/${id.vmName}`; // prettier-ignore
+  const group = `/subscriptions/${id.subscriptionId}/resourceGroups/${id.resourceGroup}/providers/Microsoft.Compute`;
+  const where = id.scaleSet
+    ? `${group}/virtualMachineScaleSets/${id.scaleSet} (VM ${id.vmId})`
+    : `${group}/virtualMachines/${id.vmName}`;
+  const action = id.scaleSet
+    ? "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read"
+    : "Microsoft.Compute/virtualMachines/read";
   let vm: AzureVm | undefined;
   try {
-    vm = await vms.get(id.subscriptionId, id.resourceGroup, id.vmName);
+    // A scale set's VM is found by its attested vmId among the set's VMs; the name in a token may be absent.
+    vm = id.scaleSet
+      ? await vms.scaleSetVm(id.subscriptionId, id.resourceGroup, id.scaleSet, id.vmId)
+      : await vms.get(id.subscriptionId, id.resourceGroup, id.vmName);
   } catch (err) {
     if (!(err instanceof AzureCallError)) throw err;
     if (err.status === 429) throw refusal("azure_throttled", `ARM throttled the read of ${where}; retry shortly`, 429);
     throw refusal(
       "azure_vm_check_failed",
-      `reading ${where} failed (${err.code}: ${err.message.slice(0, 200)}); the runtime's identity needs ` +
-        "Microsoft.Compute/virtualMachines/read",
+      `reading ${where} failed (${err.code}: ${err.message.slice(0, 200)}); the runtime's identity needs ${action}`,
     );
   }
   if (!vm) throw refusal("azure_vm_not_found", `${where} does not exist`);
@@ -107,6 +133,9 @@ export async function checkVmLive(id: AzureIdentity, vms: AzureVirtualMachines):
     throw refusal("azure_vm_recreated", `${where} is VM ${quote(vm.vmId)}, not the attested ${id.vmId}`);
   if (vm.powerState !== "PowerState/running")
     throw refusal("azure_vm_not_running", `${where} is ${quote(vm.powerState ?? "(no power state)")}, not running`);
+  // A token naming a scale set's instance must name this VM of it, not a sibling.
+  if (id.scaleSet && id.vmName && vm.name && vm.name.toLowerCase() !== id.vmName.toLowerCase())
+    throw refusal("azure_vm_recreated", `${where} is ${quote(vm.name)}, not the ${id.vmName} the token names`);
   return vm;
 }
 
@@ -144,6 +173,7 @@ export async function attestAzure(body: Record<string, unknown>, ctx: AzureAttes
   matchAzureRule(identity, ctx.token);
   const vm = await checkVmLive(identity, ctx.vms);
   const nodeName = `${identity.subscriptionId}-${identity.vmId}`;
+  const vmName = vm.name ?? identity.vmName;
   return {
     nodeName,
     labels: {
@@ -153,9 +183,10 @@ export async function attestAzure(body: Record<string, unknown>, ctx: AzureAttes
       "discovery/instance-id": identity.vmId,
       ...(vm.location && { "discovery/region": vm.location }),
       "discovery/resource-group": identity.resourceGroup,
-      "discovery/name": identity.vmName,
+      "discovery/name": vmName,
+      ...(identity.scaleSet && { "discovery/scale-set": identity.scaleSet }),
     },
-    principals: [nodeName, identity.vmName],
+    principals: vmName ? [nodeName, vmName] : [nodeName],
     identity,
   };
 }

@@ -4,7 +4,7 @@
  */
 import type { CloudJoinMethod } from "../plugin";
 import { JwksCache, type JwksCacheOptions } from "../gcp/jwks";
-import { attestAzure, AzureCallError, AzureVirtualMachines, checkAzureJoinRequest } from "./attest-azure";
+import { attestAzure, AzureCallError, AzureVirtualMachines, AzureVm, checkAzureJoinRequest } from "./attest-azure";
 import { azureClients, azureEndpointFromEnv } from "./clients";
 import { azureNodeFields } from "./imds";
 
@@ -12,6 +12,25 @@ import { azureNodeFields } from "./imds";
 export interface AzureJoinSeams {
   vms?: AzureVirtualMachines;
   jwks?: JwksCacheOptions;
+}
+
+/** What the join reads of a VM (standalone or of a scale set), with its power state from the instance view. */
+function azureVm(vm: {
+  vmId?: string;
+  name?: string;
+  location?: string;
+  instanceView?: { statuses?: { code?: string }[] };
+}): AzureVm {
+  const power = vm.instanceView?.statuses?.find((s) => s.code?.startsWith("PowerState/"));
+  return { vmId: vm.vmId, name: vm.name, location: vm.location, powerState: power?.code };
+}
+
+/** A 404 is "no such VM" (undefined); other ARM answers are AzureCallErrors; anything else is thrown as is. */
+function armMiss(err: unknown): undefined {
+  const e = err as { statusCode?: number; code?: string; message?: string };
+  if (e?.statusCode === 404) return undefined;
+  if (typeof e?.statusCode !== "number") throw err;
+  throw new AzureCallError(e.statusCode, e.code ?? String(e.statusCode), String(e.message ?? ""));
 }
 
 /** `virtualMachines.get` with its instance view, on {@link azureClients} (DefaultAzureCredential, ARM seam). */
@@ -22,13 +41,20 @@ export function computeVirtualMachines(clients = azureClients()): AzureVirtualMa
         const vm = await clients
           .compute(subscriptionId)
           .virtualMachines.get(resourceGroup, name, { expand: "instanceView" });
-        const power = vm.instanceView?.statuses?.find((s) => s.code?.startsWith("PowerState/"));
-        return { vmId: vm.vmId, location: vm.location, powerState: power?.code };
+        return azureVm(vm);
       } catch (err) {
-        const e = err as { statusCode?: number; code?: string; message?: string };
-        if (e?.statusCode === 404) return undefined;
-        if (typeof e?.statusCode !== "number") throw err;
-        throw new AzureCallError(e.statusCode, e.code ?? String(e.statusCode), String(e.message ?? ""));
+        return armMiss(err);
+      }
+    },
+    async scaleSetVm(subscriptionId, resourceGroup, scaleSet, vmId) {
+      try {
+        const pages = clients
+          .compute(subscriptionId)
+          .virtualMachineScaleSetVMs.list(resourceGroup, scaleSet, { expand: "instanceView" });
+        for await (const vm of pages) if (vm.vmId?.toLowerCase() === vmId) return azureVm(vm);
+        return undefined;
+      } catch (err) {
+        return armMiss(err);
       }
     },
   };
