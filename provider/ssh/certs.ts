@@ -2,8 +2,17 @@
  * Issues OpenSSH host and user certificates signed by a CA's active key. Requests are checked here, not only at
  * the edge, because a malformed principal list silently widens what a certificate grants.
  */
-import { randomBytes } from "crypto";
+import { createPrivateKey, KeyObject, randomBytes, sign as nodeSign } from "crypto";
 import * as sshpk from "sshpk";
+// sshpk's OpenSSH certificate format: `signAsync` signs the to-be-signed blob with any signer we hand it.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const opensshCert = require("sshpk/lib/formats/openssh-cert") as {
+  signAsync(
+    cert: sshpk.Certificate,
+    signer: (blob: Buffer, done: (err: Error | undefined, signature?: sshpk.Signature) => void) => void,
+    done: (err?: Error) => void,
+  ): void;
+};
 import type { CertAuthority } from "./ca";
 
 /** The longest certificate we issue; longer-lived certificates outlast a CA rotation and cannot be revoked. */
@@ -150,6 +159,58 @@ function checkKeyId(keyId: string): void {
   }
 }
 
+/** A CA key as sshpk reads it, and for ed25519 as Node's crypto signs with it. */
+interface CaSigningKey {
+  key: sshpk.PrivateKey;
+  native?: KeyObject;
+}
+
+// Parsed once per CA key (a runtime has two, four while rotating): parsing is per key, not per certificate.
+const signingKeys = new Map<string, CaSigningKey>();
+
+function caSigningKey(privateKey: string): CaSigningKey {
+  let k = signingKeys.get(privateKey);
+  if (k) return k;
+  const key = sshpk.parsePrivateKey(privateKey, "auto");
+  const parts = key.part as unknown as Record<string, { data: Buffer }>;
+  const native =
+    key.type === "ed25519"
+      ? createPrivateKey({
+          key: {
+            kty: "OKP",
+            crv: "Ed25519",
+            d: parts.k.data.subarray(0, 32).toString("base64url"),
+            x: parts.A.data.toString("base64url"),
+          },
+          format: "jwk",
+        })
+      : undefined;
+  k = { key, native };
+  if (signingKeys.size >= 16) signingKeys.clear();
+  signingKeys.set(privateKey, k);
+  return k;
+}
+
+/**
+ * Signs the certificate's OpenSSH form with the CA key: Node's native ed25519 for ed25519 CAs (sshpk's pure-JS
+ * tweetnacl took about 9 ms a signature, and signWith signs every format sshpk knows, X.509 included), sshpk for
+ * any other key type a `certificate_authorities` file may bring.
+ */
+function signOpenssh(cert: sshpk.Certificate, ca: CaSigningKey): void {
+  const native = ca.native;
+  if (!native) {
+    cert.signWith(ca.key);
+    return;
+  }
+  let failed: Error | undefined;
+  opensshCert.signAsync(
+    cert,
+    (blob, done) => done(undefined, sshpk.parseSignature(nodeSign(null, blob, native), "ed25519", "raw")),
+    (err) => (failed = err),
+  );
+  if (failed) throw failed;
+}
+
 /** Validates the request and signs it with the CA's active key. */
 function sign(ca: CertAuthority, kind: "host" | "user", req: CertificateRequest): string {
   if (ca.type !== kind) {
@@ -164,25 +225,33 @@ function sign(ca: CertAuthority, kind: "host" | "user", req: CertificateRequest)
   checkTtl(req.ttlSeconds);
   checkKeyId(req.keyId);
 
-  const caKey = sshpk.parsePrivateKey(ca.active.privateKey, "auto");
+  const caKey = caSigningKey(ca.active.privateKey);
   const now = (req.now ?? new Date()).getTime();
   const subjects = req.principals.map((p) => (kind === "host" ? sshpk.identityForHost(p) : sshpk.identityForUser(p)));
   // A random serial lets a KRL revoke this one certificate without revoking the key. The top bit stays clear
   // because sshpk also encodes the serial as an X.509 INTEGER, where it would read as negative.
   const serial = randomBytes(8);
   serial[0] &= 0x7f;
-  const cert = sshpk.createCertificate(subjects, subjectKey, sshpk.identityForHost(`${kind}-ca`), caKey, {
+  // Built unsigned (sshpk.createCertificate would sign every format at once), with the key id and extensions
+  // sshpk's options lack, then signed once.
+  const cert = new (sshpk.Certificate as unknown as new (opts: object) => sshpk.Certificate)({
+    subjects,
+    issuer: sshpk.identityForHost(`${kind}-ca`),
+    subjectKey,
+    issuerKey: caKey.key.toPublic(),
+    signatures: {
+      openssh: {
+        keyId: req.keyId,
+        exts:
+          kind === "user" ? USER_CERT_EXTENSIONS.map((name) => ({ critical: false, name, data: Buffer.alloc(0) })) : [],
+      },
+    },
+    serial,
     validFrom: new Date(now - CLOCK_SKEW_SECONDS * 1000),
     validUntil: new Date(now + req.ttlSeconds * 1000),
-    serial,
+    purposes: ["signature", kind === "host" ? "serverAuth" : "clientAuth", "keyAgreement"],
   });
-  const openssh = cert.signatures.openssh;
-  if (!openssh) throw new Error(`sshpk did not produce an OpenSSH signature for a ${subjectKey.type} key`);
-  // sshpk has no options for the key id or extensions; set them and sign again so the signature covers them.
-  openssh.keyId = req.keyId;
-  openssh.exts =
-    kind === "user" ? USER_CERT_EXTENSIONS.map((name) => ({ critical: false, name, data: Buffer.alloc(0) })) : [];
-  cert.signWith(caKey);
+  signOpenssh(cert, caKey);
   return cert.toString("openssh");
 }
 

@@ -153,6 +153,29 @@ describe("signHostCertificate", () => {
   });
 });
 
+describe("CA key types", () => {
+  it("an ed25519 CA (signed with Node's crypto) and an adopted RSA CA (signed by sshpk) both sign what OpenSSH checks", () => {
+    const rsaFile = newKey("rsa");
+    const rsaPublic = fs.readFileSync(`${rsaFile.privateKey}.pub`, "utf8").trim();
+    const rsaCa: CertAuthority = {
+      type: "host",
+      active: {
+        publicKey: rsaPublic,
+        privateKey: fs.readFileSync(rsaFile.privateKey, "utf8"),
+        createdAt: NOW.toISOString(),
+      },
+      previous: [],
+    };
+    for (const ca of [hostCa, rsaCa]) {
+      const cert = signHostCertificate(ca, { publicKey: nodeKey.publicKey, principals: ["n1"], ttlSeconds: 60, keyId: "n1" }); // prettier-ignore
+      expect(show(cert).signingCa).toBe(fingerprint(ca.active.publicKey));
+      const parsed = sshpk.parseCertificate(cert, "openssh");
+      expect(parsed.isSignedByKey(sshpk.parseKey(ca.active.publicKey, "ssh"))).toBe(true);
+      expect(parsed.isSignedByKey(sshpk.parseKey(generateCertAuthority("host").active.publicKey, "ssh"))).toBe(false);
+    }
+  });
+});
+
 describe("signUserCertificate", () => {
   it("issues a user certificate with the login names and the standard permit-* extensions", () => {
     const user = newKey();
