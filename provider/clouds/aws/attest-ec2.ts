@@ -10,6 +10,7 @@ import {
   Ec2CheckOptions,
   hostPrincipals,
   InstanceAddresses,
+  InstanceApiFactory,
   sdkInstanceApi,
 } from "./instance-lookup";
 import { awsRegionCertificate } from "./region-certs";
@@ -122,14 +123,26 @@ function parseJsonObject(content: Uint8Array): Record<string, unknown> {
 
 type Cert = { x509: crypto.X509Certificate; pki: pkijs.Certificate };
 
+// Parsed certificates by PEM: the region certificates and extra CAs are the same few for every join.
+const parsedPems = new Map<string, Cert[]>();
+
 function certsFromPems(pems: string[], what: string): Cert[] {
   return pems.flatMap((pem, i) => {
-    const blocks = pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g);
-    if (!blocks) throw new Error(`${what} ${i + 1} holds no PEM certificate`);
-    return blocks.map((block) => {
-      const x509 = new crypto.X509Certificate(block);
-      return { x509, pki: pkijs.Certificate.fromBER(x509.raw) };
-    });
+    const known = parsedPems.get(pem);
+    if (known) return known;
+    const certs = parsePem(pem, `${what} ${i + 1}`);
+    if (parsedPems.size >= 64) parsedPems.clear();
+    parsedPems.set(pem, certs);
+    return certs;
+  });
+}
+
+function parsePem(pem: string, what: string): Cert[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g);
+  if (!blocks) throw new Error(`${what} holds no PEM certificate`);
+  return blocks.map((block) => {
+    const x509 = new crypto.X509Certificate(block);
+    return { x509, pki: pkijs.Certificate.fromBER(x509.raw) };
   });
 }
 
@@ -305,12 +318,13 @@ export async function checkInstanceRunning(
   identity: InstanceIdentity,
   rule: Ec2AllowRule,
   opts: Ec2CheckOptions = {},
+  instances?: InstanceApiFactory,
 ): Promise<InstanceAddresses> {
   const session = opts.roleSessionName ?? "discovery-ec2-join";
-  const api = sdkInstanceApi(
-    { region: identity.region, roleArn: rule.aws_role },
-    { ...opts, roleSessionName: session },
-  );
+  const scope = { region: identity.region, roleArn: rule.aws_role };
+  // Shared clients (and assumed credentials) when the caller keeps them; else ones made for this check alone.
+  const own = instances ? undefined : sdkInstanceApi(scope, { ...opts, roleSessionName: session });
+  const api = own ?? instances!(scope);
   const id = identity.instanceId;
   const where = `account ${identity.accountId}, region ${identity.region}`;
   const refuse = (code: string, reason: string) => new JoinRefusal(code, `instance ${id} ${reason}`, 403);
@@ -327,7 +341,7 @@ export async function checkInstanceRunning(
       throw awsFailure(err.cause, "ec2_assume_role_failed", `assuming ${rule.aws_role} to check ${id}`);
     throw awsFailure(err.cause, "ec2_describe_failed", `DescribeInstances for ${id} in ${identity.region}`);
   } finally {
-    api.destroy();
+    own?.destroy();
   }
 }
 
@@ -347,6 +361,8 @@ export interface Ec2AttestContext {
   extraCaPems: string[];
   now: Date;
   aws?: Ec2CheckOptions;
+  /** Clients kept across joins, per region and role; default ones made for each join. */
+  instances?: InstanceApiFactory;
 }
 
 /** The whole ec2 join check: signed document, allow rule, and a live running instance. */
@@ -359,7 +375,7 @@ export async function attestEc2(iid: string, ctx: Ec2AttestContext): Promise<Ec2
   const ttlMs = parseDuration(spec.aws_iid_ttl ?? DEFAULT_AWS_IID_TTL) ?? 5 * 60_000;
   const identity = verifyInstanceIdentity(iid, { extraCaPems: ctx.extraCaPems, now: ctx.now, ttlMs });
   const rule = matchEc2Rule(identity, ctx.token);
-  const live = await checkInstanceRunning(identity, rule, ctx.aws);
+  const live = await checkInstanceRunning(identity, rule, ctx.aws, ctx.instances);
   const nodeName = ec2NodeName(identity.accountId, identity.instanceId);
   return {
     nodeName,

@@ -22,6 +22,9 @@ silenceAwsSdkNodeVersionWarning();
 const orgCache = new OrganizationCache();
 // One set of EC2/IAM clients per region and role, shared by iam joins; AWS_ENDPOINT_URL (tests) applies to all.
 const iamInstanceApis = cachedInstanceApis({ roleSessionName: "discovery-iam-join" });
+// The ec2 join's DescribeInstances clients, kept per region and role (a new client and credential chain per join
+// was about 7% of a join's CPU).
+const ec2InstanceApis = cachedInstanceApis({ roleSessionName: "discovery-ec2-join" });
 let describeAccount: ReturnType<typeof organizationsDescribeAccount> | undefined;
 
 /** The iam method: a signed sts:GetCallerIdentity over a server challenge. */
@@ -52,7 +55,12 @@ const ec2Method: CloudJoinMethod = {
   attest: async (body, ctx) => {
     if (typeof body.iid !== "string" || body.iid.length === 0)
       throw new JoinRefusal("missing_field", 'request field "iid" is required: the IMDS rsa2048 PKCS7, base64', 400);
-    const a = await attestEc2(body.iid, { token: ctx.token, extraCaPems: ctx.settings.aws.extraCaPems, now: ctx.now });
+    const a = await attestEc2(body.iid, {
+      token: ctx.token,
+      extraCaPems: ctx.settings.aws.extraCaPems,
+      now: ctx.now,
+      instances: ec2InstanceApis,
+    });
     return { nodeName: a.nodeName, labels: a.labels, principals: a.principals };
   },
 };
