@@ -226,7 +226,9 @@ function sign(ca: CertAuthority, kind: "host" | "user", req: CertificateRequest)
   checkKeyId(req.keyId);
 
   const caKey = caSigningKey(ca.active.privateKey);
-  const now = (req.now ?? new Date()).getTime();
+  // Whole seconds, rounded down: OpenSSH counts validity in seconds and sshpk would round to the nearest one, so a
+  // certificate issued in the second half of a second would outlive its TTL by up to a second.
+  const now = Math.floor((req.now ?? new Date()).getTime() / 1000) * 1000;
   const subjects = req.principals.map((p) => (kind === "host" ? sshpk.identityForHost(p) : sshpk.identityForUser(p)));
   // A random serial lets a KRL revoke this one certificate without revoking the key. The top bit stays clear
   // because sshpk also encodes the serial as an X.509 INTEGER, where it would read as negative.
