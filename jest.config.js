@@ -1,6 +1,7 @@
 /** Jest projects: fast unit tests, and integration tests that drive real processes. */
-// jose 6 ships ES modules only: Node 20 requires them natively, Jest's CommonJS runtime needs them compiled.
-const esmOnly = ["jose"];
+// jose 6 and cookie 2 ship ES modules only: Node 20 requires them natively, Jest's CommonJS runtime needs them
+// compiled; @fastify/cookie import()s cookie, which Jest runs only once that import is compiled to a require.
+const esmOnly = ["jose", "cookie", "@fastify/cookie"];
 const tsJest = {
   "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.json" }],
   [`/node_modules/(${esmOnly.join("|")})/.+\\.js$`]: [

@@ -10,7 +10,11 @@ execFileSync(process.execPath, [require.resolve("typescript/bin/tsc"), "-p", "ts
   cwd: root,
   stdio: "inherit",
 });
-for (const dir of ["provider/runtime/installers"]) {
+for (const dir of [
+  "provider/runtime/installers",
+  "provider/runtime/status/templates",
+  "provider/runtime/status/assets",
+]) {
   fs.cpSync(path.join(root, dir), path.join(root, "dist", dir), { recursive: true });
 }
 // The ready-to-run policy pack: PulumiPolicy.yaml beside the compiled entry point, and the package.json

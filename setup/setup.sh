@@ -37,11 +37,13 @@ if [ "$PULUMI_VERSION" != "$WANT" ]; then
   false
 fi
 
-step "Debian packages (OpenSSH server and client, PostgreSQL)" "as root: apt-get update && apt-get install -y openssh-server openssh-client postgresql"
+step "Debian packages (OpenSSH server and client, PostgreSQL, Chromium)" "as root: apt-get update && apt-get install -y openssh-server openssh-client postgresql chromium"
 missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+# The status page's browser test (test/e2e/status-page.test.ts) drives it through playwright-core.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   say "  installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -54,7 +54,7 @@ export async function makeRuntimeKeys(clusterName: string, hosts: string[]): Pro
     hostCaPrivateKey: host.privateKey,
     userCaPublicKey: user.publicKey,
     userCaPrivateKey: user.privateKey,
-    // The same shape and strength as the runtime's own (loadOrCreateAdminToken).
+    // The same shape and strength as the runtime's own (loadOrCreateToken).
     adminToken: crypto.randomBytes(32).toString("base64url"),
   };
 }

@@ -6,9 +6,9 @@ import { CertAuthorityError, completeRotation, signUserCertificate, startRotatio
 import type { RuntimeMetrics } from "./metrics";
 import { applyNodeStaleness, storeBackend } from "../enroll/backend";
 import { ReinstallRefusal, reinstallInstance } from "../enroll/reinstall";
-import { RotationProgress, rotationProgress } from "./rotation";
-import type { DiscoveryStatus, EnrollmentRecord, Store, StoredResource } from "./store/types";
-import { deriveTasks } from "./tasks";
+import { listCaViews, listNodeViews, listOpenTasks, listResourceViews, withStatus } from "./fleet";
+import { rotationProgress } from "./rotation";
+import type { EnrollmentRecord, Store, StoredResource } from "./store/types";
 
 function isEnrollmentRecord(e: unknown): e is EnrollmentRecord {
   const r = e as Record<string, unknown> | null;
@@ -19,12 +19,6 @@ function isEnrollmentRecord(e: unknown): e is EnrollmentRecord {
     ) &&
     !Number.isNaN(Date.parse(r.updatedAt as string))
   );
-}
-
-/** A discovery_config as the API shows it: the document, and the status its runtime keeps beside it. */
-function withStatus(r: StoredResource, statuses: Map<string, DiscoveryStatus>): Record<string, unknown> {
-  const status = statuses.get(r.key);
-  return status && r.kind === "discovery_config" ? { ...r.doc, status } : r.doc;
 }
 
 const MAX_USER_CERT_TTL_MS = 30 * 24 * 3600_000;
@@ -49,15 +43,24 @@ export function storageForm(r: Resource): { kind: string; key: string; doc: Reco
   return { kind: r.kind, key: r.metadata.name, doc: r as unknown as Record<string, unknown> };
 }
 
+/** A checker of a secret: true when `given` equals `secret`, compared in constant time. */
+export function secretMatcher(secret: string): (given: string) => boolean {
+  // Hashes have one length, so the comparison takes the same time whatever the caller sent.
+  const expected = crypto.createHash("sha256").update(secret).digest();
+  return (given) => crypto.timingSafeEqual(crypto.createHash("sha256").update(given).digest(), expected);
+}
+
+/** The token of an `Authorization: Bearer <token>` header; empty when there is none. */
+export function bearerToken(req: FastifyRequest): string {
+  const header = req.headers.authorization ?? "";
+  return header.startsWith("Bearer ") ? header.slice(7).trim() : "";
+}
+
 /** An onRequest hook answering 401 unless the request carries `Authorization: Bearer <adminToken>`. */
 export function requireAdminToken(adminToken: string) {
-  // Hashes have one length, so the comparison takes the same time whatever the caller sent.
-  const expected = crypto.createHash("sha256").update(adminToken).digest();
+  const isAdmin = secretMatcher(adminToken);
   return async (req: FastifyRequest, reply: FastifyReply) => {
-    const header = req.headers.authorization ?? "";
-    const given = header.startsWith("Bearer ") ? header.slice(7).trim() : "";
-    const ok = crypto.timingSafeEqual(crypto.createHash("sha256").update(given).digest(), expected);
-    if (!ok)
+    if (!isAdmin(bearerToken(req)))
       return reply
         .code(401)
         .send({ error: { code: "unauthorized", message: "a valid admin bearer token is required" } });
@@ -98,10 +101,8 @@ export async function adminRoutes(
   app.get<{ Params: { kind: string } }>("/v1/resources/:kind", async (req, reply) => {
     if (!(req.params.kind in KINDS))
       return notFound(reply, `unknown kind ${req.params.kind}; kinds: ${Object.keys(KINDS).join(", ")}`);
-    const all = await store.listResources(req.params.kind);
-    const statuses = req.params.kind === "discovery_config" ? await store.listDiscoveryStatus() : new Map();
     // Secret tokens are never listed.
-    return { resources: all.filter((r) => !r.key.startsWith("sha256:")).map((r) => withStatus(r, statuses)) };
+    return { resources: await listResourceViews(store, req.params.kind) };
   });
 
   app.get<{ Params: { kind: string; name: string } }>("/v1/resources/:kind/:name", async (req, reply) => {
@@ -110,9 +111,7 @@ export async function adminRoutes(
     return found.kind === "discovery_config" ? withStatus(found, await store.listDiscoveryStatus()) : found.doc;
   });
 
-  app.get("/v1/tasks", async () => ({
-    tasks: deriveTasks(await store.listEnrollments(), await store.listScopeErrors(), opts.now(), opts.taskTtlMs),
-  }));
+  app.get("/v1/tasks", async () => ({ tasks: await listOpenTasks(store, opts.now(), opts.taskTtlMs) }));
 
   app.delete<{ Params: { kind: string; name: string } }>("/v1/resources/:kind/:name", async (req, reply) => {
     const found = await lookup(req.params.kind, req.params.name);
@@ -121,21 +120,7 @@ export async function adminRoutes(
     return { deleted: { kind: req.params.kind, name: found.key.startsWith("sha256:") ? REDACTED_NAME : found.key } };
   });
 
-  app.get("/v1/nodes", async () => {
-    const certs = new Map((await store.listNodeCertificates()).map((c) => [c.node, c.issuedAt]));
-    return {
-      nodes: (await store.listNodes()).map((n) => ({
-        name: n.name,
-        labels: n.labels,
-        join_method: n.joinMethod,
-        principals: n.principals,
-        joined_at: n.joinedAt,
-        ...(certs.has(n.name) && { certified_at: certs.get(n.name) }),
-        state: n.staleSince ? "stale" : "active",
-        ...(n.staleSince && { stale_since: n.staleSince }),
-      })),
-    };
-  });
+  app.get("/v1/nodes", async () => ({ nodes: await listNodeViews(store) }));
 
   // Passes outside the runtime (discovery enroll) report the nodes whose instances they found gone or back.
   app.post<{ Body: Record<string, unknown> }>("/v1/nodes/staleness", async (req, reply) => {
@@ -210,17 +195,7 @@ export async function adminRoutes(
   });
   app.get("/v1/audit", async () => ({ events: await store.listAudit(500) }));
 
-  app.get("/v1/cas", async () => {
-    const out: Record<string, { public_keys: string[]; rotating: boolean; rotation?: RotationProgress }> = {};
-    for (const type of ["host", "user"] as const) {
-      const ca = await store.getCertAuthority(type);
-      if (!ca) continue;
-      const rotating = ca.previous.length > 0;
-      out[type] = { public_keys: trustedPublicKeys(ca), rotating };
-      if (rotating) out[type].rotation = await rotationProgress(store, ca);
-    }
-    return out;
-  });
+  app.get("/v1/cas", async () => listCaViews(store));
 
   // A rotation starts with a fresh signing key while the old one stays trusted (joins hand out both), and
   // completes once certificates are reissued; the store's revision check keeps two replicas from racing.

@@ -18,6 +18,9 @@ import { MAX_CERT_TTL_SECONDS } from "../ssh";
 /** How long audit events are kept when the config says nothing: 30 days. */
 export const DEFAULT_AUDIT_RETENTION = "720h";
 
+/** How long a status page login lasts when the config says nothing. */
+export const DEFAULT_STATUS_SESSION_TTL = "12h";
+
 /** Host certificate lifetime when the config says nothing: the longest we issue. */
 export const DEFAULT_CERTIFICATE_TTL = `${MAX_CERT_TTL_SECONDS / 3600}h`;
 
@@ -110,6 +113,20 @@ const runtimeConfigSchema = z
       .optional(),
     audit: z.object({ retention: duration.optional() }).strict().optional(),
     metrics: z.object({ require_admin_token: z.boolean().optional() }).strict().optional(),
+    status_page: z
+      .object({
+        viewer_token_file: z
+          .string()
+          .min(1, { message: "must be the path of a file holding the read-only viewer token" })
+          .optional(),
+        session_ttl: duration
+          .refine((v) => (parseDuration(v) ?? 0) <= 7 * 24 * 3600_000, {
+            message: "must be at most 168h: a stolen session cookie should not outlive a week",
+          })
+          .optional(),
+      })
+      .strict()
+      .optional(),
     discovery_service: discoveryServiceSection.optional(),
   })
   .strict();
@@ -143,6 +160,8 @@ export interface RuntimeConfig {
   audit: { retentionMs: number };
   /** `/metrics` answers only with the admin bearer token (`metrics.require_admin_token`). */
   metrics: { requireAdminToken: boolean };
+  /** `status_page`: the read-only viewer token's file (made on first start when named) and the login lifetime. */
+  statusPage: { viewerTokenFile?: string; sessionTtlMs: number };
   discoveryService?: DiscoveryServiceSection;
 }
 
@@ -217,6 +236,10 @@ export function parseRuntimeConfig(text: string, file: string): RuntimeConfig {
     },
     audit: { retentionMs: parseDuration(c.audit?.retention ?? DEFAULT_AUDIT_RETENTION)! },
     metrics: { requireAdminToken: c.metrics?.require_admin_token ?? false },
+    statusPage: {
+      viewerTokenFile: c.status_page?.viewer_token_file && abs(c.status_page.viewer_token_file),
+      sessionTtlMs: parseDuration(c.status_page?.session_ttl ?? DEFAULT_STATUS_SESSION_TTL)!,
+    },
     discoveryService: c.discovery_service,
   };
 }

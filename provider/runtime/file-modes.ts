@@ -75,6 +75,8 @@ export function privateFilesOf(config: RuntimeConfig): { file: string; holds: st
     for (const f of [db, `${db}-wal`, `${db}-shm`]) files.push({ file: f, holds: "the store, with the SSH CA keys" });
   }
   files.push({ file: config.adminTokenFile, holds: "the admin token" });
+  if (config.statusPage.viewerTokenFile)
+    files.push({ file: config.statusPage.viewerTokenFile, holds: "the status page viewer token" });
   if (config.caKeyFiles.host) files.push({ file: config.caKeyFiles.host, holds: "the SSH host CA key" });
   if (config.caKeyFiles.user) files.push({ file: config.caKeyFiles.user, holds: "the SSH user CA key" });
   // A configured TLS key is the operator's file (some setups share it with a group); the self-signed one is ours.

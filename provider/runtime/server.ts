@@ -12,6 +12,7 @@ import { MAX_BODY_DEPTH, nestingDepth } from "./body-depth";
 import { readCaFiles, RuntimeConfig } from "./config";
 import { assertPrivateFiles, makePrivateDir, writePrivateFile } from "./file-modes";
 import { startHousekeeping } from "./housekeeping";
+import { statusPage } from "./status";
 import { builtinInstallers, isInstallerName, renderInstaller } from "./installers";
 import { LogSampler } from "./log-sampler";
 import { RuntimeMetrics } from "./metrics";
@@ -49,8 +50,8 @@ export const SERVER_VERSION: string = (() => {
   return "0.0.0";
 })();
 
-/** Reads the admin token, or makes one and writes it with mode 0600 on first start. */
-export function loadOrCreateAdminToken(file: string): string {
+/** Reads a bearer token (admin, viewer), or makes one and writes it with mode 0600 on first start. */
+export function loadOrCreateToken(file: string): string {
   if (fs.existsSync(file)) {
     const token = fs.readFileSync(file, "utf8").trim();
     if (token.length < 32)
@@ -111,7 +112,12 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
   for (const type of ["host", "user"] as const) {
     if (!(await store.getCertAuthority(type))) await store.initCertAuthority(generateCertAuthority(type));
   }
-  const adminToken = loadOrCreateAdminToken(config.adminTokenFile);
+  const adminToken = loadOrCreateToken(config.adminTokenFile);
+  const viewerToken = config.statusPage.viewerTokenFile && loadOrCreateToken(config.statusPage.viewerTokenFile);
+  if (viewerToken === adminToken)
+    throw new Error(
+      `status_page.viewer_token_file: ${config.statusPage.viewerTokenFile} holds the admin token; a viewer token must differ (delete the file to make one)`,
+    );
   const tls = await loadOrCreateTls({
     tls: config.tls,
     dataDir: config.dataDir,
@@ -270,6 +276,16 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
   const pollMs = parseDuration(ds?.poll_interval ?? DEFAULT_POLL_INTERVAL) ?? 300_000;
   // A task not seen for two polls is gone (the instance was terminated, or the matcher no longer selects it).
   await app.register(adminRoutes, { store, adminToken, metrics, taskTtlMs: 2 * pollMs, now });
+  await app.register(statusPage, {
+    store,
+    adminToken,
+    viewerToken: viewerToken || undefined,
+    sessionTtlMs: config.statusPage.sessionTtlMs,
+    taskTtlMs: 2 * pollMs,
+    clusterName: config.clusterName,
+    logger: logger.child({ component: "status" }),
+    now,
+  });
   await app.listen({ host: config.listenAddr.host, port: config.listenAddr.port });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.listenAddr.port;
