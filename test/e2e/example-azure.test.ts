@@ -44,7 +44,8 @@ const EXAMPLE_MATCHERS = [
  * installer through managed Run Command, the VMs join with their attested documents and managed identity tokens,
  * a deallocated VM is skipped, a VM without its agent fails with the fix, the agentless VM then takes certificate
  * logins, and every ARM call stayed within `azure.discoveryRole` (the fake refuses anything else, as RBAC would).
- * Then the runtime's own loop scans an azure discovery_config of its group and reports the agentless VM as a task.
+ * Then the runtime's own loop scans an azure discovery_config of its group over every subscription (`*`), enrolls
+ * a scale set's VM too, and reports the VM without an agent as a task.
  */
 describe("examples/azure", () => {
   let sb: ExampleSandbox;
@@ -132,7 +133,7 @@ describe("examples/azure", () => {
       "kind: token\nversion: v2\nmetadata: {name: azure-discovery-token}\nspec:\n  roles: [Node]\n  join_method: azure\n" +
         `  azure: {allow: [{subscription: ${SUB}}]}\n`,
       "kind: discovery_config\nversion: v1\nmetadata: {name: batch}\nspec:\n  discovery_group: sandbox\n" +
-        `  azure: [{types: [vm], subscriptions: [${SUB}], resource_groups: ['*'], regions: ['*'], tags: {fleet: batch}}]\n`,
+        `  azure: [{types: [vm], subscriptions: ['*'], resource_groups: ['*'], regions: ['*'], tags: {fleet: batch}}]\n`,
     ]);
     await eventually("the loop enrolled the two VMs and the scale set's VM", 120, async () => {
       const n = (await nodes()).map((x) => x.labels["discovery/vm-id"]);

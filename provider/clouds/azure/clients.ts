@@ -71,7 +71,12 @@ export function azureClients(
       return c;
     },
     subscriptions() {
-      subscriptions ??= new SubscriptionClient(credential, options);
+      // An older generation of client: its endpoint is `$host` (and `endpoint` for the pipeline), its token scope
+      // `credentialScopes`.
+      subscriptions ??= new SubscriptionClient(
+        credential,
+        arm ? { endpoint: arm, $host: arm, credentialScopes: [`${arm}/.default`] } : {},
+      );
       return subscriptions;
     },
     close: async () => {
