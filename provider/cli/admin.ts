@@ -37,10 +37,13 @@ const ALIASES: Record<string, string> = {
   node: "nodes",
   enrollment: "enrollments",
   task: "tasks",
+  events: "audit",
 };
 
 /** Lists served at `/v1/<name>` rather than as resource documents. */
-const LISTS = ["nodes", "enrollments", "tasks"];
+const LISTS = ["nodes", "enrollments", "tasks", "audit"];
+/** The key of each list's array in its answer. */
+const LIST_KEYS: Record<string, string> = { audit: "events" };
 
 type Row = Record<string, string>;
 
@@ -93,6 +96,20 @@ function taskRows(
   }));
 }
 
+/** Audit events as table rows, the reason cut to one readable line. */
+function auditRows(
+  events: { at: string; type: string; node?: string; code?: string; source?: string; reason?: string }[],
+): Row[] {
+  return events.map((e) => ({
+    at: e.at,
+    type: e.type,
+    node: e.node ?? "",
+    code: e.code ?? "",
+    source: e.source ?? "",
+    reason: (e.reason ?? "").replace(/\s+/g, " ").slice(0, 100),
+  }));
+}
+
 /** A discovery_config's status in one cell: state, counts, and the error when there is one. */
 function statusCell(st: Record<string, unknown> | undefined): string {
   if (!st) return " status=none (no runtime of this group has scanned it)";
@@ -140,7 +157,7 @@ export function adminCommands(): Command[] {
     });
 
   const get = withTarget(new Command("get"))
-    .description("list resources, nodes, enrollments or open tasks; or show one resource")
+    .description("list resources, nodes, enrollments, open tasks or recent audit events; or show one resource or node")
     .argument("<kind>", `one of ${Object.keys(KINDS).join(", ")}, ${LISTS.join(", ")}`)
     .argument("[name]")
     .addOption(new Option("-o, --output <format>", "output format").choices(["table", "yaml", "json"]).default("table"))
@@ -155,16 +172,25 @@ export function adminCommands(): Command[] {
               ? stringify(value)
               : rows(),
         );
+      if (kind === "nodes" && name) {
+        // One node: every field, labels and principals included (the list's table shows a summary).
+        const a = await request(t, "GET", `/v1/nodes/${encodeURIComponent(name)}`);
+        if (a.status !== 200) throw new Error(answerError(a));
+        print(a.body, () => stringify(a.body));
+        return;
+      }
       if (LISTS.includes(kind)) {
         const a = await request(t, "GET", `/v1/${kind}`);
         if (a.status !== 200) throw new Error(answerError(a));
-        const list = (a.body as Record<string, unknown[]>)[kind] as never[];
+        const list = (a.body as Record<string, unknown[]>)[LIST_KEYS[kind] ?? kind] as never[];
         print(list, () =>
           kind === "nodes"
             ? table(nodeRows(list), ["name", "method", "account", "region", "instance", "joined", "state", "since"])
             : kind === "tasks"
               ? table(taskRows(list), ["name", "cloud", "issue", "scope", "instances", "last_seen"])
-              : table(list, ["cloud", "account", "region", "instanceId", "status", "reason"]),
+              : kind === "audit"
+                ? table(auditRows(list), ["at", "type", "node", "code", "source", "reason"])
+                : table(list, ["cloud", "account", "region", "instanceId", "status", "reason"]),
         );
         return;
       }
@@ -178,12 +204,13 @@ export function adminCommands(): Command[] {
     });
 
   const rm = withTarget(new Command("rm"))
-    .description("delete a resource from the runtime")
+    .description("delete a resource, or a node record (`rm node NAME`: its instance may join again), from the runtime")
     .argument("<kind>")
     .argument("<name>")
     .action(async (kindArg: string, name: string, opts) => {
       const kind = ALIASES[kindArg] ?? kindArg;
-      const a = await request(target(opts), "DELETE", `/v1/resources/${kind}/${encodeURIComponent(name)}`);
+      const route = kind === "nodes" ? "/v1/nodes" : `/v1/resources/${kind}`;
+      const a = await request(target(opts), "DELETE", `${route}/${encodeURIComponent(name)}`);
       if (a.status !== 200) throw new Error(answerError(a));
       const d = (a.body as { deleted: { kind: string; name: string } }).deleted;
       process.stdout.write(`${d.kind}/${d.name} deleted\n`);

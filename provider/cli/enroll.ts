@@ -33,6 +33,9 @@ function progressLine(e: ProgressEvent): string {
   return `joined: ${e.node} (${e.joined} joined, ${e.waiting} still waiting)`;
 }
 
+/** `discovery enroll --once` exit code when the pass ran but at least one instance failed (1 is an error). */
+export const ENROLL_FAILED_EXIT = 3;
+
 /** Where the pass records and how instances reach the runtime: the runtime config's, else the options'. */
 async function runtimeFor(inputs: EnrollInputs, opts: TargetOptions) {
   if (inputs.runtime) return runtimeOf(inputs.runtime);
@@ -86,7 +89,10 @@ export function enrollCommand(): Command {
       "runtime config, teleport.yaml with discovery_service, or discovery_config documents; repeat to combine",
       repeat,
     )
-    .option("--once", "one pass, then exit (otherwise a pass every poll_interval)")
+    .option(
+      "--once",
+      `one pass, then exit: 0, or ${ENROLL_FAILED_EXIT} when any instance failed (otherwise a pass every poll_interval)`,
+    )
     .option("--json", 'print {"instances":[...]} on stdout')
     .option("--join-timeout <seconds>", "how long an installed instance may take to join", "120")
     .option(
@@ -149,7 +155,11 @@ export function enrollCommand(): Command {
               `${instances.filter((i) => i.status === "enrolled").length} enrolled\n`,
           );
         }
-        if (opts.once || opts.reinstall?.length) return;
+        if (opts.once || opts.reinstall?.length) {
+          // A pipeline can tell "ran, but some instances failed" (their reasons are in the output) from an error.
+          if (instances.some((i) => i.status === "failed")) process.exitCode = ENROLL_FAILED_EXIT;
+          return;
+        }
         await new Promise((r) => setTimeout(r, parseDuration(inputs.pollInterval) ?? 300_000));
       }
     });

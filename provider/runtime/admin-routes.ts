@@ -122,6 +122,27 @@ export async function adminRoutes(
 
   app.get("/v1/nodes", async () => ({ nodes: await listNodeViews(store) }));
 
+  app.get<{ Params: { name: string } }>("/v1/nodes/:name", async (req, reply) => {
+    const node = (await listNodeViews(store)).find((n) => n.name === req.params.name);
+    return node ?? notFound(reply, `no node ${JSON.stringify(req.params.name)}; list them with GET /v1/nodes`);
+  });
+
+  // Removes a node record: its certificate stays valid until it expires, but its instance may join again (as
+  // `discovery enroll --reinstall` does, without clearing enrollment records). Audited.
+  app.delete<{ Params: { name: string } }>("/v1/nodes/:name", async (req, reply) => {
+    const name = req.params.name;
+    if (!(await store.deleteNode(name)))
+      return notFound(reply, `no node ${JSON.stringify(name)}; list them with GET /v1/nodes`);
+    await store.appendAudit({
+      at: opts.now().toISOString(),
+      type: "node.removed",
+      source: req.ip,
+      node: name,
+      reason: "removed by an admin; its instance may join again",
+    });
+    return { deleted: { kind: "node", name } };
+  });
+
   // Passes outside the runtime (discovery enroll) report the nodes whose instances they found gone or back.
   app.post<{ Body: Record<string, unknown> }>("/v1/nodes/staleness", async (req, reply) => {
     const b = req.body ?? {};

@@ -124,6 +124,29 @@ describe("discovery serve, apply, get, rm and join, as a user runs them", () => 
     );
     expect(twice.status).toBe(1);
     expect(twice.stderr).toContain("already joined; a second join is refused (already_joined)");
+
+    // One node in full; the audit log with the refused second join; the node removed, so it may join again.
+    const one = discovery(["get", "node", node!, "-o", "json"], { env });
+    expect(one.status).toBe(0);
+    expect(JSON.parse(one.stdout)).toMatchObject({ name: node, join_method: "token", state: "active" });
+    expect(JSON.parse(one.stdout).principals).toContain(node);
+    const missing = discovery(["get", "node", "node-0000000000000000"], { env });
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain('no node "node-0000000000000000"');
+    const audit = discovery(["get", "audit"], { env });
+    expect(audit.stdout.split("\n")[0]).toMatch(/^AT\s+TYPE\s+NODE\s+CODE\s+SOURCE\s+REASON$/);
+    expect(audit.stdout).toMatch(new RegExp(`join\\.refused\\s+${node}\\s+already_joined`));
+    const removed = discovery(["rm", "node", node!], { env });
+    expect(removed.stdout).toBe(`node/${node} deleted\n`);
+    expect(discovery(["get", "nodes"], { env }).stdout).not.toContain(node);
+    expect(discovery(["get", "audit", "-o", "json"], { env }).stdout).toContain('"type": "node.removed"');
+    expect(discovery(["rm", "node", node!], { env }).stderr).toContain(`no node "${node}"`);
+    const again = discovery(
+      ["join", "--method", "token", "--token", SECRET, "--server", url, "--data-dir", data, "--host-key", path.join(data, "hk")], // prettier-ignore
+      { env: { NODE_EXTRA_CA_CERTS: env.NODE_EXTRA_CA_CERTS } },
+    );
+    expect(again.stderr).toBe("");
+    expect(again.stdout).toContain(`joined as ${node}`);
   });
 
   it("removes resources, and says what is missing when no runtime is named", () => {
