@@ -1,7 +1,7 @@
 import * as fs from "fs";
 import { Command, Option } from "commander";
 import { stringify } from "yaml";
-import { KINDS } from "../model";
+import { BUILTIN_INSTALLERS, KINDS } from "../model";
 import { answerError, request, RuntimeTarget } from "../http/client";
 import { formatProblem, validateFiles } from "./validate";
 import { INSTANCE_ID_LABEL, nodeInstance } from "../clouds";
@@ -200,7 +200,15 @@ export function adminCommands(): Command[] {
       const a = await request(t, "GET", path);
       if (a.status !== 200) throw new Error(answerError(a));
       const docs = name ? [a.body] : (a.body as { resources: unknown[] }).resources;
-      print(name ? a.body : docs, () => table(resourceRows(docs as never[]), ["name", "kind", "detail"]));
+      print(name ? a.body : docs, () => {
+        const rows = resourceRows(docs as never[]);
+        // The built-in installers are served by every runtime without being stored; the table shows them too.
+        if (kind === "installer" && !name)
+          for (const [i, builtin] of BUILTIN_INSTALLERS.entries())
+            if (!rows.some((r) => r.name === builtin))
+              rows.push({ name: builtin, kind, detail: `built-in (${i === 0 ? "agent" : "agentless"} mode)` });
+        return table(rows, ["name", "kind", "detail"]);
+      });
     });
 
   const rm = withTarget(new Command("rm"))

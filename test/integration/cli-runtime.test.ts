@@ -74,6 +74,11 @@ describe("discovery serve, apply, get, rm and join, as a user runs them", () => 
     expect(refused.stderr).toContain(`${bad}:5:16: spec.script: template variable {{ .Nope }} is not allowed`);
     expect(refused.stderr).toContain("nothing was applied");
     expect(discovery(["get", "installer", "x"], { env }).status).toBe(1);
+    expect(discovery(["get", "installers"], { env }).stdout).toBe(
+      "NAME                         KIND       DETAIL\n" +
+        "default-installer            installer  built-in (agent mode)\n" +
+        "default-agentless-installer  installer  built-in (agentless mode)\n",
+    );
   });
 
   it("joins a node with the token method and shows it in the inventory", () => {
