@@ -2,10 +2,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { BUILTIN_INSTALLERS, INSTALLER_NAME_RE, templateUses } from "../model";
 
-/** Quotes a value for POSIX sh: the result is one word whatever the value holds. */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
+import { shellQuote } from "../util/shell";
+export { shellQuote };
 
 /** Values of the template variables an installer may use. */
 export interface InstallerValues {

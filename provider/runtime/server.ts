@@ -14,6 +14,7 @@ import { assertPrivateFiles, makePrivateDir, writePrivateFile } from "./file-mod
 import { startHousekeeping } from "./housekeeping";
 import { statusPage } from "./status";
 import { builtinInstallers, isInstallerName, renderInstaller } from "./installers";
+import { shellQuote } from "../util/shell";
 import { LogSampler } from "./log-sampler";
 import { RuntimeMetrics } from "./metrics";
 import { CLOUDS, DEFAULT_POLL_INTERVAL, parseDuration } from "../model";
@@ -291,7 +292,21 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
   const port = typeof address === "object" && address ? address.port : config.listenAddr.port;
   const host = config.listenAddr.host.includes(":") ? `[${config.listenAddr.host}]` : config.listenAddr.host;
   const url = `https://${host}:${port}`;
-  logger.info({ url, cluster: config.clusterName, storage: config.storage.type }, "discovery runtime listening");
+  // How an operator reaches it from a shell: the token file's path, never the token.
+  const use =
+    `export DISCOVERY_SERVER=${shellQuote(config.publicAddr)} DISCOVERY_ADMIN_TOKEN="$(cat ${shellQuote(config.adminTokenFile)})"` +
+    (config.tls ? "" : ` NODE_EXTRA_CA_CERTS=${shellQuote(tls.certFile)}`);
+  logger.info(
+    {
+      url,
+      cluster: config.clusterName,
+      storage: config.storage.type,
+      adminTokenFile: config.adminTokenFile,
+      ...(!config.tls && { pin: tls.publicKeyPin }),
+      use,
+    },
+    "discovery runtime listening",
+  );
   const runtimeId = loadOrCreateRuntimeId(config.dataDir, config.clusterName);
   const loop =
     ds && ds.enabled && (ds.dynamic || CLOUDS.some((c) => ds[c].length > 0))

@@ -1,6 +1,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { TestVm } from "./sshd";
+import { shellQuote } from "../util/shell";
 
 /**
  * What a simulated VM's scripts and SSH sessions see as the machine's own files: its disk, the sshd_config and
@@ -56,7 +57,6 @@ export function prepareGuestDisk(disk: GuestDisk, cloud: string): void {
   );
 }
 
-const shellQuote = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
 const sedPattern = (v: string) => v.replace(/[\\|.*^$[\]]/g, "\\$&");
 const sedReplacement = (v: string) => v.replace(/[\\|&]/g, "\\$&");
 

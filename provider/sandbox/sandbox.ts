@@ -10,6 +10,7 @@ import { isAlive, packageBin } from "../deploy/local-process";
 import { describeCertificate } from "../runtime/tls";
 import { Fleet } from "./fleet";
 import { AzureSandbox, startAzureSandbox } from "./azure-sandbox";
+import { shellQuote } from "../util/shell";
 import { GcpSandbox, startGcpSandbox } from "./gcp-sandbox";
 import { loadOrCreateCa } from "./iid-signer";
 import { freePort, Moto, MOTO_CREDENTIALS, startMoto } from "./moto";
@@ -139,8 +140,6 @@ async function startRuntimeProcess(
   logger.info({ url, pin }, "runtime ready");
   return { child, url, pin, certFile, adminTokenFile: path.join(dir, "data", "admin.token"), stop };
 }
-
-const shellQuote = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
 
 /** DIR/env.sh: what a shell needs to use the sandbox (`. DIR/env.sh`). */
 function writeEnvFile(state: SandboxState): void {

@@ -38,6 +38,14 @@ describe("discovery serve, apply, get, rm and join, as a user runs them", () => 
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(log).toMatch(/"fingerprint":"([0-9A-F]{2}:){31}[0-9A-F]{2}"/);
+    // The line an operator copies: where the token is, never the token itself.
+    const listening = JSON.parse(log.split("\n").find((l) => l.includes("discovery runtime listening"))!);
+    expect(listening.use).toBe(
+      `export DISCOVERY_SERVER='${url}' DISCOVERY_ADMIN_TOKEN="$(cat '${path.join(dir, "data", "admin.token")}')" ` +
+        `NODE_EXTRA_CA_CERTS='${path.join(dir, "data", "tls.crt")}'`,
+    );
+    expect(listening.pin).toMatch(/^sha256\/\/[A-Za-z0-9+/]{43}=$/);
+    expect(log).not.toContain(fs.readFileSync(path.join(dir, "data", "admin.token"), "utf8").trim());
     env = {
       DISCOVERY_SERVER: url,
       DISCOVERY_ADMIN_TOKEN: fs.readFileSync(path.join(dir, "data", "admin.token"), "utf8").trim(),

@@ -13,10 +13,8 @@ export const INSTALLER_STEPS = ["download", "install"] as const;
 /** Where the download step puts the installer: root-owned, unlike a guessable name in /tmp. */
 export const INSTALLER_PATH = "/var/lib/discovery/ssm-installer.sh";
 
-/** Quotes `value` for a POSIX shell: single quotes, each embedded `'` written as `'\''`. */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
+import { shellQuote } from "../../util/shell";
+export { shellQuote };
 
 // ssm:SendCommand scoped to the document must bound what a caller can run. SSM pastes parameters into the shell
 // script as text, so each one is written only inside single quotes, and no pattern admits a quote, a newline,
