@@ -21,7 +21,7 @@ import {
   startFakeImds,
 } from "../fixtures/azure-tokens";
 import { FakeGoogleKey, LocalServer, startJwksServer } from "../fixtures/gcp-tokens";
-import { newHostKey } from "../fixtures/joins";
+import { expectRefused, newHostKey } from "../fixtures/joins";
 import { startTestRuntime, TestRuntime } from "../fixtures/runtime";
 
 /**
@@ -42,16 +42,6 @@ metadata: {name: azure-other-sub}
 spec: {roles: [Node], join_method: azure, azure: {allow: [{subscription: ${AZ.otherSubscription}}]}}
 `;
 const NODE = `${AZ.subscription}-${AZ.vmId}`;
-
-type Answer = Awaited<ReturnType<TestRuntime["call"]>>;
-function refused(r: Answer, status: number, reason: string): void {
-  const code = status === 403 ? "access_denied" : "bad_request";
-  expect({ status: r.status, code: r.body?.error?.code, reason: r.body?.error?.reason }).toEqual({
-    status,
-    code,
-    reason,
-  });
-}
 
 describe("join API red team: azure", () => {
   let rt: TestRuntime;
@@ -111,12 +101,12 @@ describe("join API red team: azure", () => {
   it("malformed proofs: 400 before the key set or ARM is asked, and the challenge survives", async () => {
     const before = { jwks: jwks.hits.length, vms: vms.calls };
     const good = await proof(await challenge());
-    refused(await join({ ...good, attested_data: "not base64!" }), 400, "azure_attested_data_malformed");
-    refused(await join({ ...good, access_token: "a.b" }), 400, "azure_access_token_malformed");
+    expectRefused(await join({ ...good, attested_data: "not base64!" }), 400, "azure_attested_data_malformed");
+    expectRefused(await join({ ...good, access_token: "a.b" }), 400, "azure_access_token_malformed");
     expect({ jwks: jwks.hits.length, vms: vms.calls }).toEqual(before);
     // The same challenge still carries the proof to the last check: the 400s did not consume it.
     vmMap.delete(AZ_VM_KEY);
-    refused(await join(good), 403, "azure_vm_not_found");
+    expectRefused(await join(good), 403, "azure_vm_not_found");
   });
 
   const denials: [string, (c: string) => Promise<Record<string, unknown>>, string, string?][] = [
@@ -133,17 +123,17 @@ describe("join API red team: azure", () => {
     ["subscription not allowed", async (c) => proof(c), "azure_subscription_not_allowed", "azure-other-sub"],
   ];
   it.each(denials)("%s: 403, nothing stored", async (...[, make, reason, token]) => {
-    refused(await join(await make(await challenge(token)), token), 403, reason);
+    expectRefused(await join(await make(await challenge(token)), token), 403, reason);
     expect(await nodes()).toEqual([]);
   });
 
   it("a deallocated, a recreated and a deleted VM: 403", async () => {
     vmMap.set(AZ_VM_KEY, liveAzureVm({ powerState: "PowerState/deallocated" }));
-    refused(await join(await proof(await challenge())), 403, "azure_vm_not_running");
+    expectRefused(await join(await proof(await challenge())), 403, "azure_vm_not_running");
     vmMap.set(AZ_VM_KEY, liveAzureVm({ vmId: "22222222-3333-4444-8555-666666666666" }));
-    refused(await join(await proof(await challenge())), 403, "azure_vm_recreated");
+    expectRefused(await join(await proof(await challenge())), 403, "azure_vm_recreated");
     vmMap.delete(AZ_VM_KEY);
-    refused(await join(await proof(await challenge())), 403, "azure_vm_not_found");
+    expectRefused(await join(await proof(await challenge())), 403, "azure_vm_not_found");
     expect(await nodes()).toEqual([]);
   });
 
@@ -155,8 +145,8 @@ describe("join API red team: azure", () => {
     expect(r.body.labels).toEqual(AZ_LABELS);
     expect(r.body.host_certificate).toMatch(/^ssh-ed25519-cert-v01@openssh.com /);
     // The same proof again: its challenge is spent. A fresh proof of the same VM: one join per VM.
-    refused(await join(first), 403, "challenge_invalid");
-    refused(await join(await proof(await challenge())), 403, "already_joined");
+    expectRefused(await join(first), 403, "challenge_invalid");
+    expectRefused(await join(await proof(await challenge())), 403, "already_joined");
     // Entra ID's key set was fetched once and then served from cache.
     expect(jwks.hits.length).toBe(1);
   });

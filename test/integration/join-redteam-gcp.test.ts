@@ -18,7 +18,7 @@ import {
   startJwksServer,
   VM,
 } from "../fixtures/gcp-tokens";
-import { newHostKey } from "../fixtures/joins";
+import { expectRefused, newHostKey } from "../fixtures/joins";
 import { startTestRuntime, TestRuntime } from "../fixtures/runtime";
 
 /**
@@ -38,16 +38,6 @@ version: v2
 metadata: {name: gcp-other-project}
 spec: {roles: [Node], join_method: gcp, gcp: {allow: [{project_ids: [acme-dev]}]}}
 `;
-
-type Answer = Awaited<ReturnType<TestRuntime["call"]>>;
-function refused(r: Answer, status: number, reason: string): void {
-  const code = status === 403 ? "access_denied" : "bad_request";
-  expect({ status: r.status, code: r.body?.error?.code, reason: r.body?.error?.reason }).toEqual({
-    status,
-    code,
-    reason,
-  });
-}
 
 describe("join API red team: gcp", () => {
   let rt: TestRuntime;
@@ -95,8 +85,8 @@ describe("join API red team: gcp", () => {
 
   it("a malformed token: 400, before the key set or Compute is asked", async () => {
     const before = jwks.hits.length + compute.hits.length;
-    refused(await join("not-a-jwt"), 400, "gcp_token_malformed");
-    refused(await join(undefined), 400, "gcp_token_malformed");
+    expectRefused(await join("not-a-jwt"), 400, "gcp_token_malformed");
+    expectRefused(await join(undefined), 400, "gcp_token_malformed");
     expect(jwks.hits.length + compute.hits.length).toBe(before);
   });
 
@@ -118,20 +108,20 @@ describe("join API red team: gcp", () => {
     ["location not allowed", () => google({ google: { compute_engine: { ...(computeClaims(CLUSTER).google as { compute_engine: object }).compute_engine, zone: "europe-west1-b" } } }), "gcp_location_not_allowed"], // prettier-ignore
   ];
   it.each(denials)("%s: 403", async (...[, make, reason, token]) => {
-    refused(await join(make(), token), 403, reason);
+    expectRefused(await join(make(), token), 403, reason);
   });
 
   it("a stopped VM, a recreated VM, a deleted VM, and no compute.instances.get: 403", async () => {
     vms.set(vmKey, liveVm({ status: "TERMINATED" }));
-    refused(await join(google()), 403, "gcp_instance_not_running");
+    expectRefused(await join(google()), 403, "gcp_instance_not_running");
     vms.set(vmKey, liveVm({ id: "5550001112223334445", creationTimestamp: "2026-11-30T09:00:00.000-08:00" }));
-    refused(await join(google()), 403, "gcp_instance_recreated");
+    expectRefused(await join(google()), 403, "gcp_instance_recreated");
     vms.delete(vmKey);
-    refused(await join(google()), 403, "gcp_instance_not_found");
+    expectRefused(await join(google()), 403, "gcp_instance_not_found");
     vms.set(vmKey, liveVm());
     deny.on = true;
     const r = await join(google());
-    refused(r, 403, "gcp_instance_check_failed");
+    expectRefused(r, 403, "gcp_instance_check_failed");
     expect(r.body.error.message).toContain("compute.instances.get");
   });
 
@@ -147,7 +137,7 @@ describe("join API red team: gcp", () => {
       "discovery/join-method": "gcp",
     });
     expect(compute.hits).toContain(`/compute/v1/projects/${VM.project}/zones/${VM.zone}/instances/${VM.name}`);
-    refused(await join(google()), 403, "already_joined");
+    expectRefused(await join(google()), 403, "already_joined");
     // The key set was fetched once and then served from cache (max-age=3600).
     expect(jwks.hits.length).toBe(1);
   });

@@ -8,6 +8,7 @@ import { startTestRuntime, TestRuntime } from "../fixtures/runtime";
 import { signedGetCallerIdentity } from "../../provider/clouds/aws/sts-request";
 import {
   botocoreSignedGetCallerIdentity,
+  expectRefused,
   iamJoinBody,
   instanceCredentials,
   newHostKey,
@@ -56,12 +57,7 @@ type Answer = Awaited<ReturnType<TestRuntime["call"]>>;
 const rsaHostKey = () => newHostKey("rsa");
 const ecdsaHostKey = () => newHostKey("ecdsa");
 function refused(r: Answer, status: number, reason: string): void {
-  const code = status === 403 ? "access_denied" : status === 429 ? "rate_limited" : "bad_request";
-  expect({ status: r.status, code: r.body?.error?.code, reason: r.body?.error?.reason }).toEqual({
-    status,
-    code,
-    reason,
-  });
+  expectRefused(r, status, reason);
   expect(typeof r.body.error.message).toBe("string");
 }
 
