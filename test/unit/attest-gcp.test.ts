@@ -4,7 +4,7 @@ import * as path from "path";
 import { gcpJoinMethod } from "../../provider/clouds/gcp";
 import { verifyIdToken } from "../../provider/clouds/gcp/attest-gcp";
 import { GcpCallError, GcpInstance, GcpInstances } from "../../provider/clouds/gcp/instances";
-import { cacheLifetimeMs, JwksCache, rsaSigningKeys } from "../../provider/clouds/gcp/jwks";
+import { cacheLifetimeMs, JwksCache, rsaSigningKeys } from "../../provider/clouds/jwks";
 import { JoinRefusal } from "../../provider/join/errors";
 import type { JoinSettings } from "../../provider/join/methods";
 import { JoinService } from "../../provider/join/service";

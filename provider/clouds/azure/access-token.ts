@@ -5,7 +5,7 @@
  */
 import type { KeyObject } from "crypto";
 import { JoinRefusal } from "../../join/errors";
-import { JwksCache, JwksUnavailable } from "../gcp/jwks";
+import { JwksCache, JwksUnavailable } from "../jwks";
 
 /** Longest access token accepted; Entra ID's are 1.5 to 3 KB. */
 export const MAX_ACCESS_TOKEN_CHARS = 16 * 1024;

@@ -7,7 +7,7 @@
 import { JoinRefusal } from "../../join/errors";
 import type { ChallengeRecord } from "../../runtime/store/types";
 import type { Token } from "../../model";
-import type { JwksCache } from "../gcp/jwks";
+import type { JwksCache } from "../jwks";
 import { AccessTokenIdentity, parseAccessTokenShape, verifyAccessToken } from "./access-token";
 import {
   AttestedDocument,

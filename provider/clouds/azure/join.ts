@@ -3,7 +3,7 @@
  * cache per JWKS URL and the live check on Microsoft's Compute client, and the node side from IMDS.
  */
 import type { CloudJoinMethod } from "../plugin";
-import { JwksCache, type JwksCacheOptions } from "../gcp/jwks";
+import { JwksCache, type JwksCacheOptions } from "../jwks";
 import { attestAzure, AzureCallError, AzureVirtualMachines, AzureVm, checkAzureJoinRequest } from "./attest-azure";
 import { azureClients, azureEndpointFromEnv } from "./clients";
 import { azureNodeFields } from "./imds";

@@ -9,7 +9,7 @@ import type { JWTPayload } from "jose";
 import { JoinRefusal } from "../../join/errors";
 import type { Token } from "../../model";
 import { GcpCallError, GcpInstances } from "./instances";
-import { JwksCache, JwksUnavailable } from "./jwks";
+import { JwksCache, JwksUnavailable } from "../jwks";
 
 /** Longest `id_token` accepted; Google's `format=full` tokens are about 1.2 KB. */
 export const MAX_ID_TOKEN_CHARS = 8 * 1024;

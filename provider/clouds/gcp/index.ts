@@ -9,7 +9,7 @@ import { computeInstances, GcpInstances } from "./instances";
 import { existingGceInstances } from "./existing";
 import { fetchGce } from "./fetch";
 import { GCE_FAILURE_CLASSES, installViaGceSsh } from "./install-ssh";
-import { JwksCache, JwksCacheOptions } from "./jwks";
+import { JwksCache, JwksCacheOptions } from "../jwks";
 import { metadataIdentityToken } from "./metadata";
 
 /** Stand-ins for the network, for unit tests: the Compute call and the JWKS fetch. */

@@ -1,7 +1,8 @@
 /**
- * Google's OAuth2 signing keys (`join.gcp.jwks_url`), fetched over https and cached for as long as Google's own
- * `Cache-Control: max-age` / `Expires` says, within bounds. Only RSA signing keys of 2048 bits or more are kept: the
- * keys of a service account, or any key from anywhere else, can never verify a gcp join (Vault CVE-2020-16251).
+ * An identity provider's signing keys: Google's (`join.gcp.jwks_url`) and Entra ID's (`join.azure.jwks_url`),
+ * fetched over https and cached for as long as the provider's own `Cache-Control: max-age` / `Expires` says, within
+ * bounds. Only RSA signing keys of 2048 bits or more are kept: the keys of a service account, or any key from
+ * anywhere else, can never verify a gcp or azure join (Vault CVE-2020-16251).
  */
 import { createPublicKey, KeyObject } from "crypto";
 
