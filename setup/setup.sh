@@ -5,6 +5,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${PULUMI_DISCOVERY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pulumi-discovery}
 BIN="$ROOT/.tools/bin"
+NODE_MAJOR=22
+NODE_VERSION=22.23.5
+NODE_ARCH=$(uname -m | sed 's/x86_64/x64/;s/aarch64/arm64/')
 STEP=""
 FIX=""
 START=$(date +%s)
@@ -18,11 +21,37 @@ need() { command -v "$1" >/dev/null 2>&1 || { FIX="install $1 ($2)"; false; }; }
 mkdir -p "$CACHE" "$BIN"
 cd "$ROOT"
 
-step "checking toolchains" "install Go >= 1.24, Node.js >= 20 with npm, and Python >= 3.9"
+step "checking toolchains" "install Go >= 1.24, Node.js >= 18 with npm, and Python >= 3.9"
 need go "https://go.dev/doc/install or the golang Debian package"
-need node "Node.js 20 or newer"
+need node "Node.js with npm; setup brings Node.js $NODE_MAJOR itself when the machine's is older"
 need npm "comes with Node.js"
 need python3 "Debian package python3 with python3-venv"
+
+# @pulumi/pulumi (>= 3.250) requires Node.js 22, and the AWS SDK warns on older ones. When the
+# machine's node is older, setup takes the official build from the npm registry (the package
+# node-linux-<arch>, which ships bin/node and the headers native modules compile against), caches
+# it, and links it first in .tools/bin, which every script of the project puts first on PATH.
+step "Node.js $NODE_MAJOR" "check that the npm registry serves node-linux-$(uname -m | sed 's/x86_64/x64/;s/aarch64/arm64/')@$NODE_VERSION, or install Node.js $NODE_MAJOR"
+export PATH="$BIN:$PATH"
+rm -f "$BIN/node"
+SYSTEM_NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$SYSTEM_NODE_MAJOR" -ge "$NODE_MAJOR" ]; then
+  say "  the machine's node $(node --version) is new enough"
+else
+  NODE_DIR="$CACHE/node-v$NODE_VERSION"
+  if [ -x "$NODE_DIR/bin/node" ] && [ -f "$NODE_DIR/include/node/node_version.h" ]; then
+    say "  cached: $NODE_DIR/bin/node (the machine has $(node --version))"
+  else
+    say "  the machine has node $(node --version); fetching node-linux-$NODE_ARCH@$NODE_VERSION from the npm registry"
+    rm -rf "$NODE_DIR.tmp" && mkdir -p "$NODE_DIR.tmp"
+    (cd "$NODE_DIR.tmp" && npm pack --silent "node-linux-$NODE_ARCH@$NODE_VERSION" >/dev/null && tar xzf node-linux-*.tgz && rm node-linux-*.tgz)
+    rm -rf "$NODE_DIR" && mv "$NODE_DIR.tmp/package" "$NODE_DIR" && rm -rf "$NODE_DIR.tmp"
+  fi
+  ln -sf "$NODE_DIR/bin/node" "$BIN/node"
+  # node-gyp compiles native modules against the headers of the node that runs them.
+  export npm_config_nodedir="$NODE_DIR"
+fi
+say "  node $(node --version) (ABI $(node -p process.versions.modules))"
 
 step "node modules" "run 'npm ci' and read its error"
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
@@ -30,6 +59,11 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 else
   say "  node_modules up to date"
 fi
+# 'npm ci' before setup compiled the native modules for the machine's node; the tests and the
+# runtime run on the node above, so they are rebuilt for it (and cached per ABI, since a fresh clone
+# compiles them again).
+step "native modules for node $(node --version)" "run 'npm rebuild better-sqlite3' with .tools/bin first on PATH and read its error"
+bash setup/native-modules.sh "$CACHE/native"
 PULUMI_VERSION=$(node -p 'require("@pulumi/pulumi/package.json").version')
 WANT=$(node -p 'require("./package.json").dependencies["@pulumi/pulumi"]')
 if [ "$PULUMI_VERSION" != "$WANT" ]; then
