@@ -245,7 +245,7 @@ describe("discovery up, preview and destroy against a runtime", () => {
     // A CLI whose folder lacks pulumi-resource-pulumi-nodejs, with nothing on PATH to make up for it.
     const lonely = path.join(dir, "lonely", "bin");
     fs.mkdirSync(lonely, { recursive: true });
-    fs.writeFileSync(path.join(lonely, "pulumi"), "#!/bin/sh\necho v3.248.0\n", { mode: 0o755 });
+    fs.writeFileSync(path.join(lonely, "pulumi"), "#!/bin/sh\necho v3.276.0\n", { mode: 0o755 });
     const noPlugin = await cli(["up", "--config", docs, "--pulumi", path.join(lonely, "pulumi")], {
       PATH: "/usr/bin:/bin",
     });
