@@ -1,4 +1,5 @@
-import { Pool, PoolClient } from "pg";
+import type { Pool, PoolClient } from "pg";
+import { withDriver } from "./drivers";
 import { applyPostgresMigrations } from "./migrations";
 import * as Rows from "./rows";
 import { OPTIONAL_AUDIT_FIELDS, rowMappers } from "./rows";
@@ -47,7 +48,7 @@ export class PostgresStore implements Store {
 
   /** Creates the connection pool; nothing connects until the first query. */
   constructor(url: string) {
-    this.pool = new Pool({ connectionString: url });
+    this.pool = withDriver<typeof import("pg"), Pool>("pg", (pg) => new pg.Pool({ connectionString: url }));
     // An idle client whose server went away emits here; without a listener that would crash the process. The pool
     // drops the client, and the next query reconnects or fails with a proper error.
     this.pool.on("error", () => undefined);

@@ -1,4 +1,5 @@
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
+import { withDriver } from "./drivers";
 import { createPrivateFile } from "../file-modes";
 import { applySqliteMigrations } from "./migrations";
 import * as Rows from "./rows";
@@ -51,8 +52,10 @@ export class SqliteStore implements Store {
   /** Opens (and creates, 0600 in a 0700 directory) the database file; `migrate()` creates the tables. */
   constructor(file: string) {
     // The file holds the SSH CA private keys; made before SQLite opens it, which would create it 0644.
+    // The driver is checked on an in-memory database first, so a missing or mis-built one leaves no empty file.
+    withDriver<typeof Database, void>("better-sqlite3", (Sqlite) => new Sqlite(":memory:").close());
     if (file !== ":memory:") createPrivateFile(file);
-    this.db = new Database(file);
+    this.db = withDriver<typeof Database, Database.Database>("better-sqlite3", (Sqlite) => new Sqlite(file));
     // busy_timeout first: switching to WAL itself needs the lock another process may hold.
     this.db.pragma("busy_timeout = 5000");
     // WAL lets the status page and the join service read while the scheduler writes.
