@@ -97,7 +97,12 @@ export interface AzureMatcherArgs {
 
 /** Arguments of a DiscoveryConfig: `kind: discovery_config` of SPEC §1 in camelCase, with the runtime connection. */
 export interface DiscoveryConfigArgs extends RuntimeResourceArgs {
-  /** The discovery group whose runtimes run these matchers. */
+  /**
+   * Required, as in Teleport: the discovery group whose runtimes scan these matchers. A runtime scans
+   * the configs whose group equals its `discovery_service.discovery_group`; a config of a group no
+   * runtime has is stored but never scanned (its status stays empty), and two runtimes of different
+   * groups never enroll each other's instances.
+   */
   discoveryGroup: pulumi.Input<string>;
   /** AWS EC2 matchers. */
   aws?: InputList<AwsMatcherArgs>;

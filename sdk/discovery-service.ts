@@ -54,6 +54,10 @@ export interface RuntimeConfigArgs {
   /** The runtime's own discovery loop, as a teleport.yaml's discovery_service. */
   discoveryService?: {
     enabled?: boolean;
+    /**
+     * The group this runtime belongs to: with it, the runtime also scans every stored DiscoveryConfig
+     * whose `discoveryGroup` is the same (without it, only the matchers written here, as group "default").
+     */
     discoveryGroup?: string;
     pollInterval?: string;
     aws?: AwsMatcherArgs[];

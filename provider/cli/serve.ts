@@ -58,7 +58,10 @@ export async function seedCertAuthorities(config: RuntimeConfig): Promise<void> 
 export function serveCommand(): Command {
   return new Command("serve")
     .description("run the discovery runtime (HTTP API, joins, installers)")
-    .requiredOption("--config <file>", "runtime config (SPEC §3)")
+    .requiredOption(
+      "--config <file>",
+      'the runtime config, a YAML file (docs/OPERATIONS.md, "Config", in this package)',
+    )
     .action(async (opts: { config: string }) => {
       const config = configOrReport(opts.config);
       if (!config) return;
