@@ -40,27 +40,9 @@ step "the inventory"
 discovery get nodes
 
 step "ssh into one enrolled instance with a 5-minute user certificate"
-ssh-keygen -q -t ed25519 -N '' -f "$WORK/id"
-node -e '
-  const { request } = require("./dist/provider/http/client");
-  const { readSandboxState, callControl } = require("./dist/provider/sandbox/sandbox-control");
-  const fs = require("fs");
-  (async () => {
-    const t = { server: process.env.DISCOVERY_SERVER, adminToken: process.env.DISCOVERY_ADMIN_TOKEN, caFile: process.env.NODE_EXTRA_CA_CERTS };
-    const node = (await request(t, "GET", "/v1/nodes")).body.nodes[0];
-    const id = node.labels["discovery/instance-id"];
-    const inst = (await callControl(readSandboxState(process.argv[1]), "GET", "/v1/instances")).body.instances.find((i) => (i.instanceId ?? i.id) === id);
-    const cert = await request(t, "POST", "/v1/certs/user", { public_key: fs.readFileSync(process.argv[2] + ".pub", "utf8"), principals: ["root"], ttl: "5m" });
-    fs.writeFileSync(process.argv[2] + "-cert.pub", cert.body.certificate + "\n");
-    const cas = (await request(t, "GET", "/v1/cas")).body.host.public_keys;
-    fs.writeFileSync(process.argv[3], cas.map((k) => `@cert-authority ${node.name} ${k}`).join("\n") + "\n");
-    console.log(`${node.name} ${inst.sshPort}`);
-  })().catch((e) => { console.error(e); process.exit(1); });
-' "$SANDBOX" "$WORK/id" "$WORK/known_hosts" >"$WORK/target"
-read -r NODE PORT <"$WORK/target"
-echo "ssh -o HostKeyAlias=$NODE -p $PORT root@127.0.0.1 (host certificate checked through @cert-authority)"
-ssh -F /dev/null -p "$PORT" -i "$WORK/id" -o CertificateFile="$WORK/id-cert.pub" -o UserKnownHostsFile="$WORK/known_hosts" \
-  -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes -o HostKeyAlias="$NODE" root@127.0.0.1 \
+NODE=$(discovery get nodes -o json | node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8"))[0].name')
+echo "discovery ssh --sandbox \$SANDBOX root@$NODE (host certificate checked through @cert-authority)"
+discovery ssh --sandbox "$SANDBOX" "root@$NODE" \
   'echo "logged in to $(hostname) as $(whoami) with a certificate from the discovery runtime"'
 
 step "a new instance appears: preview shows it pending, up enrolls it"

@@ -9,6 +9,7 @@ import { joinCommand } from "./join";
 import { policyCommand } from "./policy";
 import { sandboxCommand } from "./sandbox";
 import { serveCommand } from "./serve";
+import { sshCommand } from "./ssh";
 import { validateCommand } from "./validate";
 
 /** This package's version, from the nearest package.json above this file (source or dist layout). */
@@ -34,7 +35,8 @@ export function program(): Command {
     .addCommand(joinCommand())
     .addCommand(enrollCommand())
     .addCommand(policyCommand())
-    .addCommand(sandboxCommand());
+    .addCommand(sandboxCommand())
+    .addCommand(sshCommand());
   for (const c of adminCommands()) cmd.addCommand(c);
   for (const c of automationCommands()) cmd.addCommand(c);
   return cmd;

@@ -1,5 +1,7 @@
 import { DescribeDocumentCommand, ListCommandsCommand, SSMClient } from "@aws-sdk/client-ssm";
+import { spawnSync } from "child_process";
 import * as fs from "fs";
+import { discoveryAsync } from "../fixtures/cli";
 import { ExampleSandbox, exampleStack, startExampleSandbox } from "../fixtures/example-sandbox";
 import { MOTO_CREDENTIALS } from "../fixtures/moto";
 import { certificateLogins, expectCertificateLoginsOnly } from "../fixtures/ssh-client";
@@ -63,6 +65,50 @@ describe("examples/agentless-openssh", () => {
     const ports = new Map((await sb.instances()).map((i) => [i.instanceId, i.sshPort]));
     const target = outcomes[0];
     expectCertificateLoginsOnly(await certificateLogins(sb.runtime, ports.get(target.instanceId)!, target.nodeName));
+
+    // `discovery ssh` does the same without hand-written calls: the remote command's output and exit status come
+    // back; pointed at the other node's sshd under this node's name, the host check refuses before any login.
+    const env = { ...sb.env, USER: "root" };
+    const login = await discoveryAsync(
+      ["ssh", "--sandbox", sb.dir, `root@${target.nodeName}`, 'echo "$(whoami) on $(hostname)"; exit 7'],
+      { env },
+    );
+    expect([login.status, login.stdout, login.stderr]).toEqual([7, "root on vm\n", ""]);
+    const wrongHost = await discoveryAsync(
+      [
+        "ssh",
+        "--address",
+        "127.0.0.1",
+        "-p",
+        String(ports.get(outcomes[1].instanceId)),
+        `root@${target.nodeName}`,
+        "true",
+      ],
+      { env },
+    );
+    expect(wrongHost.status).toBe(255);
+    expect(wrongHost.stderr).toContain("Certificate invalid: name is not a listed principal");
+    expect(wrongHost.stderr).toContain("Host key verification failed.");
+    const unknown = await discoveryAsync(["ssh", "--sandbox", sb.dir, "root@123456789012-i-0000000000000000f"], {
+      env,
+    });
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toMatch(
+      /node 123456789012-i-0000000000000000f: not found in https:\/\/127\.0\.0\.1:\d+; 'discovery get nodes' lists the nodes/,
+    );
+    const printed = await discoveryAsync(["ssh", "--sandbox", sb.dir, "--print", `root@${target.nodeName}`, "id -un"], {
+      env,
+    });
+    expect(printed.status).toBe(0);
+    const line = printed.stdout.trim();
+    expect(line).toMatch(
+      new RegExp(
+        `^ssh -i \\S+ .* -o StrictHostKeyChecking=yes -o HostKeyAlias=${target.nodeName} -p ${ports.get(target.instanceId)} root@127\\.0\\.0\\.1 -- 'id -un'$`,
+      ),
+    );
+    const viaLine = spawnSync("sh", ["-c", line], { encoding: "utf8" });
+    expect([viaLine.status, viaLine.stdout]).toEqual([0, "root\n"]);
+    fs.rmSync(/ -i (\S+)\/id_ed25519 /.exec(line)![1], { recursive: true });
 
     expect((await made.stack.preview()).changeSummary).toEqual({ same: 5 });
     await made.stack.destroy();
