@@ -6,6 +6,7 @@ import { LaunchOptionError, parseLaunchOptions, parseTagList } from "../sandbox/
 import { runSandboxDaemon } from "../sandbox/sandbox";
 import { launchInSandbox, startSandbox, stopSandbox } from "../sandbox/sandbox-client";
 import { sandboxPaths } from "../sandbox/sandbox-control";
+import { createSandboxAccount } from "../sandbox/organization";
 
 const FLAGS: Record<LaunchOptionError["field"], string> = {
   account: "--account",
@@ -243,6 +244,20 @@ export function sandboxCommand(): Command {
       }),
   );
   cmd.addCommand(launchCommand());
+  cmd.addCommand(
+    new Command("account")
+      .description(
+        "make a member account in the sandbox's AWS organization (as organizations create-account), in a unit when asked; prints its id",
+      )
+      .requiredOption("--dir <dir>", "the sandbox directory")
+      .requiredOption("--name <name>", "the account's name, e.g. payments-prod")
+      .option("--unit <name>", "the organizational unit to move it into, made under the root when missing")
+      .option("--json", "print {account, name, parent} instead of the id")
+      .action(async (opts: { dir: string; name: string; unit?: string; json?: boolean }) => {
+        const made = await createSandboxAccount(opts.dir, opts.name, opts.unit);
+        process.stdout.write(opts.json ? JSON.stringify(made) + "\n" : made.account + "\n");
+      }),
+  );
   // The daemon `start` spawns; not for people.
   cmd.addCommand(
     new Command("_daemon")

@@ -1,11 +1,6 @@
-import {
-  CreateAccountCommand,
-  CreateOrganizationalUnitCommand,
-  ListRootsCommand,
-  MoveAccountCommand,
-  OrganizationsClient,
-} from "@aws-sdk/client-organizations";
+import { ListAccountsForParentCommand, ListRootsCommand, OrganizationsClient } from "@aws-sdk/client-organizations";
 import * as fs from "fs";
+import { discoveryAsync } from "../fixtures/cli";
 import { ExampleSandbox, exampleStack, startExampleSandbox } from "../fixtures/example-sandbox";
 import { MOTO_CREDENTIALS } from "../fixtures/moto";
 
@@ -38,21 +33,26 @@ describe("examples/aws-organization", () => {
   it("enrolls the tagged instances of the included units' accounts, and nothing else", async () => {
     const client = org();
     const root = (await client.send(new ListRootsCommand({}))).Roots![0].Id!;
-    const unit = async (name: string) =>
-      (await client.send(new CreateOrganizationalUnitCommand({ ParentId: root, Name: name }))).OrganizationalUnit!.Id!;
-    const account = async (name: string, parent: string) => {
-      const made = await client.send(new CreateAccountCommand({ AccountName: name, Email: `${name}@example.com` }));
-      const id = made.CreateAccountStatus!.AccountId!;
-      await client.send(new MoveAccountCommand({ AccountId: id, SourceParentId: root, DestinationParentId: parent }));
-      return id;
+    // As the example's README says: `discovery sandbox account`, no AWS CLI.
+    const account = async (name: string, unit: string) => {
+      const r = await discoveryAsync(["sandbox", "account", "--dir", sb.dir, "--name", name, "--unit", unit, "--json"]);
+      expect([r.status, r.stderr]).toEqual([0, ""]);
+      return JSON.parse(r.stdout) as { account: string; name: string; parent: string };
     };
-    const workloads = await unit("workloads");
-    const excluded = await unit("sandbox");
-    const [prod, staging, scratch] = [
-      await account("prod", workloads),
-      await account("staging", workloads),
-      await account("scratch", excluded),
+    const [prodMade, stagingMade, scratchMade] = [
+      await account("prod", "workloads"),
+      await account("staging", "workloads"),
+      await account("scratch", "sandbox"),
     ];
+    const [prod, staging, scratch] = [prodMade.account, stagingMade.account, scratchMade.account];
+    expect(prod).toMatch(/^\d{12}$/);
+    expect(stagingMade.parent).toBe(prodMade.parent); // one "workloads" unit, reused
+    const excluded = scratchMade.parent;
+    const workloads = prodMade.parent;
+    const inUnit = async (parent: string) =>
+      ((await client.send(new ListAccountsForParentCommand({ ParentId: parent }))).Accounts ?? []).map((a) => a.Id);
+    expect((await inUnit(workloads)).sort()).toEqual([prod, staging].sort());
+    expect(await inUnit(excluded)).toEqual([scratch]);
     client.destroy();
 
     const wanted = [
