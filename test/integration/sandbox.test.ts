@@ -194,6 +194,23 @@ describe("discovery sandbox: moto, a simulated fleet behind SSM, and a runtime, 
     );
   });
 
+  it("launch --json prints each instance with the port of its sshd when agentless", async () => {
+    const [agentless, agent] = [
+      (await launch("json=yes", "--agentless", "--json")).map((l) => JSON.parse(l)),
+      (await launch("json=yes", "--json")).map((l) => JSON.parse(l)),
+    ];
+    expect(agentless).toEqual([
+      expect.objectContaining({
+        cloud: "aws",
+        account: ACCOUNT,
+        region: "us-east-1",
+        ssh_port: sshdPort(agentless[0].id),
+      }),
+    ]);
+    expect(agentless[0].ssh_port).toBeGreaterThan(0);
+    expect(agent[0]).not.toHaveProperty("ssh_port");
+  });
+
   it("refuses bad launch arguments with an error naming the flag", async () => {
     const bad: [string[], string][] = [
       [["--account", "12345", "--region", "us-east-1", "--tags", "a=b"], "--account"],
