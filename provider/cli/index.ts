@@ -7,6 +7,7 @@ import { automationCommands } from "./automation";
 import { enrollCommand } from "./enroll";
 import { joinCommand } from "./join";
 import { policyCommand } from "./policy";
+import { retryFailedCommand } from "./retry";
 import { sandboxCommand } from "./sandbox";
 import { serveCommand } from "./serve";
 import { validateCommand } from "./validate";
@@ -33,6 +34,7 @@ export function program(): Command {
     .addCommand(serveCommand())
     .addCommand(joinCommand())
     .addCommand(enrollCommand())
+    .addCommand(retryFailedCommand())
     .addCommand(policyCommand())
     .addCommand(sandboxCommand());
   for (const c of adminCommands()) cmd.addCommand(c);
