@@ -77,6 +77,7 @@ type EnrollOptions = TargetOptions & {
   json?: boolean;
   joinTimeout: string;
   reinstall?: string[];
+  retryFailed?: boolean;
 };
 
 /** `discovery enroll --config FILE [--config FILE ...] --once [--json] [--reinstall ID]`: enrollment passes (SPEC §2). */
@@ -95,6 +96,10 @@ export function enrollCommand(): Command {
     )
     .option("--json", 'print {"instances":[...]} on stdout')
     .option("--join-timeout <seconds>", "how long an installed instance may take to join", "120")
+    .option(
+      "--retry-failed",
+      "install on instances that failed before now, instead of waiting out their backoff (the first pass only)",
+    )
     .option(
       "--reinstall <[cloud:]instance-id>",
       "forget this instance's enrollment and node first, so the pass installs on it again (cloud: aws, gcp or azure; needed when the config names several); implies --once",
@@ -122,6 +127,7 @@ export function enrollCommand(): Command {
         }
       }
       const tty = process.stderr.isTTY;
+      let retryFailed = !!opts.retryFailed;
       for (;;) {
         const result = await runEnrollmentPass({
           matchers: inputs.matchers,
@@ -129,6 +135,7 @@ export function enrollCommand(): Command {
           runtime: endpoint,
           joinTimeoutMs: Number(opts.joinTimeout) * 1000,
           staleNodeGraceMs: parseDuration(inputs.staleNodeGrace),
+          retryFailed,
           onProgress: tty || !opts.json ? (e) => process.stderr.write(progressLine(e) + "\n") : undefined,
         });
         // Without progress lines (--json to a pipe), a scope that could not be scanned is still said on stderr.
@@ -160,6 +167,7 @@ export function enrollCommand(): Command {
           if (instances.some((i) => i.status === "failed")) process.exitCode = ENROLL_FAILED_EXIT;
           return;
         }
+        retryFailed = false;
         await new Promise((r) => setTimeout(r, parseDuration(inputs.pollInterval) ?? 300_000));
       }
     });

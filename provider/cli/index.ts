@@ -7,6 +7,7 @@ import { automationCommands } from "./automation";
 import { enrollCommand } from "./enroll";
 import { joinCommand } from "./join";
 import { policyCommand } from "./policy";
+import { retryFailedCommand } from "./retry";
 import { sandboxCommand } from "./sandbox";
 import { serveCommand } from "./serve";
 import { sshCommand } from "./ssh";
@@ -34,6 +35,7 @@ export function program(): Command {
     .addCommand(serveCommand())
     .addCommand(joinCommand())
     .addCommand(enrollCommand())
+    .addCommand(retryFailedCommand())
     .addCommand(policyCommand())
     .addCommand(sandboxCommand())
     .addCommand(sshCommand());

@@ -10,7 +10,7 @@ import { AZURE_PLUGIN } from "./azure";
 import { GCP_PLUGIN } from "./gcp";
 import type { CloudJoinMethod, CloudPlugin, NodeIdentity } from "./plugin";
 
-export type { CloudJoinMethod, CloudPlugin, NodeIdentity, NodeJoinContext } from "./plugin";
+export type { AllowProblem, CloudJoinMethod, CloudPlugin, NodeIdentity, NodeJoinContext } from "./plugin";
 
 /** The matcher type of a cloud, as the model validated it. */
 export type MatcherOf<C extends Cloud> = DiscoveryServiceSection[C][number];

@@ -4,6 +4,7 @@
  */
 import type { CloudEnrollment, FailureClass } from "../enroll/clouds";
 import type { JoinMethodDefinition } from "../join/methods";
+import type { Token } from "../model";
 
 /** How a node that joined as one of the cloud's instances says which instance it is, and what it is named. */
 export interface NodeIdentity {
@@ -27,10 +28,23 @@ export interface NodeJoinContext {
   clusterName?: () => Promise<string>;
 }
 
+/** Why a token cannot admit an instance, and what to change: both name the token and the account. */
+export interface AllowProblem {
+  reason: string;
+  fix: string;
+}
+
 /** A join method of a cloud: the runtime's verifier, and the node's side that gathers the proof. */
 export interface CloudJoinMethod extends JoinMethodDefinition {
   /** The request fields that prove this machine's identity, run by `discovery join` on the node. */
   nodeFields(ctx: NodeJoinContext): Promise<Record<string, unknown>>;
+  /**
+   * Checked by a pass before installing: why no allow rule of `token` can admit an instance of this account
+   * (project, subscription) and region (zone), or undefined when one may. Only what a discovered instance shows is
+   * checked; a rule that depends on what only the join proves (a role ARN, an organization, a service account)
+   * may admit it.
+   */
+  allowProblem?(token: Token, instance: { account: string; region: string }): AllowProblem | undefined;
 }
 
 /** A cloud: its fetcher and installer, the join methods it attests, and how its nodes are named and labelled. */

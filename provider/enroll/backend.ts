@@ -1,5 +1,7 @@
+import type { Token } from "../model";
 import type { EnrollmentRecord, NodeStalenessChanges, NodeStalenessUpdate, Store } from "../runtime/store/types";
 import { outdatedNodes } from "../runtime/rotation";
+import { storedToken, tokenKey } from "../join/tokens";
 import { busyReason, EnrollmentDetail } from "./rules";
 
 /** A joined node as enrollment sees it. */
@@ -16,13 +18,18 @@ export interface KnownNode {
 export interface EnrollmentBackend {
   nodes(): Promise<KnownNode[]>;
   enrollments(): Promise<EnrollmentRecord[]>;
-  /** Records `e` (status installing) unless another pass holds the instance; false when it does. */
-  claim(e: EnrollmentRecord, staleMs: number): Promise<boolean>;
+  /**
+   * Records `e` (status installing) unless another pass holds the instance or it is backing off after a failure
+   * (unless `retryFailed`); false when it may not be claimed.
+   */
+  claim(e: EnrollmentRecord, staleMs: number, opts?: { retryFailed?: boolean }): Promise<boolean>;
   record(e: EnrollmentRecord): Promise<void>;
   /** Applies a pass's verdicts on nodes whose instances it checked; every change is audited. */
   updateStaleness(u: NodeStalenessUpdate): Promise<NodeStalenessChanges>;
   /** Names of nodes whose credentials do not match the CAs (a rotation started or completed since they joined). */
   rotationPending(): Promise<Set<string>>;
+  /** The token a join with `method` naming `name` would use (a secret token's name restored), if it exists. */
+  token(name: string, method: string): Promise<Token | undefined>;
 }
 
 /** Applies staleness verdicts to the store and writes one audit event per node that changed. */
@@ -53,13 +60,16 @@ export function storeBackend(store: Store, now: () => Date = () => new Date()): 
       }));
     },
     enrollments: () => store.listEnrollments(),
-    claim: (e, staleMs) =>
-      store.claimEnrollment(
-        e,
-        (cur) => busyReason(cur, now(), staleMs, (e.detail as EnrollmentDetail | undefined)?.rotation) === undefined,
-      ),
+    claim: (e, staleMs, opts) => {
+      const rotation = (e.detail as EnrollmentDetail | undefined)?.rotation;
+      return store.claimEnrollment(e, (cur) => busyReason(cur, now(), staleMs, { ...opts, rotation }) === undefined);
+    },
     record: (e) => store.upsertEnrollment(e),
     updateStaleness: (u) => applyNodeStaleness(store, u, "discovery"),
     rotationPending: () => outdatedNodes(store),
+    token: async (name, method) => {
+      const stored = await store.getResource("token", tokenKey(method, name));
+      return stored && storedToken(stored.doc, name);
+    },
   };
 }

@@ -5,6 +5,14 @@ export interface EnrollContext {
   runtime: RuntimeEndpoint;
   /** Called as each account × region (project × zone) scan finishes. */
   onScope?: (s: ScopeReport) => void;
+  /** Called before each retry of a throttled (or failed server-side) cloud API call: the pass counts them. */
+  onRetry?: () => void;
+  /**
+   * The pass's memo: `fn` runs once per `key` in one pass and every caller gets its answer, so a check made for
+   * one matcher is not made again for the next (one DescribeDocument per account × region, not per instance).
+   * Absent outside a pass: the caller runs `fn` itself.
+   */
+  once?: <T>(key: string, fn: () => Promise<T>) => Promise<T>;
 }
 
 /** Instances of one account × region (project × zone) whose existence a pass asks about. */
@@ -26,6 +34,12 @@ export interface FailureClass {
 export interface CloudEnrollment<M = unknown> {
   fetch(matcher: M, ctx: EnrollContext): Promise<FetchResult>;
   install(candidates: Candidate[], matcher: M, ctx: EnrollContext): Promise<InstallOutcome[]>;
+  /**
+   * Checks made before anything is sent (AWS: the matcher's SSM document exists in each account and region): a
+   * failed outcome for every candidate that must not be installed on now, naming what is missing and the fix;
+   * the pass installs on the rest. A check that cannot tell (denied, throttled) must not hold an install back.
+   */
+  preflight?(candidates: Candidate[], matcher: M, ctx: EnrollContext): Promise<InstallOutcome[]>;
   /**
    * Which of the ids still exist and are not terminated, asked with the matcher's credentials. Must throw when the
    * cloud could not answer for every id (denied, throttled): a missing answer is never read as "gone". Optional: a

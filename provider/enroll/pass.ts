@@ -1,8 +1,9 @@
-import { cloudEnrollment, nodeInstance } from "../clouds";
+import { cloudEnrollment, cloudJoinMethods, nodeInstance } from "../clouds";
 import { CLOUDS, type Cloud, type DiscoveryServiceSection } from "../model";
 import type { EnrollmentRecord } from "../runtime/store/types";
 import { EnrollmentBackend, KnownNode } from "./backend";
-import { CloudEnrollment, commandWasSent } from "./clouds";
+import { CloudEnrollment, commandWasSent, EnrollContext } from "./clouds";
+import { AllowCheck, tokenChecks } from "./preflight";
 import { backoffMs, busyReason, EnrollmentDetail } from "./rules";
 import { REINSTALL } from "./reinstall";
 import { reconcileStaleNodes, ScannedScopes, StaleReport } from "./stale";
@@ -47,6 +48,17 @@ export interface PassOptions {
   discoveredBy?: string;
   /** When set, nodes of terminated instances are marked stale, and removed after this long (see stale.ts). */
   staleNodeGraceMs?: number;
+  /** Instances backing off after a failure are installed on now (`--retry-failed`, `POST /v1/enrollments/retry`). */
+  retryFailed?: boolean;
+  /** The join methods whose allow rules the token check reads; default the registered ones (tests pass fakes). */
+  joinMethods?: (name: string) => AllowCheck | undefined;
+}
+
+/** What a pass did in one cloud, for metrics. */
+export interface CloudPassStats {
+  commandsSent: number;
+  /** Cloud API calls retried after throttling (or a server error), while listing and while installing. */
+  retries: { fetch: number; install: number };
 }
 
 /** What a pass did. */
@@ -54,12 +66,17 @@ export interface PassResult {
   instances: InstanceResult[];
   scopes: ScopeReport[];
   commandsSent: number;
+  /** Per cloud that had matchers: commands sent and retries. */
+  clouds: Record<string, CloudPassStats>;
   /** What the stale-node check changed; absent when the pass did not check. */
   nodes?: StaleReport;
 }
 
 const key = (c: { cloud: string; account: string; region: string; instanceId: string }) =>
   `${c.cloud}/${c.account}/${c.region}/${c.instanceId}`;
+/** An instance within one cloud's outcomes (which carry no cloud). */
+const outcomeKey = (x: { account: string; region: string; instanceId: string }) =>
+  `${x.account}/${x.region}/${x.instanceId}`;
 
 /** The inventory's nodes, by name and by the instance their cloud's labels name (see isEnrolled). */
 export function enrolledNodes(nodes: Pick<KnownNode, "name" | "labels">[]): Set<string> {
@@ -83,7 +100,22 @@ export const isEnrolled = (set: Set<string>, c: Pick<Candidate, "nodeName" | "ac
 export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
   const now = o.now ?? (() => new Date());
   const staleMs = o.staleMs ?? 15 * 60_000;
-  const ctx = { runtime: o.runtime, onScope: (scope: ScopeReport) => o.onProgress?.({ type: "scope", scope }) };
+  const stats: Record<string, CloudPassStats> = {};
+  const statsOf = (cloud: string) => (stats[cloud] ??= { commandsSent: 0, retries: { fetch: 0, install: 0 } });
+  const memo = new Map<string, Promise<unknown>>();
+  const once = <T>(k: string, fn: () => Promise<T>): Promise<T> => {
+    if (!memo.has(k)) memo.set(k, fn());
+    return memo.get(k) as Promise<T>;
+  };
+  // One context per cloud and phase, so each retry is counted where it happened.
+  const ctxOf = (cloud: string, phase: "fetch" | "install"): EnrollContext => ({
+    runtime: o.runtime,
+    onScope: (scope: ScopeReport) => o.onProgress?.({ type: "scope", scope }),
+    onRetry: () => statsOf(cloud).retries[phase]++,
+    once,
+  });
+  const registered = cloudJoinMethods();
+  const checkTokens = tokenChecks(o.backend, o.joinMethods ?? ((name) => registered[name]));
   const scopes: ScopeReport[] = [];
   const work: { cloud: string; matcher: unknown; candidates: Candidate[] }[] = [];
   const seen = new Set<string>();
@@ -92,6 +124,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
   const running = new Set<string>();
   for (const cloud of CLOUDS) {
     const impl = clouds(cloud);
+    if ((o.matchers[cloud] as unknown[]).length > 0) statsOf(cloud);
     for (const matcher of o.matchers[cloud] as unknown[]) {
       if (!impl) {
         scopes.push({
@@ -103,7 +136,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         });
         continue;
       }
-      const fetched = await impl.fetch(matcher, ctx);
+      const fetched = await impl.fetch(matcher, ctxOf(cloud, "fetch"));
       scopes.push(...fetched.scopes);
       for (const sc of fetched.scopes)
         if (!sc.error && !scanned.has(`${sc.account}/${sc.region}`))
@@ -172,7 +205,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         detail: detail as Record<string, unknown>,
         updatedAt: now().toISOString(),
       };
-      if (await o.backend.claim(claim, staleMs)) claimed.push(c);
+      if (await o.backend.claim(claim, staleMs, { retryFailed: o.retryFailed })) claimed.push(c);
       else {
         const cur = (await o.backend.enrollments()).find((e) => key(e) === key(c));
         const curDetail = (cur?.detail ?? {}) as EnrollmentDetail;
@@ -182,19 +215,31 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         results.set(key(c), {
           ...base(c),
           status: "skipped",
-          reason: busyReason(cur, now(), staleMs) ?? "another pass holds this instance",
+          reason: busyReason(cur, now(), staleMs, { retryFailed: o.retryFailed }) ?? "another pass holds this instance",
           ...(cur?.status === "failed" && { failure_class: curDetail.failureClass }),
         });
       }
     }
     if (claimed.length === 0) continue;
-    o.onProgress?.({ type: "install", cloud: w.cloud, instances: claimed.length });
-    const startedAt = now().toISOString();
     const impl = clouds(w.cloud)!;
-    const outcomes = await impl.install(claimed, w.matcher, ctx);
-    const byId = new Map(outcomes.map((x) => [`${x.account}/${x.region}/${x.instanceId}`, x]));
+    const ctx = ctxOf(w.cloud, "install");
+    // Checked before anything is sent: the token, then the cloud's own (AWS: the SSM document). Refusals cost the
+    // instance nothing, so they do not back off: the pass after the fix installs.
+    const refused = new Map((await checkTokens(w.matcher, claimed, now())).map((x) => [outcomeKey(x), x]));
+    const checked = claimed.filter((c) => !refused.has(outcomeKey(c)));
+    for (const x of (await impl.preflight?.(checked, w.matcher, ctx)) ?? []) refused.set(outcomeKey(x), x);
     for (const c of claimed) {
-      const outcome = byId.get(`${c.account}/${c.region}/${c.instanceId}`) ?? {
+      const x = refused.get(outcomeKey(c));
+      if (x) await fail(c, x, x.reason, { backoff: false });
+    }
+    const ready = claimed.filter((c) => !refused.has(outcomeKey(c)));
+    if (ready.length === 0) continue;
+    o.onProgress?.({ type: "install", cloud: w.cloud, instances: ready.length });
+    const startedAt = now().toISOString();
+    const outcomes = await impl.install(ready, w.matcher, ctx);
+    const byId = new Map(outcomes.map((x) => [outcomeKey(x), x]));
+    for (const c of ready) {
+      const outcome = byId.get(outcomeKey(c)) ?? {
         instanceId: c.instanceId,
         account: c.account,
         region: c.region,
@@ -202,23 +247,32 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         failureClass: "invocation-failure",
         reason: "the installer reported nothing for this instance",
       };
-      if (commandWasSent(impl, outcome)) commandsSent++;
+      if (commandWasSent(impl, outcome)) {
+        commandsSent++;
+        statsOf(w.cloud).commandsSent++;
+      }
       if (outcome.status === "succeeded") installed.push({ c, outcome, startedAt });
       else await fail(c, outcome);
     }
   }
 
-  async function fail(c: Candidate, outcome: InstallOutcome, reason = outcome.reason ?? "the install failed") {
+  /** Records a failure; one that sent nothing (`backoff: false`) neither counts as an attempt nor backs off. */
+  async function fail(
+    c: Candidate,
+    outcome: InstallOutcome,
+    reason = outcome.reason ?? "the install failed",
+    { backoff = true } = {},
+  ) {
     const prev = previous.get(key(c));
     const prevDetail = prev?.detail as EnrollmentDetail | undefined;
-    const attempts = (prevDetail?.attempts ?? 0) + 1;
+    const attempts = (prevDetail?.attempts ?? 0) + (backoff ? 1 : 0);
     const at = now().toISOString();
     const detail: EnrollmentDetail = {
       attempts,
       discoveredBy: o.discoveredBy,
       firstFailedAt: prev?.status === "failed" ? (prevDetail?.firstFailedAt ?? prev.updatedAt) : at,
       lastSeenAt: at,
-      nextAttemptAt: new Date(now().getTime() + backoffMs(attempts)).toISOString(),
+      ...(backoff && { nextAttemptAt: new Date(now().getTime() + backoffMs(attempts)).toISOString() }),
       failureClass: outcome.failureClass,
       remediation: outcome.remediation,
       exitCode: outcome.exitCode,
@@ -304,6 +358,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
     instances: order.map((k) => results.get(k)!).filter(Boolean),
     scopes,
     commandsSent,
+    clouds: stats,
     ...(nodes && { nodes }),
   };
 }

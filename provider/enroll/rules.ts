@@ -29,21 +29,30 @@ export interface EnrollmentDetail {
   rotation?: boolean;
 }
 
+/** What may override the claim rule: a CA rotation re-runs an enrolled node's installer, a retry skips a backoff. */
+export interface ClaimOptions {
+  rotation?: boolean;
+  /** `discovery enroll --retry-failed`, `POST /v1/enrollments/retry`: a failed instance is retried now. */
+  retryFailed?: boolean;
+}
+
 /**
  * Why an instance may not be claimed for an install now, or undefined when it may. An enrolled instance may be
- * claimed only for a CA rotation (`rotation`), which re-runs its installer.
+ * claimed only for a CA rotation (`rotation`), which re-runs its installer; a failed one backing off only when
+ * failures are retried now (`retryFailed`).
  */
 export function busyReason(
   current: EnrollmentRecord | undefined,
   now: Date,
   staleMs: number,
-  rotation = false,
+  { rotation = false, retryFailed = false }: ClaimOptions = {},
 ): string | undefined {
   if (!current) return undefined;
   const detail = (current.detail ?? {}) as EnrollmentDetail;
   if (current.status === "enrolled" && !rotation) return "already enrolled";
   if (current.status === "installing" && now.getTime() - Date.parse(current.updatedAt) < staleMs)
     return `an install is in flight since ${current.updatedAt}`;
+  if (retryFailed) return undefined;
   if (current.status === "failed" && detail.nextAttemptAt && Date.parse(detail.nextAttemptAt) > now.getTime())
     return `backing off after ${detail.attempts ?? 1} failed attempt(s) until ${detail.nextAttemptAt}`;
   return undefined;

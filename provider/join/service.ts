@@ -1,6 +1,6 @@
 import * as crypto from "crypto";
 import { cloudJoinMethods, cloudPlugin, nodeInstance } from "../clouds";
-import { JOIN_METHODS, Token, validateDocument } from "../model";
+import { JOIN_METHODS, Token } from "../model";
 import { outdatedReason } from "../runtime/rotation";
 import type { CertAuthorityRecord, Store } from "../runtime/store/types";
 import {
@@ -13,7 +13,7 @@ import {
 import { JoinRefusal } from "./errors";
 import type { AttestContext, JoinMethodDefinition } from "./methods";
 import { RateLimiter } from "./rate-limit";
-import { secretTokenKey, TOKEN_METHOD } from "./tokens";
+import { secretTokenKey, storedToken, TOKEN_METHOD, tokenKey } from "./tokens";
 
 /** What a successful join returns (SPEC §4). */
 export interface JoinResponse {
@@ -152,7 +152,7 @@ export class JoinService {
       if (!(JOIN_METHODS as readonly string[]).includes(method))
         throw new JoinRefusal("unknown_method", `method must be one of ${JOIN_METHODS.join(", ")}`, 400);
       const rawToken = str(b, "token", 253);
-      tokenName = method === "token" ? secretTokenKey(rawToken) : rawToken;
+      tokenName = tokenKey(method, rawToken);
       const hostKey = hostKeyOf(b);
       const def = this.methods.get(method);
       if (!def) throw new JoinRefusal("method_unavailable", `join method "${method}" is not available here`, 400);
@@ -289,16 +289,13 @@ export class JoinService {
 
   /** Loads the token named by the request; secret token names are looked up by hash only. */
   private async token(method: string, name: string): Promise<Token> {
-    const key = method === "token" ? secretTokenKey(name) : name;
-    const stored = await this.opts.store.getResource("token", key);
+    const stored = await this.opts.store.getResource("token", tokenKey(method, name));
     // One refusal for "no such token" and "wrong method", so names can't be probed.
     const denied = new JoinRefusal("token_not_allowed", `no token of that name allows join method ${method}`);
     if (!stored) throw denied;
     // Secret tokens are stored with their name masked; the caller just proved it knows the name.
-    const doc =
-      method === "token" ? { ...stored.doc, metadata: { ...(stored.doc.metadata as object), name } } : stored.doc;
-    const { resource } = validateDocument(doc);
-    if (!resource || resource.kind !== "token" || resource.spec.join_method !== method) throw denied;
+    const resource = storedToken(stored.doc, name);
+    if (!resource || resource.spec.join_method !== method) throw denied;
     const expires = resource.metadata.expires;
     if (expires && Date.parse(expires) <= this.now().getTime())
       throw new JoinRefusal("token_expired", `the token expired at ${expires}`);

@@ -1,10 +1,25 @@
 import * as crypto from "crypto";
-import type { Token } from "../model";
+import { type Token, validateDocument } from "../model";
 import type { JoinMethodDefinition } from "./methods";
 
 /** The store key of a token-method token: its name is the secret, so only its hash is kept. */
 export function secretTokenKey(name: string): string {
   return `sha256:${crypto.createHash("sha256").update(name, "utf8").digest("hex")}`;
+}
+
+/** The store key of the token `name` as a request with join method `method` names it. */
+export function tokenKey(method: string, name: string): string {
+  return method === "token" ? secretTokenKey(name) : name;
+}
+
+/**
+ * The token a stored document holds, validated, or undefined when it holds none. A secret token is stored with its
+ * name masked; `name`, which the caller knows, is put back.
+ */
+export function storedToken(doc: Record<string, unknown>, name: string): Token | undefined {
+  const secret = (doc.spec as { join_method?: unknown } | undefined)?.join_method === "token";
+  const { resource } = validateDocument(secret ? { ...doc, metadata: { ...(doc.metadata as object), name } } : doc);
+  return resource?.kind === "token" ? resource : undefined;
 }
 
 /** Whether a token's name is a secret (join_method token). */

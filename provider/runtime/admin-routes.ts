@@ -4,8 +4,10 @@ import { Cloud, CLOUDS, KINDS, parseDocuments, parseDuration, Resource } from ".
 import { isSecretToken, REDACTED_NAME, secretTokenKey } from "../join/tokens";
 import { CertAuthorityError, completeRotation, signUserCertificate, startRotation, trustedPublicKeys } from "../ssh";
 import type { RuntimeMetrics } from "./metrics";
+import type { DiscoveryLoop } from "./discovery-loop";
 import { applyNodeStaleness, storeBackend } from "../enroll/backend";
 import { ReinstallRefusal, reinstallInstance } from "../enroll/reinstall";
+import type { EnrollmentDetail } from "../enroll/rules";
 import { listCaViews, listNodeViews, listOpenTasks, listResourceViews, withStatus } from "./fleet";
 import { rotationProgress } from "./rotation";
 import type { EnrollmentRecord, Store, StoredResource } from "./store/types";
@@ -70,7 +72,15 @@ export function requireAdminToken(adminToken: string) {
 /** The admin API of SPEC §4: resources, nodes, enrollments and user certificates, behind the bearer token. */
 export async function adminRoutes(
   app: FastifyInstance,
-  opts: { store: Store; adminToken: string; metrics: RuntimeMetrics; taskTtlMs: number; now: () => Date },
+  opts: {
+    store: Store;
+    adminToken: string;
+    metrics: RuntimeMetrics;
+    taskTtlMs: number;
+    now: () => Date;
+    /** The runtime's discovery loop, if it runs one. */
+    loop?: Pick<DiscoveryLoop, "busy" | "runNow">;
+  },
 ): Promise<void> {
   const { store } = opts;
   app.addHook("onRequest", requireAdminToken(opts.adminToken));
@@ -170,13 +180,13 @@ export async function adminRoutes(
 
   // Enrollment passes that run outside the runtime (discovery enroll, the Enrollment resource) claim and
   // record through these, under the same rule as the runtime's own loop, so no instance is installed twice.
-  app.post<{ Body: { enrollment?: EnrollmentRecord; stale_ms?: number } }>(
+  app.post<{ Body: { enrollment?: EnrollmentRecord; stale_ms?: number; retry_failed?: unknown } }>(
     "/v1/enrollments/claim",
     async (req, reply) => {
       const e = req.body?.enrollment;
       if (!isEnrollmentRecord(e)) return badRequest(reply, "enrollment: must be an enrollment record");
       const staleMs = typeof req.body.stale_ms === "number" ? req.body.stale_ms : 15 * 60_000;
-      return { claimed: await storeBackend(store).claim(e, staleMs) };
+      return { claimed: await storeBackend(store).claim(e, staleMs, { retryFailed: req.body.retry_failed === true }) };
     },
   );
   app.put<{ Body: { enrollments?: unknown[] } }>("/v1/enrollments", async (req, reply) => {
@@ -213,6 +223,33 @@ export async function adminRoutes(
         .code(err.status)
         .send({ error: { code: err.status === 404 ? "not_found" : "conflict", message: err.message } });
     }
+  });
+  // The loop's next pass, started now, installs on failed instances without waiting out their backoff.
+  app.post("/v1/enrollments/retry", async (req, reply) => {
+    const loop = opts.loop;
+    if (!loop)
+      return reply.code(409).send({
+        error: {
+          code: "no_discovery_loop",
+          message:
+            "this runtime runs no discovery loop (its config has no discovery_service with matchers or a " +
+            "discovery_group); retry from where the pass runs: `discovery enroll --config FILE --once --retry-failed`",
+        },
+      });
+    const at = opts.now();
+    const backingOff = (await store.listEnrollments()).filter((e) => {
+      const next = (e.detail as EnrollmentDetail | undefined)?.nextAttemptAt;
+      return e.status === "failed" && !!next && Date.parse(next) > at.getTime();
+    }).length;
+    const pass = loop.busy ? "queued" : "started";
+    void loop.runNow({ retryFailed: true });
+    await store.appendAudit({
+      at: at.toISOString(),
+      type: "enrollment.retry",
+      source: req.ip,
+      reason: `an admin asked the discovery loop to retry failed instances now (${backingOff} backing off)`,
+    });
+    return reply.code(202).send({ pass, backing_off: backingOff });
   });
   app.get("/v1/audit", async () => ({ events: await store.listAudit(500) }));
 

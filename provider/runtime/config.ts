@@ -15,6 +15,11 @@ import {
 } from "../model";
 import { MAX_CERT_TTL_SECONDS } from "../ssh";
 
+/** The levels `log_level` accepts, most verbose first (pino's). */
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"] as const;
+/** A log level. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 /** How long audit events are kept when the config says nothing: 30 days. */
 export const DEFAULT_AUDIT_RETENTION = "720h";
 
@@ -47,6 +52,7 @@ const runtimeConfigSchema = z
     cluster_name: z.string().regex(/^[a-z0-9][a-z0-9.-]{0,252}$/, {
       message: "must be a DNS-style name such as discovery.local",
     }),
+    log_level: z.enum(LOG_LEVELS, fieldError(`must be one of ${LOG_LEVELS.join(", ")}`)).optional(),
     listen_addr: hostPort.optional(),
     public_addr: z
       .string()
@@ -136,6 +142,8 @@ export interface RuntimeConfig {
   /** Directory of the config file; relative paths in it are relative to this. */
   baseDir: string;
   clusterName: string;
+  /** `log_level`: the least severe level written (default info). */
+  logLevel: LogLevel;
   listenAddr: { host: string; port: number };
   publicAddr: string;
   /** host:port of publicAddr, as installers reach it. */
@@ -204,6 +212,7 @@ export function parseRuntimeConfig(text: string, file: string): RuntimeConfig {
   return {
     baseDir,
     clusterName: c.cluster_name,
+    logLevel: c.log_level ?? "info",
     listenAddr: splitHostPort(c.listen_addr ?? "127.0.0.1:3080"),
     publicAddr: c.public_addr.replace(/\/$/, ""),
     publicHostPort: `${publicUrl.hostname}:${publicUrl.port || "443"}`,

@@ -16,6 +16,7 @@ import type { CloudEnrollment } from "../enroll/clouds";
 import { PassResult, runEnrollmentPass } from "../enroll/pass";
 import type { RuntimeEndpoint, ScopeReport } from "../enroll/types";
 import type { DiscoveryStatus, Store } from "./store/types";
+import { summarizePass } from "./pass-summary";
 import { scopeProblem } from "./tasks";
 
 /** Longest error_message kept in a status. */
@@ -37,6 +38,13 @@ export interface DiscoveryLoopOptions {
   debounceMs?: number;
   /** How long an installed instance may take to join; default 2 minutes. */
   joinTimeoutMs?: number;
+  /** Told about every pass (the runtime's /metrics). */
+  metrics?: PassObserver;
+}
+
+/** What is told about each pass: its result (undefined: it threw) and how long it took. */
+export interface PassObserver {
+  passFinished(result: PassResult | undefined, seconds: number): void;
 }
 
 type Spec = DiscoveryConfig["spec"];
@@ -87,6 +95,7 @@ export class DiscoveryLoop {
   private debounceTimer?: NodeJS.Timeout;
   private running?: Promise<void>;
   private rerun = false;
+  private retryFailedNext = false;
   private stopped = false;
   private readonly pollMs: number;
   /** Passes finished since start (for tests and metrics). */
@@ -111,14 +120,25 @@ export class DiscoveryLoop {
     })();
   }
 
-  /** Runs a pass now, or, when one is in progress, one more right after it; resolves when that pass ends. */
-  runNow(): Promise<void> {
+  /** Whether a pass is in progress (a pass asked for now runs right after it). */
+  get busy(): boolean {
+    return this.running !== undefined;
+  }
+
+  /**
+   * Runs a pass now, or, when one is in progress, one more right after it; resolves when the pass in progress (or
+   * the new one) ends. `retryFailed`: that pass installs on failed instances without waiting out their backoff.
+   */
+  runNow(opts: { retryFailed?: boolean } = {}): Promise<void> {
+    if (opts.retryFailed) this.retryFailedNext = true;
     if (this.running) {
       this.rerun = true;
       return this.running;
     }
     if (this.pollTimer) clearTimeout(this.pollTimer);
-    this.running = this.passOverAll()
+    const retryFailed = this.retryFailedNext;
+    this.retryFailedNext = false;
+    this.running = this.passOverAll(retryFailed)
       .catch((err) => this.o.logger.error({ err }, "discovery pass failed"))
       .finally(() => {
         this.running = undefined;
@@ -194,33 +214,46 @@ export class DiscoveryLoop {
     this.debounceTimer = setTimeout(() => void this.runNow(), this.o.debounceMs ?? 500);
   }
 
-  private async pass(matchers: Pick<DiscoveryServiceSection, Cloud>): Promise<PassResult> {
+  /** One pass over `matchers` (the static ones, or the config `config`'s): one log line, and its metrics. */
+  private async pass(
+    matchers: Pick<DiscoveryServiceSection, Cloud>,
+    retryFailed: boolean,
+    config?: string,
+  ): Promise<PassResult> {
     const now = () => new Date();
-    const result = await runEnrollmentPass({
-      matchers,
-      backend: storeBackend(this.o.store, now),
-      runtime: this.o.endpoint,
-      clouds: this.o.clouds,
-      discoveredBy: this.o.runtimeId,
-      joinTimeoutMs: this.o.joinTimeoutMs,
-      staleNodeGraceMs: parseDuration(this.o.section.stale_node_grace),
-      now,
-      onProgress: (e) => this.o.logger.debug({ progress: e }, "discovery progress"),
-    });
-    await this.o.store.recordScopeResults(result.scopes, now());
-    const counts: Record<string, number> = {};
-    for (const i of result.instances) counts[i.status] = (counts[i.status] ?? 0) + 1;
-    this.o.logger.info(
-      { counts, scopes: result.scopes.length, commands: result.commandsSent },
-      "discovery pass finished",
-    );
+    const started = performance.now();
+    let result: PassResult;
+    try {
+      result = await runEnrollmentPass({
+        matchers,
+        backend: storeBackend(this.o.store, now),
+        runtime: this.o.endpoint,
+        clouds: this.o.clouds,
+        discoveredBy: this.o.runtimeId,
+        joinTimeoutMs: this.o.joinTimeoutMs,
+        staleNodeGraceMs: parseDuration(this.o.section.stale_node_grace),
+        retryFailed,
+        now,
+        onProgress: (e) => this.o.logger.debug({ progress: e, config }, "discovery progress"),
+      });
+      await this.o.store.recordScopeResults(result.scopes, now());
+    } catch (err) {
+      this.o.metrics?.passFinished(undefined, (performance.now() - started) / 1000);
+      throw err;
+    }
+    const ms = performance.now() - started;
+    this.o.metrics?.passFinished(result, ms / 1000);
+    const { fields, message } = summarizePass(result, ms);
+    // Static matchers have no config name; a config's pass carries it.
+    const which = { ...(config !== undefined && { config }), ...(retryFailed && { retry_failed: true }) };
+    this.o.logger.info({ ...which, ...fields }, message);
     return result;
   }
 
   /** One pass over the static matchers, then one per config (so each gets its own status). */
-  private async passOverAll(): Promise<void> {
+  private async passOverAll(retryFailed: boolean): Promise<void> {
     const s = this.o.section;
-    if (CLOUDS.some((c) => s[c].length > 0)) await this.pass(s);
+    if (CLOUDS.some((c) => s[c].length > 0)) await this.pass(s, retryFailed);
     const statuses = await this.o.store.listDiscoveryStatus();
     for (const [name, { spec }] of [...this.configs].sort(([a], [b]) => (a < b ? -1 : 1))) {
       if (this.stopped) return;
@@ -234,7 +267,7 @@ export class DiscoveryLoop {
         discovered_by: this.o.runtimeId,
       });
       try {
-        await put(statusOf(await this.pass(spec), new Date(), this.o.runtimeId));
+        await put(statusOf(await this.pass(spec, retryFailed, name), new Date(), this.o.runtimeId));
       } catch (err) {
         this.o.logger.error({ err, config: name }, "discovery pass over a config failed");
         await put({

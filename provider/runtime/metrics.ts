@@ -1,5 +1,6 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { JOIN_METHODS } from "../model";
+import type { PassResult } from "../enroll/pass";
 import type { JoinEvent } from "../join/service";
 import type { Store } from "./store/types";
 
@@ -19,6 +20,10 @@ export class RuntimeMetrics {
   readonly registry = new Registry();
   private readonly joins: Counter<"method" | "result" | "reason">;
   private readonly deleted: Counter<"table">;
+  private readonly passDuration: Histogram<"result">;
+  private readonly passInstances: Counter<"cloud" | "status" | "failure_class">;
+  private readonly commandsSent: Counter<"cloud">;
+  private readonly apiRetries: Counter<"cloud" | "phase">;
 
   /** Metrics whose node count is read from `store` at scrape time. */
   constructor(store: Store) {
@@ -36,6 +41,34 @@ export class RuntimeMetrics {
       registers: [this.registry],
     });
     for (const table of ["challenges", "audit_events"]) this.deleted.inc({ table }, 0);
+    // Pass series: every label value is fixed in code (clouds, statuses, failure classes), never a config's name.
+    this.passDuration = new Histogram({
+      name: "discovery_pass_duration_seconds",
+      help: "Enrollment passes of the discovery loop by result (completed, error: the pass threw), in seconds.",
+      labelNames: ["result"],
+      buckets: [0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800],
+      registers: [this.registry],
+    });
+    this.passInstances = new Counter({
+      name: "discovery_pass_instances_total",
+      help:
+        "Instances seen by passes, by cloud, outcome (enrolled, already_enrolled, failed, skipped) and failure " +
+        "class (empty when none; a skipped instance with a class is backing off after that failure).",
+      labelNames: ["cloud", "status", "failure_class"],
+      registers: [this.registry],
+    });
+    this.commandsSent = new Counter({
+      name: "discovery_pass_commands_sent_total",
+      help: "Install commands that reached an instance (SSM SendCommand, SSH, Run Command), by cloud.",
+      labelNames: ["cloud"],
+      registers: [this.registry],
+    });
+    this.apiRetries = new Counter({
+      name: "discovery_pass_api_retries_total",
+      help: "Cloud API calls of passes retried after throttling (or a server error), by cloud and phase (fetch, install).",
+      labelNames: ["cloud", "phase"],
+      registers: [this.registry],
+    });
     new Gauge({
       name: "discovery_nodes",
       help: "Nodes that have joined.",
@@ -54,6 +87,18 @@ export class RuntimeMetrics {
       result: `${e.type.split(".")[0]}_${result}`,
       reason: e.code ?? "",
     });
+  }
+
+  /** Counts one pass of the discovery loop; `result` undefined: the pass threw after `seconds`. */
+  passFinished(result: PassResult | undefined, seconds: number): void {
+    this.passDuration.observe({ result: result ? "completed" : "error" }, seconds);
+    if (!result) return;
+    for (const i of result.instances)
+      this.passInstances.inc({ cloud: i.cloud, status: i.status, failure_class: i.failure_class ?? "" });
+    for (const [cloud, s] of Object.entries(result.clouds)) {
+      this.commandsSent.inc({ cloud }, s.commandsSent);
+      for (const phase of ["fetch", "install"] as const) this.apiRetries.inc({ cloud, phase }, s.retries[phase]);
+    }
   }
 
   /** Counts rows housekeeping deleted from `table`. */

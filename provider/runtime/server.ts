@@ -89,6 +89,11 @@ export function sendRefusal(reply: FastifyReply, err: JoinRefusal): FastifyReply
   return reply.code(err.status).send({ error: { code, message: err.reason, reason: err.code } });
 }
 
+/** The runtime's logger: JSON lines (pino) at the config's `log_level`, to `destination` (default stdout). */
+export function runtimeLogger(config: Pick<RuntimeConfig, "logLevel">, destination?: pino.DestinationStream): Logger {
+  return pino({ name: "discovery", level: config.logLevel }, destination);
+}
+
 /** Options of startRuntime beyond the config: injected for tests. */
 export interface RuntimeOptions {
   logger?: Logger;
@@ -104,7 +109,7 @@ export interface RuntimeOptions {
 
 /** Starts the runtime: store, certificate authorities, TLS, and the HTTP API of SPEC §4. */
 export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions = {}): Promise<Runtime> {
-  const logger = opts.logger ?? pino({ name: "discovery" });
+  const logger = opts.logger ?? runtimeLogger(config);
   const now = opts.now ?? (() => new Date());
   // Before anything is opened or written: a secret other users can read is refused, not used.
   assertPrivateFiles(config);
@@ -275,8 +280,22 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
 
   const ds = config.discoveryService;
   const pollMs = parseDuration(ds?.poll_interval ?? DEFAULT_POLL_INTERVAL) ?? 300_000;
+  const runtimeId = loadOrCreateRuntimeId(config.dataDir, config.clusterName);
+  // Made before the routes (the admin API asks it to retry failed instances), started once the server listens.
+  const loop =
+    ds && ds.enabled && (ds.dynamic || CLOUDS.some((c) => ds[c].length > 0))
+      ? new DiscoveryLoop({
+          section: ds,
+          store,
+          endpoint: { proxyAddr: config.publicHostPort, caPin: tls.publicKeyPin },
+          logger: logger.child({ component: "discovery" }),
+          runtimeId,
+          metrics,
+          ...opts.discovery,
+        })
+      : undefined;
   // A task not seen for two polls is gone (the instance was terminated, or the matcher no longer selects it).
-  await app.register(adminRoutes, { store, adminToken, metrics, taskTtlMs: 2 * pollMs, now });
+  await app.register(adminRoutes, { store, adminToken, metrics, taskTtlMs: 2 * pollMs, now, loop });
   await app.register(statusPage, {
     store,
     adminToken,
@@ -307,18 +326,6 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
     },
     "discovery runtime listening",
   );
-  const runtimeId = loadOrCreateRuntimeId(config.dataDir, config.clusterName);
-  const loop =
-    ds && ds.enabled && (ds.dynamic || CLOUDS.some((c) => ds[c].length > 0))
-      ? new DiscoveryLoop({
-          section: ds,
-          store,
-          endpoint: { proxyAddr: config.publicHostPort, caPin: tls.publicKeyPin },
-          logger: logger.child({ component: "discovery" }),
-          runtimeId,
-          ...opts.discovery,
-        })
-      : undefined;
   loop?.start();
   return {
     url,

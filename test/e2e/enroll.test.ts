@@ -1,11 +1,10 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { ListCommandsCommand, SSMClient } from "@aws-sdk/client-ssm";
-import { request } from "../../provider/http/client";
+import { ListCommandsCommand } from "@aws-sdk/client-ssm";
 import { callControl, readSandboxState } from "../../provider/sandbox/sandbox-control";
 import { discoveryAsync } from "../fixtures/cli";
-import { enrollConfigFile, ensureBuilt, parseEnvFile } from "../fixtures/sandbox";
+import { enrollConfigFile, ensureBuilt, parseEnvFile, sandboxApi, sandboxSsm } from "../fixtures/sandbox";
 import { clientKey, sshLogin } from "../fixtures/ssh-client";
 
 /**
@@ -33,26 +32,14 @@ describe("discovery enroll against the sandbox", () => {
   let config: string;
   const ids: Record<string, string[]> = {};
   const cli = (args: string[]) => discoveryAsync(args, { env });
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const api = (method: string, route: string, body?: object | string): Promise<{ status: number; body: any }> =>
-    request(
-      { server: env.DISCOVERY_SERVER, adminToken: env.DISCOVERY_ADMIN_TOKEN, caFile: env.NODE_EXTRA_CA_CERTS },
-      method,
-      route,
-      body,
-      typeof body === "string" ? "application/yaml" : "application/json",
-    );
+  const api = (method: string, route: string, body?: object | string) => sandboxApi(env, method, route, body);
   const launch = async (...args: string[]) => {
     const r = await cli(["sandbox", "launch", "--dir", dir, ...args]);
     expect(r.stderr).toBe("");
     return r.stdout.trim().split("\n");
   };
   const commandsSent = async () => {
-    const ssm = new SSMClient({
-      region: "us-east-1",
-      endpoint: env.AWS_ENDPOINT_URL_SSM,
-      credentials: { accessKeyId: "testing", secretAccessKey: "testing" },
-    });
+    const ssm = sandboxSsm(env);
     const out = await ssm.send(new ListCommandsCommand({ MaxResults: 50 }));
     ssm.destroy();
     return out.Commands?.length ?? 0;

@@ -41,6 +41,13 @@ const send = (...Resource: string[]): PolicyStatement => ({
   Action: ["ssm:SendCommand"],
   Resource,
 });
+// Custom documents only: a pass checks they exist in each region before it sends anything.
+const check = (...Resource: string[]): PolicyStatement => ({
+  Sid: "CheckSsmDocuments",
+  Effect: "Allow",
+  Action: ["ssm:DescribeDocument"],
+  Resource,
+});
 const assume = (...Resource: string[]): PolicyStatement => ({
   Sid: "AssumeDiscoveryRoles",
   Effect: "Allow",
@@ -102,7 +109,7 @@ describe("discoveryPolicy", () => {
     );
   });
 
-  it("custom document in two regions: the document in any account of each region", () => {
+  it("custom document in two regions: the document in any account of each region, sent to and checked", () => {
     const matcher = m({ regions: ["us-east-1", "eu-west-1"], ssm: { document_name: "DiscoveryInstaller" } });
     expect(discoveryPolicy([matcher])).toEqual(
       doc(
@@ -112,6 +119,10 @@ describe("discoveryPolicy", () => {
         send(
           "arn:aws:ec2:eu-west-1:*:instance/*",
           "arn:aws:ec2:us-east-1:*:instance/*",
+          "arn:aws:ssm:eu-west-1:*:document/DiscoveryInstaller",
+          "arn:aws:ssm:us-east-1:*:document/DiscoveryInstaller",
+        ),
+        check(
           "arn:aws:ssm:eu-west-1:*:document/DiscoveryInstaller",
           "arn:aws:ssm:us-east-1:*:document/DiscoveryInstaller",
         ),
@@ -131,6 +142,7 @@ describe("discoveryPolicy", () => {
         VERIFY,
         READ,
         send("arn:aws:ec2:us-west-2:*:instance/*", "arn:aws:ssm:us-west-2:222222222222:document/DiscoveryInstaller"),
+        check("arn:aws:ssm:us-west-2:222222222222:document/DiscoveryInstaller"),
         assume("arn:aws:iam::222222222222:role/DiscoveryAccess"),
       ),
     );

@@ -10,6 +10,7 @@ import { existingAzureVms } from "../../provider/clouds/azure/existing";
 import { storeBackend } from "../../provider/enroll/backend";
 import type { CloudEnrollment } from "../../provider/enroll/clouds";
 import { runEnrollmentPass } from "../../provider/enroll/pass";
+import { storeDocuments, tokenDocument } from "../fixtures/store-documents";
 import { azureMatcher, type AzureMatcher } from "../../provider/model";
 import { SqliteStore } from "../../provider/runtime/store";
 import { deriveTasks } from "../../provider/runtime/tasks";
@@ -23,6 +24,8 @@ describe("an enrollment pass over Azure", () => {
   it("enrolls the VM that joins, records each failure's class, and opens tasks by subscription/region", async () => {
     const store = new SqliteStore(":memory:");
     await store.migrate();
+    const allow = { azure: { allow: [{ subscription: S1 }, { subscription: S2 }] } };
+    await storeDocuments(store, tokenDocument("azure-discovery-token", "azure", allow));
     const az = new FakeAzure();
     const joinAs = (sub: string, n: number) => () => {
       // What the installer's `discovery join --method azure` leaves behind: a node with the attested labels.

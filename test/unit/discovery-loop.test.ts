@@ -6,6 +6,7 @@ import { storageForm } from "../../provider/runtime/admin-routes";
 import { DiscoveryLoop } from "../../provider/runtime/discovery-loop";
 import { SqliteStore } from "../../provider/runtime/store";
 import { deriveTasks, taskName } from "../../provider/runtime/tasks";
+import { tokenDocument } from "../fixtures/store-documents";
 
 /**
  * The runtime's discovery loop against an in-memory fake cloud and an in-memory SQLite store, on jest's fake
@@ -88,6 +89,9 @@ describe("the discovery loop", () => {
   let store: SqliteStore;
   let cloud: ReturnType<typeof fakeCloud>;
   let loop: DiscoveryLoop;
+  /** What the loop logged at info and above, one parsed JSON line each. */
+  let logged: Record<string, unknown>[];
+  const passLines = () => logged.filter((l) => String(l.msg).startsWith("discovery pass:"));
 
   const apply = async (text: string) => {
     const { resources, problems } = parseDocuments(text);
@@ -113,11 +117,15 @@ describe("the discovery loop", () => {
       { id: "i-b1", region: "us-east-1", tags: { team: "b" } },
     );
     await apply(configDoc("a", "g", { team: "a" }) + "\n---\n" + configDoc("b", "other", { team: "b" }));
+    // The token the matchers join with by default: a pass checks it before it installs anything.
+    await apply(tokenDocument("aws-discovery-iam-token", "iam", { allow: [{ aws_account: ACCOUNT }] }));
+    logged = [];
+    const sink = { write: (line: string) => void logged.push(JSON.parse(line) as Record<string, unknown>) };
     loop = new DiscoveryLoop({
       section: discoveryServiceSection.parse({ discovery_group: "g", poll_interval: "25s" }),
       store,
       endpoint: { proxyAddr: "127.0.0.1:3080" },
-      logger: pino({ level: "silent" }),
+      logger: pino({ level: "info" }, sink),
       runtimeId: "cluster/abc123",
       clouds: (name) => (name === "aws" ? (cloud.impl as CloudEnrollment) : undefined),
       watchIntervalMs: 1000,
@@ -263,5 +271,51 @@ describe("the discovery loop", () => {
     ]);
     await advance(POLL_MS * 2 + 1_000);
     expect(await tasks()).toEqual([]);
+  });
+
+  it("logs one line per pass with its counts and its most frequent failure classes", async () => {
+    expect(passLines()).toEqual([
+      expect.objectContaining({
+        config: "a",
+        ...{ found: 1, enrolled: 1, already_enrolled: 0, failed: 0, commands_sent: 1, top_failures: [] },
+        msg: "discovery pass: 1 found, 1 enrolled, 0 already enrolled, 0 failed, 1 command(s) sent",
+      }),
+    ]);
+    cloud.instances.push(
+      { id: "i-bad1", region: "us-east-1", tags: { team: "a" }, failure: "ssm-agent-not-registered" },
+      { id: "i-bad2", region: "us-east-1", tags: { team: "a" }, failure: "ssm-agent-not-registered" },
+      { id: "i-bad3", region: "us-east-1", tags: { team: "a" }, failure: "script-failure" },
+    );
+    await loop.runNow();
+    expect(passLines()).toHaveLength(2);
+    expect(passLines()[1]).toMatchObject({
+      config: "a",
+      // The fake cloud lists no failure classes, so each failed install counts as a command sent.
+      ...{ found: 4, enrolled: 0, already_enrolled: 1, failed: 3, backing_off: 0, commands_sent: 3 },
+      top_failures: [
+        { failure_class: "ssm-agent-not-registered", count: 2, example: "agent gone" },
+        { failure_class: "script-failure", count: 1, example: "agent gone" },
+      ],
+      msg:
+        "discovery pass: 4 found, 0 enrolled, 1 already enrolled, 3 failed, 3 command(s) sent; top failures: " +
+        "ssm-agent-not-registered ×2 (agent gone); script-failure ×1 (agent gone)",
+    });
+    // The next pass leaves them alone while they back off, and says so.
+    await loop.runNow();
+    expect(passLines()[2]).toMatchObject({ failed: 0, backing_off: 3, top_failures: [] });
+  });
+
+  it("retries failed instances at once when asked, instead of after their backoff", async () => {
+    cloud.instances.push({ id: "i-bad", region: "us-east-1", tags: { team: "a" }, failure: "script-failure" });
+    await loop.runNow();
+    expect(cloud.installs).toEqual(["i-a1", "i-bad"]);
+    // The fix is in, but a poll within the backoff leaves it alone.
+    cloud.instances.find((i) => i.id === "i-bad")!.failure = undefined;
+    await advance(POLL_MS);
+    expect(cloud.installs).toEqual(["i-a1", "i-bad"]);
+    await loop.runNow({ retryFailed: true });
+    expect(cloud.installs).toEqual(["i-a1", "i-bad", "i-bad"]);
+    expect(await enrolled()).toEqual(["i-a1", "i-bad"]);
+    expect(passLines().at(-1)).toMatchObject({ retry_failed: true, enrolled: 1, already_enrolled: 1 });
   });
 });

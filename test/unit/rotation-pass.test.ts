@@ -81,7 +81,14 @@ describe("CA rotation through the enrollment pass", () => {
   const pass = () =>
     runEnrollmentPass({
       matchers: discoveryServiceSection.parse({
-        aws: [{ types: ["ec2"], regions: ["us-east-1"], tags: { "*": "*" } }],
+        aws: [
+          {
+            types: ["ec2"],
+            regions: ["us-east-1"],
+            tags: { "*": "*" },
+            install: { join_params: { token_name: "iam-token", method: "iam" } },
+          },
+        ],
       }),
       backend: storeBackend(store),
       runtime: { proxyAddr: "127.0.0.1:3080" },

@@ -299,7 +299,7 @@ export function verifyInstanceIdentity(pkcs7: string, opts: VerifyIdentityOption
 export type Ec2AllowRule = NonNullable<Token["spec"]["allow"]>[number];
 
 /** The first allow rule of `token` for the document's account whose `aws_regions`, if set, include its region. */
-export function matchEc2Rule(identity: InstanceIdentity, token: Token): Ec2AllowRule {
+export function matchEc2Rule(identity: Pick<InstanceIdentity, "accountId" | "region">, token: Token): Ec2AllowRule {
   const name = quote(token.metadata.name);
   const forAccount = (token.spec.allow ?? []).filter((r) => r.aws_account === identity.accountId);
   const rule = forAccount.find((r) => !r.aws_regions || r.aws_regions.includes(identity.region));

@@ -15,6 +15,9 @@ import { cachedInstanceApis } from "./instance-lookup";
 import { organizationsDescribeAccount } from "./organizations";
 import { silenceAwsSdkNodeVersionWarning } from "./sdk-warning";
 import { SSM_FAILURE_CLASSES } from "./ssm-failure-classes";
+import { describeDocument, missingSsmDocuments } from "./ssm-preflight";
+import type { SsmClientOptions } from "./ssm-client";
+import { ec2AllowProblem, iamAllowProblem } from "./token-rules";
 
 // Every process that enrolls or attests loads this module: the runtime, the CLI, the Enrollment provider.
 silenceAwsSdkNodeVersionWarning();
@@ -31,6 +34,7 @@ let describeAccount: ReturnType<typeof organizationsDescribeAccount> | undefined
 const iamMethod: CloudJoinMethod = {
   needsChallenge: true,
   nodeFields: iamJoinFields,
+  allowProblem: iamAllowProblem,
   validate: (body, settings, now) => checkIamJoinRequest(body, { stsEndpoint: settings.aws.stsEndpoint, now }),
   attest: async (body, ctx) => {
     if (!ctx.challenge) throw new JoinRefusal("challenge_missing", "an iam join needs a challenge", 400);
@@ -52,6 +56,7 @@ const iamMethod: CloudJoinMethod = {
 const ec2Method: CloudJoinMethod = {
   needsChallenge: false,
   nodeFields: ec2JoinFields,
+  allowProblem: ec2AllowProblem,
   attest: async (body, ctx) => {
     if (typeof body.iid !== "string" || body.iid.length === 0)
       throw new JoinRefusal("missing_field", 'request field "iid" is required: the IMDS rsa2048 PKCS7, base64', 400);
@@ -65,6 +70,27 @@ const ec2Method: CloudJoinMethod = {
   },
 };
 
+// Per matcher, so a pass's document check and install share one assumed role session per account.
+const ssmClientsByMatcher = new WeakMap<AwsMatcher, SsmClientOptions>();
+
+/** How SSM is reached for a matcher: through its assumed role, if it names one, else the default credentials. */
+function ssmClientOptions(matcher: AwsMatcher): SsmClientOptions | undefined {
+  if (!(matcher.assume_role?.role_arn || matcher.assume_role?.role_name)) return undefined;
+  let options = ssmClientsByMatcher.get(matcher);
+  if (!options) {
+    const roleCredentials = accountCredentials(matcher);
+    options = {
+      credentials: async (account, region) => {
+        const c = await roleCredentials(account, region);
+        if (!c) throw new Error(`no role to assume in account ${account}`);
+        return c;
+      },
+    };
+    ssmClientsByMatcher.set(matcher, options);
+  }
+  return options;
+}
+
 /** AWS: registered in provider/clouds/index.ts. */
 export const AWS_PLUGIN: CloudPlugin<AwsMatcher> = {
   joinMethods: { iam: iamMethod, ec2: ec2Method },
@@ -72,24 +98,20 @@ export const AWS_PLUGIN: CloudPlugin<AwsMatcher> = {
   scopeProblem: awsScopeProblem,
   enrollment: {
     failureClasses: SSM_FAILURE_CLASSES,
-    fetch: (matcher, ctx) => fetchEc2(matcher, { onScope: ctx.onScope }),
+    fetch: (matcher, ctx) => fetchEc2(matcher, { onScope: ctx.onScope, retry: { onRetry: ctx.onRetry } }),
     existing: (matcher, query) => existingInstances(matcher, query),
-    install: (candidates, matcher, ctx) => {
-      const roleCredentials = accountCredentials(matcher);
-      const needsRole = !!(matcher.assume_role?.role_arn || matcher.assume_role?.role_name);
-      return installViaSsm(candidates, {
+    preflight: (candidates, matcher, ctx) =>
+      missingSsmDocuments(candidates, {
+        matcher,
+        exists: describeDocument(ssmClientOptions(matcher), { onRetry: ctx.onRetry }),
+        once: ctx.once,
+      }),
+    install: (candidates, matcher, ctx) =>
+      installViaSsm(candidates, {
         matcher,
         endpoint: ctx.runtime,
-        client: needsRole
-          ? {
-              credentials: async (account, region) => {
-                const c = await roleCredentials(account, region);
-                if (!c) throw new Error(`no role to assume in account ${account}`);
-                return c;
-              },
-            }
-          : undefined,
-      });
-    },
+        client: ssmClientOptions(matcher),
+        retry: { onRetry: ctx.onRetry },
+      }),
   },
 };

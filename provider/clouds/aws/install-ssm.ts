@@ -15,29 +15,15 @@ import { DEFAULT_SSM_DOCUMENT, type AwsMatcher } from "../../model";
 import type { Candidate, InstallOutcome, RuntimeEndpoint } from "../../enroll/types";
 import type { SsmFailureClass } from "./ssm-failure-classes";
 import { mapLimit } from "../../util/concurrency";
-import { realSleep, withRetries } from "../../util/retry";
+import { realSleep } from "../../util/retry";
 import { documentArn, instanceArn } from "./policy";
 import { INSTALLER_STEPS, InstallerArgs, installerParameters, proxyHost, refusedParameter } from "./ssm-document";
+import { errMessage, errName, ssmCall, ssmClient, SsmClientOptions, SsmRetry } from "./ssm-client";
+
+export type { AwsCredentials, SsmClientOptions, SsmRetry } from "./ssm-client";
 
 /** The most instance ids one ssm:SendCommand (and one DescribeInstanceInformation filter) accepts. */
 export const SSM_BATCH_SIZE = 50;
-
-/** Credentials for one account, e.g. from sts:AssumeRole. */
-export interface AwsCredentials {
-  accessKeyId: string;
-  secretAccessKey: string;
-  sessionToken?: string;
-  /** When they stop working; they are fetched again shortly before. */
-  expiration?: Date;
-}
-
-/** How SSM clients are made for each account and region. */
-export interface SsmClientOptions {
-  /** Credentials for an account and region; default: the SDK's chain (environment, profile, instance role). */
-  credentials?: (account: string, region: string) => Promise<AwsCredentials>;
-  /** SSM endpoint URL (tests, sandboxes); default: AWS_ENDPOINT_URL_SSM / AWS_ENDPOINT_URL, else AWS. */
-  endpoint?: string;
-}
 
 /** Everything installViaSsm needs besides the candidates. */
 export interface SsmInstallRequest {
@@ -52,8 +38,8 @@ export interface SsmInstallRequest {
   pollIntervalMs?: number;
   /** When to stop waiting for results; what is still running then fails. Default: 10 minutes from now. */
   deadline?: Date;
-  /** Throttling retries: attempts per call (default 6) and the first backoff ceiling (default 250 ms). */
-  retry?: { attempts?: number; baseDelayMs?: number };
+  /** Throttling retries: attempts per call (default 6), the first backoff ceiling (default 250 ms), a counter. */
+  retry?: SsmRetry;
 }
 
 const POLICY_HINT = "`discovery policy aws --config FILE` prints the policy the discovery role needs";
@@ -65,11 +51,7 @@ const PROFILE_HINT =
 // Terminal statuses (Status) and details (StatusDetails) of a command invocation; anything else is still running.
 const TERMINAL_STATUS = new Set(["Success", "Failed", "Cancelled", "TimedOut"]);
 const TERMINAL_DETAILS = new Set(["DeliveryTimedOut", "Undeliverable", "Terminated", "ExecutionTimedOut"]);
-const THROTTLED = /^(Throttling(Exception)?|RequestLimitExceeded|TooManyRequestsException|TooManyUpdates)$/;
 const DENIED = /^AccessDenied(Exception)?$/;
-
-const errName = (e: unknown) => (e as { name?: string }).name ?? "Error";
-const errMessage = (e: unknown) => (e as { message?: string }).message ?? String(e);
 
 /** The last `maxLines` lines of `text`, at most `maxChars` characters: the part of a log that says why. */
 export function outputTail(text: string | undefined, maxLines = 20, maxChars = 2048): string {
@@ -83,24 +65,10 @@ interface Scope {
   account: string;
   region: string;
   client: SSMClient;
-  retry: { attempts: number; baseDelayMs: number };
+  retry: SsmRetry;
 }
 
-/** Whether SSM answered "later": throttled, or a server-side error. */
-function retryableSsmError(e: unknown): boolean {
-  const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode ?? 0;
-  return THROTTLED.test(errName(e)) || status === 429 || status >= 500;
-}
-
-// The SDK's own retries are off (maxAttempts 1) so throttling backs off here, once, with full jitter.
-function call<T>(scope: Scope, fn: () => Promise<T>): Promise<T> {
-  return withRetries(() => fn(), {
-    maxAttempts: scope.retry.attempts,
-    baseMs: scope.retry.baseDelayMs,
-    capMs: 20_000,
-    isRetryable: retryableSsmError,
-  });
-}
+const call = <T>(scope: Scope, fn: () => Promise<T>): Promise<T> => ssmCall(scope.retry, fn);
 
 // Spreading a Candidate would bring its other fields along; keep only what an outcome carries.
 const only = (c: Candidate) => ({ instanceId: c.instanceId, account: c.account, region: c.region });
@@ -353,36 +321,18 @@ async function watch(s: Scope, watches: Watch[], url: string, req: SsmInstallReq
   }
 }
 
-/** A credentials provider for one scope, or undefined for the SDK's default chain. */
-function scopeCredentials(req: SsmInstallRequest, account: string, region: string) {
-  const get = req.client?.credentials;
-  if (!get) return undefined;
-  let cached: AwsCredentials | undefined;
-  // Assumed-role credentials expire within the hour; refresh a minute early so a long poll keeps working.
-  return async () => {
-    if (!cached || (cached.expiration && cached.expiration.getTime() - Date.now() < 60_000))
-      cached = await get(account, region);
-    return cached;
-  };
-}
-
 /** Installs on one account × region's candidates; returns outcomes keyed by instance id. */
 async function installScope(candidates: Candidate[], req: SsmInstallRequest, scope: Omit<Scope, "client">) {
   const out: Outcomes = new Map();
   const all = [...new Map(candidates.map((c) => [c.instanceId, c])).values()];
-  const credentials = scopeCredentials(req, scope.account, scope.region);
+  const { client, credentials } = ssmClient(req.client, scope.account, scope.region);
   try {
     await credentials?.();
   } catch (e) {
+    client.destroy();
     for (const c of all) out.set(c.instanceId, apiFailure(c, "sts:AssumeRole (credentials for the account)", e));
     return out;
   }
-  const client = new SSMClient({
-    region: scope.region,
-    maxAttempts: 1,
-    ...(credentials ? { credentials } : {}),
-    ...(req.client?.endpoint ? { endpoint: req.client.endpoint } : {}),
-  });
   const { matcher } = req;
   const args: InstallerArgs = {
     mode: matcher.install.mode,
@@ -415,7 +365,7 @@ async function installScope(candidates: Candidate[], req: SsmInstallRequest, sco
  * account and region, with the matcher's document (AWS-RunShellScript, or a custom installer document).
  */
 export async function installViaSsm(candidates: Candidate[], req: SsmInstallRequest): Promise<InstallOutcome[]> {
-  const retry = { attempts: req.retry?.attempts ?? 6, baseDelayMs: req.retry?.baseDelayMs ?? 250 };
+  const retry = req.retry ?? {};
   const groups = new Map<string, Candidate[]>();
   for (const c of candidates) {
     const key = `${c.account}/${c.region}`;

@@ -2,7 +2,7 @@
  * Least-privilege IAM policy documents for a discovery config's AWS matchers: what the discovery service's role
  * needs to list and install, and what enrolled instances need so SSM can reach them.
  */
-import type { AwsMatcher, DiscoveryConfig } from "../../model";
+import { type AwsMatcher, DEFAULT_SSM_DOCUMENT, type DiscoveryConfig } from "../../model";
 
 /** One IAM policy statement; Action and Resource are always lists, sorted. */
 export interface PolicyStatement {
@@ -86,9 +86,9 @@ function matcherAccount(m: AwsMatcher): string {
 }
 
 /**
- * The discovery role's policy: list instances, resolve `*` regions, check SSM registration, send the
- * installer (only the documents and regions the matchers use), read results, assume the configured roles and
- * walk the named organizations; for matchers that install with iam joins, read instance profiles, which the
+ * The discovery role's policy: list instances, resolve `*` regions, check SSM registration and custom documents,
+ * send the installer (only the documents and regions the matchers use), read results, assume the configured roles
+ * and walk the named organizations; for matchers that install with iam joins, read instance profiles, which the
  * runtime checks before naming a node after an instance. Where roles are assumed, the assumed roles need the
  * same EC2, IAM and SSM actions.
  */
@@ -98,6 +98,7 @@ export function discoveryPolicy(input: PolicyInput): PolicyDocument {
   if (matchers.length === 0) return { Version: "2012-10-17", Statement };
   const allRegions = matchers.some((m) => m.regions.includes("*"));
   const send: string[] = [];
+  const check: string[] = [];
   const roles: string[] = [];
   const profiles: string[] = [];
   for (const m of matchers) {
@@ -106,6 +107,8 @@ export function discoveryPolicy(input: PolicyInput): PolicyDocument {
       profiles.push(`arn:${partitionOf(regions[0])}:iam::*:instance-profile/*`);
     for (const region of regions) {
       send.push(documentArn(region, m.ssm.document_name, matcherAccount(m)), instanceArn(region));
+      if (m.ssm.document_name !== DEFAULT_SSM_DOCUMENT)
+        check.push(documentArn(region, m.ssm.document_name, matcherAccount(m)));
     }
     if (m.assume_role?.role_arn) roles.push(m.assume_role.role_arn);
     if (m.organization && m.assume_role?.role_name)
@@ -123,6 +126,8 @@ export function discoveryPolicy(input: PolicyInput): PolicyDocument {
     ),
   );
   Statement.push(statement("SendSsmInstaller", ["ssm:SendCommand"], send));
+  // A pass checks a custom document exists in each account and region before sending (AWS owns its own).
+  if (check.length > 0) Statement.push(statement("CheckSsmDocuments", ["ssm:DescribeDocument"], check));
   if (roles.length > 0) Statement.push(statement("AssumeDiscoveryRoles", ["sts:AssumeRole"], roles));
   if (matchers.some((m) => m.organization)) Statement.push(statement("ReadOrganization", ORGANIZATIONS_READ, ["*"]));
   return { Version: "2012-10-17", Statement };

@@ -8,9 +8,10 @@ export type SsmFailureClass =
   | "unsupported-os"
   | "script-failure"
   | "invocation-failure"
-  | "permission-denied";
+  | "permission-denied"
+  | "ssm-document-missing";
 
-/** Every class, with whether a command was sent: the first three are found before any SendCommand. */
+/** Every class, with whether a command was sent: the first three and the last are found before any SendCommand. */
 export const SSM_FAILURE_CLASSES: Record<SsmFailureClass, FailureClass> = {
   "ssm-agent-not-registered": { commandSent: false, summary: "the instance is not registered with SSM" },
   "ssm-agent-connection-lost": { commandSent: false, summary: "the instance's SSM agent is not online" },
@@ -18,4 +19,8 @@ export const SSM_FAILURE_CLASSES: Record<SsmFailureClass, FailureClass> = {
   "script-failure": { commandSent: true, summary: "the installer ran and exited non-zero" },
   "invocation-failure": { commandSent: true, summary: "SSM did not run the command to completion" },
   "permission-denied": { commandSent: true, summary: "an SSM call was denied to the discovery role" },
+  "ssm-document-missing": {
+    commandSent: false,
+    summary: "the matcher's SSM document does not exist in the instance's account and region",
+  },
 };

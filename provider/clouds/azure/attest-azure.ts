@@ -8,6 +8,7 @@ import { JoinRefusal } from "../../join/errors";
 import type { ChallengeRecord } from "../../runtime/store/types";
 import type { Token } from "../../model";
 import type { JwksCache } from "../jwks";
+import type { AllowProblem } from "../plugin";
 import { AccessTokenIdentity, parseAccessTokenShape, verifyAccessToken } from "./access-token";
 import {
   AttestedDocument,
@@ -85,6 +86,19 @@ export function matchAzureRule(id: AzureIdentity, token: Token): AzureAllowRule 
   if (!rules.length)
     throw refusal("azure_subscription_not_allowed", `subscription ${id.subscriptionId}: no rule of token ${name} allows it`); // prettier-ignore
   throw refusal("azure_resource_group_not_allowed", `resource group ${quote(id.resourceGroup)}: no rule of token ${name} allows it`); // prettier-ignore
+}
+
+/** Checked before installing: whether a rule of `token` names the VM's subscription (resource groups: at the join). */
+export function azureAllowProblem(token: Token, at: { account: string }): AllowProblem | undefined {
+  const subscription = at.account.toLowerCase();
+  if ((token.spec.azure?.allow ?? []).some((r) => r.subscription.toLowerCase() === subscription)) return undefined;
+  const name = quote(token.metadata.name);
+  return {
+    reason: `subscription ${at.account}: no rule of token ${name} allows it`,
+    fix:
+      `add a rule {subscription: ${at.account}} to spec.azure.allow of token ${name} (\`discovery apply -f\`), ` +
+      "or name a token that allows the subscription in the matcher's install.join_params.token_name",
+  };
 }
 
 /** The document and the token speak of one VM: the token's resource id is in the attested subscription. */

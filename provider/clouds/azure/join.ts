@@ -4,7 +4,14 @@
  */
 import type { CloudJoinMethod } from "../plugin";
 import { JwksCache, type JwksCacheOptions } from "../jwks";
-import { attestAzure, AzureCallError, AzureVirtualMachines, AzureVm, checkAzureJoinRequest } from "./attest-azure";
+import {
+  attestAzure,
+  azureAllowProblem,
+  AzureCallError,
+  AzureVirtualMachines,
+  AzureVm,
+  checkAzureJoinRequest,
+} from "./attest-azure";
 import { azureClients, azureEndpointFromEnv } from "./clients";
 import { azureNodeFields } from "./imds";
 
@@ -75,6 +82,7 @@ export function azureJoinMethod(seams: AzureJoinSeams = {}): CloudJoinMethod {
   };
   return {
     needsChallenge: true,
+    allowProblem: azureAllowProblem,
     validate: (body) => checkAzureJoinRequest(body),
     nodeFields: async (ctx) => {
       if (!ctx.challenge) throw new Error("an azure join needs the runtime's challenge");

@@ -10,6 +10,7 @@ import { JoinRefusal } from "../../join/errors";
 import type { Token } from "../../model";
 import { GcpCallError, GcpInstances } from "./instances";
 import { JwksCache, JwksUnavailable } from "../jwks";
+import type { AllowProblem } from "../plugin";
 
 /** Longest `id_token` accepted; Google's `format=full` tokens are about 1.2 KB. */
 export const MAX_ID_TOKEN_CHARS = 8 * 1024;
@@ -199,6 +200,28 @@ export function matchGcpRule(id: GceIdentity, token: Token): GcpAllowRule {
     ? ["gcp_location_not_allowed", `zone ${quote(id.zone)} of project ${id.projectId}`]
     : ["gcp_service_account_not_allowed", `service account ${quote(email ?? "(none)")}`];
   throw refusal(code, `${what}: no rule of token ${name} allows it`);
+}
+
+/**
+ * Checked before installing: whether a rule of `token` names the VM's project and its zone (or the zone's region,
+ * or no locations). Service accounts are left to the join, which sees the VM's.
+ */
+export function gcpAllowProblem(token: Token, at: { account: string; region: string }): AllowProblem | undefined {
+  const inProject = (token.spec.gcp?.allow ?? []).filter((r) => r.project_ids.includes(at.account));
+  const region = zoneRegion(at.region);
+  if (inProject.some((r) => !r.locations || r.locations.some((l) => l === at.region || l === region))) return undefined;
+  const name = quote(token.metadata.name);
+  return inProject.length
+    ? {
+        reason: `zone ${quote(at.region)} of project ${at.account}: no rule of token ${name} allows it`,
+        fix: `add ${at.region} (or ${region}) to locations of the rule for project ${at.account} in token ${name}`,
+      }
+    : {
+        reason: `project ${quote(at.account)}: no rule of token ${name} allows it`,
+        fix:
+          `add a rule {project_ids: [${at.account}]} to spec.gcp.allow of token ${name} (\`discovery apply -f\`), ` +
+          "or name a token that allows the project in the matcher's install.join_params.token_name",
+      };
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import type { GcpMatcher } from "../../model";
 import type { CloudJoinMethod, CloudPlugin } from "../plugin";
-import { attestGcp, checkGcpJoinRequest } from "./attest-gcp";
+import { attestGcp, checkGcpJoinRequest, gcpAllowProblem } from "./attest-gcp";
 import { computeInstances, GcpInstances } from "./instances";
 import { existingGceInstances } from "./existing";
 import { fetchGce } from "./fetch";
@@ -37,6 +37,7 @@ export function gcpJoinMethod(seams: GcpJoinSeams = {}): CloudJoinMethod {
   };
   return {
     needsChallenge: false,
+    allowProblem: gcpAllowProblem,
     validate: (body) => checkGcpJoinRequest(body),
     // The token's audience is the cluster name, which the runtime states; a token for another audience is refused.
     nodeFields: async (ctx) => {
