@@ -53,6 +53,9 @@ describe("README: the command-line walkthrough", () => {
     expect(run.out).toContain("1 scope(s) scanned (0 failed), 3 instance(s), 0 command(s) sent, 0 enrolled");
     expect(run.out).toContain("1 scope(s) scanned (0 failed), 3 instance(s), 1 command(s) sent, 1 enrolled");
     expect(run.out).toMatch(/enrollment\.reinstall +123456789012-i-/);
+    expect(run.out).toMatch(
+      /a pass (started|will start once the one in progress ends): it retries the failed instances/,
+    );
     expect(run.out).toContain(`sandbox in ${sandbox} stopped`);
   });
 });
