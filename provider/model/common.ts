@@ -68,11 +68,14 @@ export const duration = z.string().superRefine((v, ctx) => {
   else if (ms <= 0) ctx.addIssue({ code: "custom", message: "duration must be greater than zero" });
 });
 
+/** The advice for a number that loses its leading zeros in YAML (sdkMessage words it for code). */
+export const YAML_QUOTE_HINT = "(quote it in YAML so leading zeros are kept)";
+
 /** YAML turns unquoted digits into numbers; account ids are strings of exactly 12 digits. */
 export const awsAccountId = z.preprocess(
   (v) => (typeof v === "number" && Number.isInteger(v) ? String(v) : v),
   z.string().regex(/^\d{12}$/, {
-    message: 'must be a 12-digit AWS account id such as "123456789012" (quote it in YAML so leading zeros are kept)',
+    message: `must be a 12-digit AWS account id such as "123456789012" ${YAML_QUOTE_HINT}`,
   }),
 );
 

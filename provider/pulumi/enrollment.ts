@@ -60,10 +60,8 @@ function matchers(inputs: EnrollmentInputs) {
   const m: typeof import("../model") = require(MODEL_MODULE);
   const spec = { discoveryGroup: "enrollment", ...cloudInputs(inputs) };
   const { resource, problems } = m.validateDocument(m.fromSdkArgs("discovery_config", { name: "enrollment", spec }));
-  const failures = problems.map((p) => ({
-    property: m.sdkPropertyPath(p.path[0] === "spec" ? p.path.slice(1) : p.path),
-    reason: p.message,
-  }));
+  // No property: the engine then prints the reason alone, `aws[0].regions: ...`.
+  const failures = problems.map((p) => ({ property: "", reason: m.sdkProblemText(p, { specAtTop: true }) }));
   return { spec: resource?.kind === "discovery_config" ? resource.spec : undefined, failures };
 }
 
