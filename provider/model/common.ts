@@ -160,6 +160,13 @@ export const tagMap = z.record(z.unknown()).superRefine((tags, ctx) => {
   }
 }) as unknown as z.ZodType<Record<string, string | string[]>, z.ZodTypeDef, Record<string, string | string[]>>;
 
+/**
+ * The label a Pulumi resource (ProvisionToken, Installer, DiscoveryConfig) sets on the document it writes: its
+ * URN. Only the resource it names deletes the document; a create finding a document without its own URN refuses
+ * unless told to adopt it. Kept in the runtime with the document, shown by GET and `discovery get -o yaml`.
+ */
+export const OWNER_LABEL = "discovery/owner";
+
 /** Common metadata of every resource. */
 export const metadata = z
   .object({
