@@ -140,6 +140,8 @@ async function enroll(inputs: EnrollmentInputs) {
       ? { reason: [i.failure_class, i.reason, i.remediation && `fix: ${i.remediation}`].filter(Boolean).join("; ") }
       : {}),
   }));
+  // In node name order, whatever order the clouds listed them in: an unchanged fleet gives the same output.
+  instances.sort((a, b) => (a.nodeName < b.nodeName ? -1 : a.nodeName > b.nodeName ? 1 : 0));
   const count = (s: string) => instances.filter((i) => i.status === s).length;
   return {
     ...inputs,
@@ -171,7 +173,9 @@ export const enrollmentProvider: dynamic.ResourceProvider = {
     }
   },
   async diff(_id: string, olds: EnrollmentInputs, news: EnrollmentInputs) {
-    const strip = (v: EnrollmentInputs) => JSON.stringify(cloudInputs(v));
+    // Key order is not kept through the state (it comes back sorted), so compare canonical JSON.
+    const { canonicalJson }: typeof import("../model") = require(MODEL_MODULE);
+    const strip = (v: EnrollmentInputs) => canonicalJson(cloudInputs(v));
     const changes = strip(olds) !== strip(news) || (news.__pending?.length ?? 0) > 0 || olds.server !== news.server;
     return { changes };
   },
