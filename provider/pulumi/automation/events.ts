@@ -5,7 +5,10 @@ export type Operation = "up" | "preview" | "destroy";
 
 /** One resource step of an operation, as the engine reported it. */
 export interface StepReport {
-  /** The engine's operation: create, update, delete, same, replace, create-replacement, delete-replaced, ... */
+  /**
+   * The engine's operation: create, update, delete, same, replace, create-replacement, delete-replaced, ...; a
+   * create that takes over a document the runtime holds already reads update (see `adopts`).
+   */
   op: string;
   /** The resource class: ProvisionToken, Installer, DiscoveryConfig or Enrollment. */
   type: string;
