@@ -3,7 +3,14 @@
  * runs `discovery policy`'s own builder on it, so the SDK and the CLI never disagree on a policy.
  */
 import { policyFor, PolicyCloud } from "../provider/clouds/policies";
-import { Camelize, DiscoveryConfigInput, fromSdkArgs, sdkPropertyPath, validateDocument } from "../provider/model";
+import {
+  Camelize,
+  DiscoveryConfigInput,
+  fromSdkArgs,
+  sdkMessage,
+  sdkPropertyPath,
+  validateDocument,
+} from "../provider/model";
 
 type Spec = NonNullable<DiscoveryConfigInput["spec"]>;
 
@@ -60,7 +67,7 @@ export function policyOutput(cloud: PolicyCloud, input: DiscoveryConfigPolicyArg
   if (!resource)
     throw new Error(
       `invalid ${list ? `${cloud} matchers` : "discovery config"}: ` +
-        problems.map((p) => `${callerPath(p.path, list)}: ${p.message}`).join("; "),
+        problems.map((p) => `${callerPath(p.path, list)}: ${sdkMessage(p.message, p.path)}`).join("; "),
     );
   const r = policyFor(cloud, [resource]);
   if ("error" in r) throw new Error(r.error);

@@ -36,6 +36,11 @@ export abstract class RuntimeBackedResource extends pulumi.dynamic.Resource {
   declare public readonly adminToken: pulumi.Output<string | undefined>;
   /** The CA certificate trusted for the runtime's TLS, when one was given. */
   declare public readonly caCert: pulumi.Output<string | undefined>;
+  /**
+   * The owner label of the document in the runtime (label `discovery/owner`): this resource's URN once it wrote
+   * the document; after a refresh, whatever the runtime holds (absent when the document was rewritten outside Pulumi).
+   */
+  declare public readonly owner: pulumi.Output<string | undefined>;
 
   /**
    * Registers `type` (`pulumi-nodejs:dynamic/discovery:<type>`) for a document of `kind`. `spec` lists the spec
@@ -50,10 +55,20 @@ export abstract class RuntimeBackedResource extends pulumi.dynamic.Resource {
     opts: pulumi.CustomResourceOptions | undefined,
     secretOutputs: string[] = [],
   ) {
+    // The owner label the document carries: this resource's URN, as the engine will name it.
+    const owner = pulumi.createUrn(name, `pulumi-nodejs:dynamic/discovery:${type}`, opts?.parent);
     super(
       providerOf(kind),
       name,
-      { description: undefined, labels: undefined, expires: undefined, ...props, ...connectionInputs(args) },
+      {
+        description: undefined,
+        labels: undefined,
+        expires: undefined,
+        ...props,
+        ...connectionInputs(args),
+        owner,
+        adopt: args.adopt,
+      },
       pulumi.mergeOptions(opts, { additionalSecretOutputs: ["adminToken", ...secretOutputs] }),
       "discovery",
       type,

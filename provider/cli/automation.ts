@@ -24,6 +24,7 @@ interface AutomationOptions {
   enroll?: boolean;
   joinTimeout?: string;
   refresh?: boolean;
+  adopt?: boolean;
   json?: boolean;
 }
 
@@ -79,7 +80,12 @@ function operationCommand(operation: Operation): Command {
     cmd
       .option("--enroll", "also enroll what each discovery_config matches: an Enrollment resource per config")
       .option("--join-timeout <seconds>", "with --enroll: how long an installed instance may take to join", "120")
-      .option("--refresh", "read the resources back from the runtime first, so drift shows");
+      .option("--refresh", "read the resources back from the runtime first, so drift shows")
+      .option(
+        "--adopt",
+        "take over documents the runtime holds already (applied with discovery apply, or by another stack) " +
+          "instead of refusing them",
+      );
   return cmd.action(async (opts: AutomationOptions, self: Command) => {
     const files = opts.config ?? [];
     if (operation !== "destroy" && files.length === 0)
@@ -105,6 +111,7 @@ function operationCommand(operation: Operation): Command {
         enroll: opts.enroll,
         joinTimeoutSeconds: joinTimeout,
         refresh: opts.refresh,
+        adopt: opts.adopt,
         onProgress: (line) => process.stderr.write(line + "\n"),
       });
       if (opts.json)

@@ -8,6 +8,8 @@ export interface HttpAnswer {
   status: number;
   body: unknown;
   text: string;
+  /** The response headers (names in lower case). */
+  headers: Record<string, string | string[] | undefined>;
 }
 
 /** Where and how to reach the runtime. */
@@ -27,19 +29,20 @@ export interface RuntimeTarget {
   timeoutMs?: number;
 }
 
-/** One request to the runtime with https (no redirects followed, answers capped at 16 MiB). */
+/** One request to the runtime with https (no redirects followed, answers capped at 16 MiB); `extraHeaders` are sent too. */
 export function request(
   target: RuntimeTarget,
   method: string,
   path: string,
   body?: string | object,
   contentType = "application/json",
+  extraHeaders: Record<string, string> = {},
 ): Promise<HttpAnswer> {
   const url = new URL(path, target.server.endsWith("/") ? target.server : target.server + "/");
   if (url.protocol !== "https:")
     return Promise.reject(new Error(`--server must be an https URL, not ${target.server}`));
   const payload = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...extraHeaders };
   if (payload !== undefined) headers["content-type"] = contentType;
   if (target.adminToken) headers.authorization = `Bearer ${target.adminToken}`;
   const ca = target.ca ?? (target.caFile ? fs.readFileSync(target.caFile) : undefined);
@@ -67,7 +70,7 @@ export function request(
         } catch {
           // not JSON: keep the text
         }
-        resolve({ status: res.statusCode ?? 0, body: parsed, text });
+        resolve({ status: res.statusCode ?? 0, body: parsed, text, headers: res.headers });
       });
     });
     req.on("timeout", () => req.destroy(new Error(`no answer from ${url.origin} within ${timeout / 1000} s`)));

@@ -9,7 +9,7 @@ export type Camelize<T> = T extends readonly (infer U)[]
     : T;
 
 /** Fields whose values are maps of user data (tags, labels): their keys are never renamed. */
-const OPAQUE_MAPS = new Set(["tags", "labels"]);
+export const OPAQUE_MAPS: ReadonlySet<string> = new Set(["tags", "labels"]);
 
 function convert(value: unknown, rename: (key: string) => string, opaque: boolean): unknown {
   if (Array.isArray(value)) return value.map((v) => convert(v, rename, false));

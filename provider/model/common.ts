@@ -68,11 +68,14 @@ export const duration = z.string().superRefine((v, ctx) => {
   else if (ms <= 0) ctx.addIssue({ code: "custom", message: "duration must be greater than zero" });
 });
 
+/** The advice for a number that loses its leading zeros in YAML (sdkMessage words it for code). */
+export const YAML_QUOTE_HINT = "(quote it in YAML so leading zeros are kept)";
+
 /** YAML turns unquoted digits into numbers; account ids are strings of exactly 12 digits. */
 export const awsAccountId = z.preprocess(
   (v) => (typeof v === "number" && Number.isInteger(v) ? String(v) : v),
   z.string().regex(/^\d{12}$/, {
-    message: 'must be a 12-digit AWS account id such as "123456789012" (quote it in YAML so leading zeros are kept)',
+    message: `must be a 12-digit AWS account id such as "123456789012" ${YAML_QUOTE_HINT}`,
   }),
 );
 
@@ -156,6 +159,13 @@ export const tagMap = z.record(z.unknown()).superRefine((tags, ctx) => {
     if (key.length === 0) ctx.addIssue({ code: "custom", path: [key], message: "tag keys must not be empty" });
   }
 }) as unknown as z.ZodType<Record<string, string | string[]>, z.ZodTypeDef, Record<string, string | string[]>>;
+
+/**
+ * The label a Pulumi resource (ProvisionToken, Installer, DiscoveryConfig) sets on the document it writes: its
+ * URN. Only the resource it names deletes the document; a create finding a document without its own URN refuses
+ * unless told to adopt it. Kept in the runtime with the document, shown by GET and `discovery get -o yaml`.
+ */
+export const OWNER_LABEL = "discovery/owner";
 
 /** Common metadata of every resource. */
 export const metadata = z

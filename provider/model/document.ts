@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { Document, isMap, isPair, isScalar, isSeq, LineCounter, Node, parseAllDocuments, stringify } from "yaml";
-import { dropNulls, FieldPath, formatPath, Problem, suggestion } from "./common";
-import { camelCase, snakify } from "./case";
+import { dropNulls, FieldPath, Problem, suggestion } from "./common";
+import { snakify } from "./case";
 import { Token, tokenDocument } from "./token";
 import { Installer, installerDocument } from "./installer";
 import { CLOUDS, DiscoveryConfig, discoveryConfigDocument, discoveryServiceSection } from "./discovery-config";
@@ -235,10 +235,4 @@ export function fromSdkArgs(kind: Kind, args: SdkDocumentArgs): Record<string, u
   if (args.labels !== undefined) meta.labels = args.labels;
   if (args.expires !== undefined) meta.expires = args.expires;
   return { kind, version: KINDS[kind], metadata: meta, spec: snakify(args.spec ?? {}) };
-}
-
-/** Renders a document field path as the SDK property it came from: `spec.allow[0].awsAccount`, or `name`. */
-export function sdkPropertyPath(path: FieldPath): string {
-  if (path[0] === "metadata") return formatPath(path.slice(1));
-  return formatPath(path.map((p) => (typeof p === "string" ? camelCase(p) : p)));
 }

@@ -5,4 +5,5 @@ export * from "./token";
 export * from "./installer";
 export * from "./discovery-config";
 export * from "./document";
+export * from "./sdk-problems";
 export { knownFieldsAt, zodProblems } from "./problems";

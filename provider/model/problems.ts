@@ -46,3 +46,18 @@ export function zodProblems(error: z.ZodError, schema: z.ZodTypeAny): Problem[] 
   }
   return out;
 }
+
+/** Every field name an object schema knows at any depth (snake_case as written in documents). */
+export function fieldNamesOf(schema: z.ZodTypeAny, into = new Set<string>()): Set<string> {
+  const s = unwrap(schema);
+  if (s instanceof z.ZodObject)
+    for (const [name, field] of Object.entries(s.shape as Record<string, z.ZodTypeAny>)) {
+      into.add(name);
+      fieldNamesOf(field, into);
+    }
+  else if (s instanceof z.ZodArray) fieldNamesOf(s.element, into);
+  else if (s instanceof z.ZodRecord) fieldNamesOf(s.valueSchema, into);
+  else if (s instanceof z.ZodUnion || s instanceof z.ZodDiscriminatedUnion)
+    for (const option of s.options as z.ZodTypeAny[]) fieldNamesOf(option, into);
+  return into;
+}

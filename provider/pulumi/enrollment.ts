@@ -60,10 +60,8 @@ function matchers(inputs: EnrollmentInputs) {
   const m: typeof import("../model") = require(MODEL_MODULE);
   const spec = { discoveryGroup: "enrollment", ...cloudInputs(inputs) };
   const { resource, problems } = m.validateDocument(m.fromSdkArgs("discovery_config", { name: "enrollment", spec }));
-  const failures = problems.map((p) => ({
-    property: m.sdkPropertyPath(p.path[0] === "spec" ? p.path.slice(1) : p.path),
-    reason: p.message,
-  }));
+  // No property: the engine then prints the reason alone, `aws[0].regions: ...`.
+  const failures = problems.map((p) => ({ property: "", reason: m.sdkProblemText(p, { specAtTop: true }) }));
   return { spec: resource?.kind === "discovery_config" ? resource.spec : undefined, failures };
 }
 
@@ -142,6 +140,8 @@ async function enroll(inputs: EnrollmentInputs) {
       ? { reason: [i.failure_class, i.reason, i.remediation && `fix: ${i.remediation}`].filter(Boolean).join("; ") }
       : {}),
   }));
+  // In node name order, whatever order the clouds listed them in: an unchanged fleet gives the same output.
+  instances.sort((a, b) => (a.nodeName < b.nodeName ? -1 : a.nodeName > b.nodeName ? 1 : 0));
   const count = (s: string) => instances.filter((i) => i.status === s).length;
   return {
     ...inputs,
@@ -173,7 +173,9 @@ export const enrollmentProvider: dynamic.ResourceProvider = {
     }
   },
   async diff(_id: string, olds: EnrollmentInputs, news: EnrollmentInputs) {
-    const strip = (v: EnrollmentInputs) => JSON.stringify(cloudInputs(v));
+    // Key order is not kept through the state (it comes back sorted), so compare canonical JSON.
+    const { canonicalJson }: typeof import("../model") = require(MODEL_MODULE);
+    const strip = (v: EnrollmentInputs) => canonicalJson(cloudInputs(v));
     const changes = strip(olds) !== strip(news) || (news.__pending?.length ?? 0) > 0 || olds.server !== news.server;
     return { changes };
   },

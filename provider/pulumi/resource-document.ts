@@ -29,7 +29,7 @@ function model(): typeof import("../model") {
 function render(inputs: ResourceDocumentInputs): ResourceDocumentOutputs {
   const m = model();
   const { resource, problems } = m.validateDocument(m.fromSdkArgs(inputs.kind, inputs));
-  if (!resource) throw new Error(problems.map((p) => `${m.sdkPropertyPath(p.path)}: ${p.message}`).join("; "));
+  if (!resource) throw new Error(problems.map((p) => m.sdkProblemText(p)).join("; "));
   return { ...inputs, yaml: m.toYaml([resource]), json: JSON.stringify(resource) };
 }
 
@@ -46,7 +46,8 @@ export const resourceDocumentProvider: dynamic.ResourceProvider = {
         failures: [{ property: "kind", reason: `must be one of ${Object.keys(m.KINDS).join(", ")}` }],
       };
     const { problems } = m.validateDocument(m.fromSdkArgs(news.kind, news));
-    const failures = problems.map((p) => ({ property: m.sdkPropertyPath(p.path), reason: p.message }));
+    // No property: the engine then prints the reason alone, `spec.allow[0].awsAccount: must be ...`.
+    const failures = problems.map((p) => ({ property: "", reason: m.sdkProblemText(p) }));
     return { inputs: news, failures };
   },
   async diff(_id: string, olds: ResourceDocumentOutputs, news: ResourceDocumentInputs) {

@@ -10,6 +10,7 @@ import { ReinstallRefusal, reinstallInstance } from "../enroll/reinstall";
 import type { EnrollmentDetail } from "../enroll/rules";
 import { listCaViews, listNodeViews, listOpenTasks, listResourceViews, withStatus } from "./fleet";
 import { rotationProgress } from "./rotation";
+import { RevisionMismatch } from "./store/types";
 import type { EnrollmentRecord, Store, StoredResource } from "./store/types";
 
 function isEnrollmentRecord(e: unknown): e is EnrollmentRecord {
@@ -33,6 +34,27 @@ function notFound(reply: FastifyReply, message: string) {
   return reply.code(404).send({ error: { code: "not_found", message } });
 }
 
+/** 412: the request's If-Match / If-None-Match did not hold; nothing was changed. */
+function preconditionFailed(reply: FastifyReply, message: string) {
+  return reply.code(412).send({ error: { code: "precondition_failed", message: `${message}; nothing was changed` } });
+}
+
+/**
+ * The revision a write is conditional on: `If-None-Match: *` (0, only if absent) or `If-Match: "<revision>"` (the
+ * ETag a GET answered); undefined when unconditional, or a message for a header this API does not take.
+ */
+function requestedRevision(req: FastifyRequest): number | undefined | { error: string } {
+  const ifMatch = req.headers["if-match"];
+  const ifNoneMatch = req.headers["if-none-match"];
+  if (ifMatch !== undefined && ifNoneMatch !== undefined) return { error: "send If-Match or If-None-Match, not both" };
+  if (ifNoneMatch !== undefined)
+    return ifNoneMatch.trim() === "*" ? 0 : { error: 'If-None-Match: only "*" (store only if absent) is supported' };
+  if (ifMatch === undefined) return undefined;
+  const m = /^"?([1-9]\d{0,15})"?$/.exec(String(ifMatch).trim());
+  if (!m) return { error: 'If-Match: must be the ETag a GET of the resource answered, such as "3"' };
+  return Number(m[1]);
+}
+
 /** The key a resource is stored under, and the document as stored (secret token names masked). */
 export function storageForm(r: Resource): { kind: string; key: string; doc: Record<string, unknown> } {
   if (r.kind === "token" && isSecretToken(r)) {
@@ -43,6 +65,14 @@ export function storageForm(r: Resource): { kind: string; key: string; doc: Reco
     };
   }
   return { kind: r.kind, key: r.metadata.name, doc: r as unknown as Record<string, unknown> };
+}
+
+/** A failed condition for people, never naming a secret token (its key is the hash of its name). */
+function revisionMessage(e: RevisionMismatch): string {
+  const what = `${e.kind} ${e.key.startsWith("sha256:") ? REDACTED_NAME : JSON.stringify(e.key)}`;
+  if (e.expected === 0) return `${what} already exists`;
+  if (e.actual === 0) return `${what} no longer exists`;
+  return `${what} changed since it was read (revision ${e.actual}, not ${e.expected})`;
 }
 
 /** A checker of a secret: true when `given` equals `secret`, compared in constant time. */
@@ -98,7 +128,17 @@ export async function adminRoutes(
         problems: problems.map((p) => ({ line: p.line, col: p.col, path: p.path, message: p.message })),
       });
     if (resources.length === 0) return badRequest(reply, "the body holds no documents; nothing was stored");
-    const stored = await store.putResources(resources.map(storageForm));
+    const ifRevision = requestedRevision(req);
+    if (typeof ifRevision === "object") return badRequest(reply, ifRevision.error);
+    if (ifRevision !== undefined && ifRevision > 0 && resources.length > 1)
+      return badRequest(reply, "If-Match names one revision: send one document; nothing was stored");
+    let stored: StoredResource[];
+    try {
+      stored = await store.putResources(resources.map((r) => ({ ...storageForm(r), ifRevision })));
+    } catch (err) {
+      if (!(err instanceof RevisionMismatch)) throw err;
+      return preconditionFailed(reply, revisionMessage(err));
+    }
     return {
       resources: stored.map((s) => ({
         kind: s.kind,
@@ -118,15 +158,24 @@ export async function adminRoutes(
   app.get<{ Params: { kind: string; name: string } }>("/v1/resources/:kind/:name", async (req, reply) => {
     const found = await lookup(req.params.kind, req.params.name);
     if (!found) return notFound(reply, `no ${req.params.kind} of that name`);
+    // The revision, for a write or delete conditional on the document being the one read (If-Match).
+    reply.header("etag", `"${found.revision}"`);
     return found.kind === "discovery_config" ? withStatus(found, await store.listDiscoveryStatus()) : found.doc;
   });
 
   app.get("/v1/tasks", async () => ({ tasks: await listOpenTasks(store, opts.now(), opts.taskTtlMs) }));
 
   app.delete<{ Params: { kind: string; name: string } }>("/v1/resources/:kind/:name", async (req, reply) => {
+    const ifRevision = requestedRevision(req);
+    if (typeof ifRevision === "object") return badRequest(reply, ifRevision.error);
+    if (ifRevision === 0) return badRequest(reply, "If-None-Match does not apply to a delete");
     const found = await lookup(req.params.kind, req.params.name);
-    if (!found || !(await store.deleteResource(found.kind, found.key)))
-      return notFound(reply, `no ${req.params.kind} of that name`);
+    if (!found) return notFound(reply, `no ${req.params.kind} of that name`);
+    if (!(await store.deleteResource(found.kind, found.key, ifRevision))) {
+      if (ifRevision === undefined) return notFound(reply, `no ${req.params.kind} of that name`);
+      const now = (await store.getResource(found.kind, found.key))?.revision ?? 0;
+      return preconditionFailed(reply, revisionMessage(new RevisionMismatch(found.kind, found.key, ifRevision, now)));
+    }
     return { deleted: { kind: req.params.kind, name: found.key.startsWith("sha256:") ? REDACTED_NAME : found.key } };
   });
 

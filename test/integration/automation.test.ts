@@ -237,8 +237,9 @@ describe("discovery up, preview and destroy against a runtime", () => {
     expect(refused.status).toBe(1);
     // The engine stops at the first failures, so which of the four resources were tried varies.
     expect(refused.stderr).toMatch(/^create +\w+ +\S+ +failed after \d+\.\d\ds$/m);
+    // Each create reads what the runtime holds first (to refuse overwriting a document it does not own).
     expect(refused.stderr).toMatch(
-      /^error: \S+: the runtime refused the document: a valid admin bearer token is required$/m,
+      /^error: \S+: cannot read (token|installer|discovery_config) .+ from the runtime https:\/\/\S+: a valid admin bearer token is required$/m,
     );
     expect(refused.stderr).toMatch(/discovery: up failed on stack refused\n$/);
 

@@ -81,6 +81,9 @@ describe("the Enrollment resource through the real engine, against the sandbox",
     );
     expect(statuses[added]).toBe("enrolled");
     expect(statuses[first[0]]).toBe("already_enrolled");
+    // Listed by node name, so the same fleet always gives the same output.
+    const names = again.outputs.instances.value.map((i: { nodeName: string }) => i.nodeName);
+    expect(names).toEqual([...names].sort());
     expect((await stack.preview()).changeSummary).toEqual({ same: 3 });
     await stack.destroy();
   });

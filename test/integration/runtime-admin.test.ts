@@ -67,6 +67,54 @@ describe("the runtime's HTTP API", () => {
     expect(stored.body.spec.aws_iid_ttl).toBe("5m");
   });
 
+  it("writes and deletes on condition: If-None-Match creates only, If-Match only over the revision read", async () => {
+    const doc = (name: string, account: string) => ({
+      kind: "token",
+      version: "v2",
+      metadata: { name },
+      spec: { roles: ["Node"], join_method: "iam", allow: [{ aws_account: account }] },
+    });
+    const put = (body: unknown, headers: Record<string, string>) =>
+      rt.call("PUT", "/v1/resources", body, { admin: true, headers });
+    const get = () => rt.call("GET", "/v1/resources/token/cond", undefined, { admin: true });
+
+    expect((await put(doc("cond", "111111111111"), { "if-none-match": "*" })).status).toBe(200);
+    const exists = await put(doc("cond", "222222222222"), { "if-none-match": "*" });
+    expect(exists.status).toBe(412);
+    expect(exists.body.error).toEqual({
+      code: "precondition_failed",
+      message: 'token "cond" already exists; nothing was changed',
+    });
+    const read = await get();
+    expect(read.headers.etag).toBe('"1"');
+
+    // Another writer gets in between the read and a conditional write: the write is refused, theirs kept.
+    expect((await put(doc("cond", "333333333333"), {})).status).toBe(200);
+    const stale = await put(doc("cond", "444444444444"), { "if-match": read.headers.etag as string });
+    expect(stale.status).toBe(412);
+    expect(stale.body.error.message).toBe(
+      'token "cond" changed since it was read (revision 2, not 1); nothing was changed',
+    );
+    const staleDelete = await rt.call("DELETE", "/v1/resources/token/cond", undefined, {
+      admin: true,
+      headers: { "if-match": '"1"' },
+    });
+    expect(staleDelete.status).toBe(412);
+    expect((await get()).body.spec.allow).toEqual([{ aws_account: "333333333333" }]);
+
+    expect((await put(doc("cond", "555555555555"), { "if-match": '"2"' })).status).toBe(200);
+    const batch = await put([doc("cond", "555555555555"), doc("cond-2", "555555555555")], { "if-match": '"3"' });
+    expect(batch.status).toBe(400);
+    expect(batch.body.error.message).toBe("If-Match names one revision: send one document; nothing was stored");
+    expect((await put(doc("cond", "555555555555"), { "if-match": "W/1" })).status).toBe(400);
+    const deleted = await rt.call("DELETE", "/v1/resources/token/cond", undefined, {
+      admin: true,
+      headers: { "if-match": '"3"' },
+    });
+    expect(deleted.status).toBe(200);
+    expect((await get()).status).toBe(404);
+  });
+
   it("keeps token-method names secret: stored hashed, never listed, masked when read", async () => {
     const put = await rt.call("PUT", "/v1/resources", SECRET_YAML, { admin: true, contentType: "application/yaml" });
     expect(put.status).toBe(200);

@@ -190,6 +190,46 @@ describe.each(backends)("the $name store", (backend) => {
       const [after] = await store.putResources([{ kind: "token", key: "a", doc: { v: 3 } }]);
       expect(after).toMatchObject({ revision: 2, doc: { v: 3 } });
     });
+    it("write and delete on condition: only if absent, or only over the revision read", async () => {
+      const [created] = await store.putResources([{ kind: "token", key: "t", doc: { v: 1 }, ifRevision: 0 }]);
+      expect(created.revision).toBe(1);
+      const conflict = (expected: number, actual: number) =>
+        expect.objectContaining({ code: "revision_mismatch", kind: "token", key: "t", expected, actual });
+      // Exists already: refused, and nothing of its batch is written.
+      await expect(
+        store.putResources([
+          { kind: "installer", key: "i", doc: {} },
+          { kind: "token", key: "t", doc: { v: 2 }, ifRevision: 0 },
+        ]),
+      ).rejects.toEqual(conflict(0, 1));
+      expect(await store.getResource("installer", "i")).toBeUndefined();
+      await store.putResources([{ kind: "token", key: "t", doc: { v: 2 } }]); // another writer
+      await expect(store.putResources([{ kind: "token", key: "t", doc: { v: 3 }, ifRevision: 1 }])).rejects.toEqual(
+        conflict(1, 2),
+      );
+      expect(await store.deleteResource("token", "t", 1)).toBe(false);
+      expect(await store.getResource("token", "t")).toMatchObject({ revision: 2, doc: { v: 2 } });
+      const [third] = await store.putResources([{ kind: "token", key: "t", doc: { v: 3 }, ifRevision: 2 }]);
+      expect(third).toMatchObject({ revision: 3, doc: { v: 3 } });
+      await expect(store.putResources([{ kind: "token", key: "u", doc: {}, ifRevision: 1 }])).rejects.toEqual(
+        expect.objectContaining({ key: "u", expected: 1, actual: 0 }),
+      );
+      expect(await store.deleteResource("token", "t", 3)).toBe(true);
+      expect(await store.getResource("token", "t")).toBeUndefined();
+    });
+
+    it("let exactly one of several concurrent writes over one revision in, on two replicas", async () => {
+      await store.putResources([{ kind: "token", key: "race", doc: { n: -1 } }]);
+      const replicas = [store, await open()];
+      const writes = Array.from({ length: 6 }, (_, n) =>
+        replicas[n % 2].putResources([{ kind: "token", key: "race", doc: { n }, ifRevision: 1 }]).then(
+          () => "written",
+          (e: { code?: string }) => e.code,
+        ),
+      );
+      expect((await Promise.all(writes)).sort()).toEqual([...Array(5).fill("revision_mismatch"), "written"]);
+      expect((await store.getResource("token", "race"))?.revision).toBe(2);
+    });
   });
 
   describe("nodes", () => {

@@ -10,14 +10,20 @@ function step(kind: "resourcePreEvent" | "resOutputsEvent", op: string, type: st
   return { sequence: 0, timestamp: 0, [kind]: { metadata } } as unknown as EngineEvent;
 }
 
+/** A step tracker that collects what it reports. */
+function tracked() {
+  const steps: StepReport[] = [];
+  const diagnostics: Diagnostic[] = [];
+  const t = stepTracker(
+    (s) => steps.push(s),
+    (d) => diagnostics.push(d),
+  );
+  return { t, steps, diagnostics };
+}
+
 describe("stepTracker", () => {
   it("reports user resources' steps with what changed and, at preview, an Enrollment's pending instances", () => {
-    const steps: StepReport[] = [];
-    const diagnostics: Diagnostic[] = [];
-    const t = stepTracker(
-      (s) => steps.push(s),
-      (d) => diagnostics.push(d),
-    );
+    const { t, steps, diagnostics } = tracked();
     const inputs = (script: string) => ({ name: "i", script, adminToken: "[secret]" });
     const update = { old: { inputs: inputs("a") }, new: { inputs: inputs("b") } };
     t.onEvent(step("resourcePreEvent", "create", "pulumi:pulumi:Stack", "discovery-dev"));
@@ -54,6 +60,27 @@ describe("stepTracker", () => {
       "create   Enrollment       enrollment/prod       would create\n         pending: 123456789012-i-1",
     );
     expect(diagnostics).toEqual([{ severity: "error", name: "installer/i", message: "refused" }]);
+  });
+});
+
+describe("stepTracker with documents the runtime holds already", () => {
+  it("reports a create that takes one over as its update, and a provider's warning as a warning", () => {
+    const { t, steps, diagnostics } = tracked();
+    const adopting = { new: { inputs: { name: "shared", __existing: { owner: "", changes: ["allow"] } } } };
+    t.onEvent(step("resourcePreEvent", "create", `${TYPE}ProvisionToken`, "token/shared", adopting));
+    const planned = step("resOutputsEvent", "create", `${TYPE}ProvisionToken`, "token/shared", adopting);
+    (planned.resOutputsEvent as { planning?: boolean }).planning = true;
+    t.onEvent(planned);
+    const left = 'token "old" was left in the runtime https://rt:3080, not deleted: it is owned by urn:b';
+    for (const message of [`warning: ${left}\n`, "(node:1) some other provider output\n"])
+      t.onEvent({ sequence: 0, timestamp: 0, diagnosticEvent: { message, color: "never", severity: "info#err" } });
+
+    expect(steps).toMatchObject([{ op: "update", name: "token/shared", diffs: ["allow"], adopts: "" }]);
+    expect(stepLine(steps[0], 14)).toBe(
+      "update   ProvisionToken   token/shared    would update (allow), taking over the runtime's document (no owner)",
+    );
+    expect(summaryLine("preview", "dev", steps, 0)).toBe("preview of stack dev: 1 to update");
+    expect(diagnostics).toEqual([{ severity: "warning", message: left }]);
   });
 });
 

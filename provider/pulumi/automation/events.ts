@@ -5,7 +5,10 @@ export type Operation = "up" | "preview" | "destroy";
 
 /** One resource step of an operation, as the engine reported it. */
 export interface StepReport {
-  /** The engine's operation: create, update, delete, same, replace, create-replacement, delete-replaced, ... */
+  /**
+   * The engine's operation: create, update, delete, same, replace, create-replacement, delete-replaced, ...; a
+   * create that takes over a document the runtime holds already reads update (see `adopts`).
+   */
   op: string;
   /** The resource class: ProvisionToken, Installer, DiscoveryConfig or Enrollment. */
   type: string;
@@ -21,6 +24,11 @@ export interface StepReport {
   diffs?: string[];
   /** Enrollment at preview: the node names the matchers select that have not joined yet. */
   pending?: string[];
+  /**
+   * A create that takes over a document the runtime holds already (adopt, or this resource's own): reported as an
+   * update of that document; the owner it had ("" when written outside Pulumi).
+   */
+  adopts?: string;
 }
 
 /** An error or warning the engine reported, with the resource it concerns. */
@@ -67,7 +75,8 @@ export function stepLine(s: StepReport, width = 0): string {
   if (s.status === "planned") status = s.op === "same" ? "unchanged" : `would ${s.op}`;
   else if (s.status === "failed") status = `failed after ${(s.durationMs / 1000).toFixed(2)}s`;
   else status = s.op === "same" ? "unchanged" : `done in ${(s.durationMs / 1000).toFixed(2)}s`;
-  const diffs = s.diffs?.length && s.op !== "same" ? ` (${s.diffs.join(", ")})` : "";
+  const adopted = s.adopts === undefined ? "" : `, taking over the runtime's document (${s.adopts || "no owner"})`;
+  const diffs = (s.diffs?.length && s.op !== "same" ? ` (${s.diffs.join(", ")})` : "") + adopted;
   const lines = [`${s.op.padEnd(8)} ${s.type.padEnd(16)} ${s.name.padEnd(width)}  ${status}${diffs}`];
   if (s.pending?.length) lines.push(`         pending: ${s.pending.join(", ")}`);
   return lines.join("\n");
@@ -90,7 +99,8 @@ function changedInputs(meta: StepEventMetadata): string[] {
   const olds = meta.old?.inputs;
   const news = meta.new?.inputs;
   if (!olds || !news || meta.op === "same") return [];
-  const keys = new Set([...Object.keys(olds), ...Object.keys(news)].filter((k) => k !== "__provider"));
+  // `__` properties are the providers' bookkeeping, which the engine does not show either.
+  const keys = new Set([...Object.keys(olds), ...Object.keys(news)].filter((k) => !k.startsWith("__")));
   return [...keys].filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k])).sort();
 }
 
@@ -118,14 +128,19 @@ export function stepTracker(onStep: (step: StepReport) => void, onDiagnostic: (d
     // `__pending` since the Enrollment keeps it out of the engine's diff; `pending` in older states.
     const inputs = (begun?.meta ?? meta).new?.inputs;
     const pending = inputs?.__pending ?? inputs?.pending;
+    // A create over a document the runtime holds (check found it and may take it) updates that document.
+    const existing =
+      meta.op === "create" ? (inputs?.__existing as { owner: string; changes: string[] } | undefined) : undefined;
+    const diffs = existing ? existing.changes : changedInputs(begun?.meta ?? meta);
     const step: StepReport = {
-      op: meta.op,
+      op: existing ? "update" : meta.op,
       type: shortType(meta.type),
       name: nameOfUrn(meta.urn),
       urn: meta.urn,
       status,
       durationMs: status === "planned" || !begun ? 0 : Date.now() - begun.at,
-      ...(changedInputs(begun?.meta ?? meta).length ? { diffs: changedInputs(begun?.meta ?? meta) } : {}),
+      ...(diffs.length ? { diffs } : {}),
+      ...(existing ? { adopts: existing.owner } : {}),
       // Pending instances are what an update would enroll: news at preview, done with once the step ran.
       ...(status === "planned" && Array.isArray(pending) && shortType(meta.type) === "Enrollment"
         ? { pending: pending as string[] }
@@ -144,14 +159,16 @@ export function stepTracker(onStep: (step: StepReport) => void, onDiagnostic: (d
       finish(e.resOpFailedEvent.metadata, "failed");
     } else if (e.diagnosticEvent) {
       const d = e.diagnosticEvent;
-      if (d.severity !== "error" && d.severity !== "warning") return;
+      // A provider's stderr arrives as info#err; the runtime-backed providers warn there with a `warning: ` line.
+      const providerWarning = d.severity === "info#err" && d.message.startsWith("warning: ");
+      if (d.severity !== "error" && d.severity !== "warning" && !providerWarning) return;
       // The engine's closing "update failed" says nothing the resource errors before it did not.
       if (!d.urn?.includes("::") && /^(update|preview|destroy|refresh) failed$/.test(d.message.trim())) return;
       const about = d.urn && !isMachinery(d.urn.split("::")[2] ?? "") ? nameOfUrn(d.urn) : undefined;
       const diagnostic: Diagnostic = {
-        severity: d.severity,
+        severity: providerWarning ? "warning" : d.severity,
         ...(about ? { name: about } : {}),
-        message: d.message.trim(),
+        message: (providerWarning ? d.message.slice("warning: ".length) : d.message).trim(),
       };
       diagnostics.push(diagnostic);
       onDiagnostic(diagnostic);

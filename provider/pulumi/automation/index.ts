@@ -55,6 +55,8 @@ export interface DeployOptions {
   joinTimeoutSeconds?: number;
   /** Refresh the resources from the runtime before the operation, so drift shows. */
   refresh?: boolean;
+  /** Take over documents the runtime holds already (applied with `discovery apply`, or by another stack). */
+  adopt?: boolean;
   /** The Pulumi CLI; default `pulumi` on PATH (then this checkout's .tools/bin). */
   pulumiPath?: string;
   /** A file holding the passphrase of the stack's secrets; default $PULUMI_CONFIG_PASSPHRASE(_FILE), else <stateDir>/passphrase. */
@@ -190,6 +192,7 @@ export async function deployDocuments(opts: DeployOptions): Promise<DeployResult
     caCert: connection.caFile ? fs.readFileSync(connection.caFile, "utf8") : undefined,
     enroll: opts.enroll,
     joinTimeoutSeconds: opts.joinTimeoutSeconds,
+    adopt: opts.adopt,
   });
   const stack = await auto.LocalWorkspace.createOrSelectStack(
     { projectName, stackName, program },

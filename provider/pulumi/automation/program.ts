@@ -18,6 +18,8 @@ export interface ProgramOptions {
   enroll?: boolean;
   /** How long an installed instance may take to join, for the Enrollments; default 120. */
   joinTimeoutSeconds?: number;
+  /** Take over documents the runtime holds already instead of refusing them (the resources' `adopt`). */
+  adopt?: boolean;
 }
 
 /** The name of the Enrollment of a discovery_config: `enrollment/<config name>`. */
@@ -45,7 +47,7 @@ export function inlineProgram(
     const resources: { kind: string; name: string; id: pulumi.Output<string> }[] = [];
     const configs: { name: string; resource: DiscoveryConfig; spec: Record<string, unknown> }[] = [];
     for (const d of declarations) {
-      const args = { ...sdkArgsOf(d.resource), ...connection };
+      const args = { ...sdkArgsOf(d.resource), ...connection, ...(opts.adopt ? { adopt: true } : {}) };
       const r = d.resource;
       let created: pulumi.CustomResource;
       if (r.kind === "token") {

@@ -14,9 +14,11 @@ import type {
   ScopeErrorRecord,
   NodeStalenessChanges,
   NodeStalenessUpdate,
+  ResourceWrite,
   Store,
   StoredResource,
 } from "./types";
+import { RevisionMismatch } from "./types";
 
 type ResourceRow = Rows.ResourceRow<unknown, Date>;
 type NodeRow = Rows.NodeRow<unknown, Date>;
@@ -82,7 +84,7 @@ export class PostgresStore implements Store {
     await this.pool.end();
   }
 
-  async putResources(items: { kind: string; key: string; doc: Record<string, unknown> }[]): Promise<StoredResource[]> {
+  async putResources(items: ResourceWrite[]): Promise<StoredResource[]> {
     // Rows are locked in one global order, so two batches touching the same keys cannot deadlock each other.
     const order = items
       .map((_, i) => i)
@@ -91,14 +93,28 @@ export class PostgresStore implements Store {
       const now = new Date().toISOString();
       const stored: StoredResource[] = new Array(items.length);
       for (const i of order) {
-        const { kind, key, doc } = items[i];
-        const { rows } = await c.query<ResourceRow>(
-          `INSERT INTO resources (kind, key, doc, revision, created_at, updated_at) VALUES ($1, $2, $3, 1, $4, $4)
-           ON CONFLICT (kind, key) DO UPDATE SET doc = EXCLUDED.doc, revision = resources.revision + 1,
-             updated_at = EXCLUDED.updated_at
-           RETURNING *`,
-          [kind, key, json(doc), now],
-        );
+        const { kind, key, doc, ifRevision } = items[i];
+        // A conditional write is one statement whose WHERE is the condition: no row back means another revision.
+        const sql =
+          ifRevision === undefined
+            ? `INSERT INTO resources (kind, key, doc, revision, created_at, updated_at) VALUES ($1, $2, $3, 1, $4, $4)
+               ON CONFLICT (kind, key) DO UPDATE SET doc = EXCLUDED.doc, revision = resources.revision + 1,
+                 updated_at = EXCLUDED.updated_at
+               RETURNING *`
+            : ifRevision === 0
+              ? `INSERT INTO resources (kind, key, doc, revision, created_at, updated_at) VALUES ($1, $2, $3, 1, $4, $4)
+                 ON CONFLICT (kind, key) DO NOTHING RETURNING *`
+              : `UPDATE resources SET doc = $3, revision = revision + 1, updated_at = $4
+                 WHERE kind = $1 AND key = $2 AND revision = $5 RETURNING *`;
+        const params = ifRevision ? [kind, key, json(doc), now, ifRevision] : [kind, key, json(doc), now];
+        const { rows } = await c.query<ResourceRow>(sql, params);
+        if (!rows[0]) {
+          const actual = await c.query<{ revision: number }>(
+            "SELECT revision FROM resources WHERE kind = $1 AND key = $2",
+            [kind, key],
+          );
+          throw new RevisionMismatch(kind, key, ifRevision!, Number(actual.rows[0]?.revision ?? 0));
+        }
         stored[i] = toResource(rows[0]);
       }
       return stored;
@@ -124,11 +140,15 @@ export class PostgresStore implements Store {
     return rows.map(toResource);
   }
 
-  async deleteResource(kind: string, key: string): Promise<boolean> {
+  async deleteResource(kind: string, key: string, ifRevision?: number): Promise<boolean> {
     return this.tx(async (c) => {
-      if (kind === "discovery_config") await c.query("DELETE FROM discovery_status WHERE name = $1", [key]);
-      const r = await c.query("DELETE FROM resources WHERE kind = $1 AND key = $2", [kind, key]);
-      return (r.rowCount ?? 0) > 0;
+      const r = await c.query(
+        "DELETE FROM resources WHERE kind = $1 AND key = $2 AND ($3::integer IS NULL OR revision = $3)",
+        [kind, key, ifRevision ?? null],
+      );
+      const deleted = (r.rowCount ?? 0) > 0;
+      if (deleted && kind === "discovery_config") await c.query("DELETE FROM discovery_status WHERE name = $1", [key]);
+      return deleted;
     });
   }
 

@@ -15,9 +15,11 @@ import type {
   ScopeErrorRecord,
   NodeStalenessChanges,
   NodeStalenessUpdate,
+  ResourceWrite,
   Store,
   StoredResource,
 } from "./types";
+import { RevisionMismatch } from "./types";
 
 type ResourceRow = Rows.ResourceRow<string, string>;
 type NodeRow = Rows.NodeRow<string, string>;
@@ -82,17 +84,25 @@ export class SqliteStore implements Store {
     if (this.db.open) this.db.close();
   }
 
-  async putResources(items: { kind: string; key: string; doc: Record<string, unknown> }[]): Promise<StoredResource[]> {
+  async putResources(items: ResourceWrite[]): Promise<StoredResource[]> {
     const upsert = this.stmt(
       `INSERT INTO resources (kind, key, doc, revision, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)
        ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc, revision = resources.revision + 1,
          updated_at = excluded.updated_at
        RETURNING *`,
     );
+    const revision = this.stmt("SELECT revision FROM resources WHERE kind = ? AND key = ?");
     return this.write(() => {
       const now = new Date().toISOString();
-      // JSON.stringify runs inside the transaction, so a document that cannot be serialised rolls back the batch.
-      return items.map((i) => toResource(upsert.get(i.kind, i.key, JSON.stringify(i.doc), now, now) as ResourceRow));
+      // JSON.stringify runs inside the transaction, so a document that cannot be serialised rolls back the batch;
+      // so does a conditional write over another revision (the write lock is held, so the check cannot go stale).
+      return items.map((i) => {
+        if (i.ifRevision !== undefined) {
+          const actual = (revision.get(i.kind, i.key) as { revision: number } | undefined)?.revision ?? 0;
+          if (actual !== i.ifRevision) throw new RevisionMismatch(i.kind, i.key, i.ifRevision, actual);
+        }
+        return toResource(upsert.get(i.kind, i.key, JSON.stringify(i.doc), now, now) as ResourceRow);
+      });
     });
   }
 
@@ -110,12 +120,14 @@ export class SqliteStore implements Store {
     return (rows as ResourceRow[]).map(toResource);
   }
 
-  async deleteResource(kind: string, key: string): Promise<boolean> {
-    const del = this.stmt("DELETE FROM resources WHERE kind = ? AND key = ?");
+  async deleteResource(kind: string, key: string, ifRevision?: number): Promise<boolean> {
+    const del = this.stmt("DELETE FROM resources WHERE kind = ? AND key = ? AND (? IS NULL OR revision = ?)");
     const delStatus = this.stmt("DELETE FROM discovery_status WHERE name = ?");
     return this.write(() => {
-      if (kind === "discovery_config") delStatus.run(key);
-      return del.run(kind, key).changes > 0;
+      const r = ifRevision ?? null;
+      const deleted = del.run(kind, key, r, r).changes > 0;
+      if (deleted && kind === "discovery_config") delStatus.run(key);
+      return deleted;
     });
   }
 

@@ -16,6 +16,36 @@ export interface StoredResource {
   updatedAt: string;
 }
 
+/** One resource to write: its kind, lookup key and document, and the revision it must have now, if any. */
+export interface ResourceWrite {
+  kind: string;
+  key: string;
+  doc: Record<string, unknown>;
+  /** Write only over this stored revision; 0: only when nothing is stored under the key. */
+  ifRevision?: number;
+}
+
+/** A conditional write found another revision than the one it was made from; nothing was written. */
+export class RevisionMismatch extends Error {
+  /** Stable code of this refusal. */
+  readonly code = "revision_mismatch";
+  /** Which resource, and the revision stored now (0: none). */
+  constructor(
+    readonly kind: string,
+    readonly key: string,
+    readonly expected: number,
+    readonly actual: number,
+  ) {
+    super(
+      actual === 0
+        ? `${kind} ${key} is not stored (expected revision ${expected})`
+        : expected === 0
+          ? `${kind} ${key} already exists (revision ${actual})`
+          : `${kind} ${key} is at revision ${actual}, not ${expected}`,
+    );
+  }
+}
+
 /** A node that joined. */
 export interface NodeRecord {
   /** Unique node name, e.g. `123456789012-i-0abc` for EC2. */
@@ -149,12 +179,19 @@ export interface Store {
   migrate(): Promise<void>;
   close(): Promise<void>;
 
-  /** Writes all resources in one transaction: either every one is stored or none is. */
-  putResources(items: { kind: string; key: string; doc: Record<string, unknown> }[]): Promise<StoredResource[]>;
+  /**
+   * Writes all resources in one transaction: either every one is stored or none is. An item with `ifRevision` is
+   * written only if its stored revision is that one (0: only if absent); otherwise nothing is written and the
+   * promise rejects with a RevisionMismatch.
+   */
+  putResources(items: ResourceWrite[]): Promise<StoredResource[]>;
   getResource(kind: string, key: string): Promise<StoredResource | undefined>;
   listResources(kind?: string): Promise<StoredResource[]>;
-  /** Returns false when there was nothing to delete. */
-  deleteResource(kind: string, key: string): Promise<boolean>;
+  /**
+   * Returns false when there was nothing to delete, or (with `ifRevision`) when the stored revision is another one,
+   * in which case the resource is kept.
+   */
+  deleteResource(kind: string, key: string, ifRevision?: number): Promise<boolean>;
 
   /** Inserts a node; "exists" when a node of that name already joined (enforced by a unique key, race-free). */
   insertNode(node: NodeRecord): Promise<"inserted" | "exists">;
