@@ -3,7 +3,7 @@ import { Command, Option } from "commander";
 import { stringify } from "yaml";
 import { BUILTIN_INSTALLERS, KINDS } from "../model";
 import { answerError, request, RuntimeTarget } from "../http/client";
-import { formatProblem, validateFiles } from "./validate";
+import { formatProblem, formatWarning, validateFiles } from "./validate";
 import { INSTANCE_ID_LABEL, nodeInstance } from "../clouds";
 
 /** Adds the options that say which runtime to talk to. */
@@ -142,7 +142,17 @@ export function adminCommands(): Command[] {
       v,
     ])
     .action(async (opts) => {
-      const { problems } = validateFiles(opts.file);
+      const { problems, warnings, runtimeConfigs } = validateFiles(opts.file);
+      for (const w of warnings) process.stderr.write(formatWarning(w) + "\n");
+      for (const f of runtimeConfigs)
+        problems.push({
+          file: f,
+          line: 1,
+          col: 1,
+          path: ["file"],
+          message:
+            "is a runtime config (for discovery serve --config); apply token, installer or discovery_config documents",
+        });
       if (problems.length) {
         for (const p of problems) process.stderr.write(formatProblem(p) + "\n");
         throw new Error(`${problems.length} problem(s) found; nothing was applied`);

@@ -5,8 +5,9 @@ import { InstanceResult, ProgressEvent, runEnrollmentPass } from "../enroll/pass
 import type { StaleReport } from "../enroll/stale";
 import { Cloud, CLOUDS, parseDuration } from "../model";
 import { serverEndpoint } from "../runtime/certificate-pin";
-import { ConfigError, RuntimeConfig } from "../runtime/config";
+import { RuntimeConfig } from "../runtime/config";
 import { table, target, withTarget } from "./admin";
+import { formatWarning } from "./validate";
 import { EnrollInputError, EnrollInputs, loadEnrollInputs } from "./enroll-inputs";
 import { answerError, request, RuntimeTarget } from "../http/client";
 import { runtimeOf } from "../http/runtime-of";
@@ -110,11 +111,12 @@ export function enrollCommand(): Command {
       try {
         inputs = loadEnrollInputs(opts.config);
       } catch (err) {
-        if (!(err instanceof EnrollInputError || err instanceof ConfigError)) throw err;
+        if (!(err instanceof EnrollInputError)) throw err;
         process.stderr.write(err.message + "\n");
         process.exitCode = 1;
         return;
       }
+      for (const w of inputs.warnings) process.stderr.write(formatWarning(w) + "\n");
       const { target: t, endpoint } = await runtimeFor(inputs, opts);
       if (opts.reinstall?.length) {
         try {

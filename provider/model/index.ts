@@ -5,4 +5,6 @@ export * from "./token";
 export * from "./installer";
 export * from "./discovery-config";
 export * from "./document";
+export * from "./regions";
+export { matcherWarnings, resourceWarnings } from "./warnings";
 export { knownFieldsAt, zodProblems } from "./problems";
