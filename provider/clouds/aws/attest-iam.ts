@@ -69,22 +69,35 @@ function sameSecret(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** Where a request for `url` may be sent: the configured endpoint's origin, or an AWS STS host over https. */
+/**
+ * Where a request for `url` may be sent: the configured endpoint's origin, or an AWS STS host over https. A
+ * refusal names both sides of the fix: the node signs for another host, or the operator sets
+ * `join.aws.sts_endpoint` in the runtime config to the host the node uses (a VPC endpoint or a proxy).
+ */
 function stsTarget(url: URL, stsEndpoint: string): URL {
   const configured = new URL(stsEndpoint);
   if (url.host === configured.host) {
     if (url.protocol !== configured.protocol)
-      refuse("sts_scheme_not_allowed", `${url.host} is configured as ${configured.protocol}, not ${url.protocol}`);
+      refuse(
+        "sts_scheme_not_allowed",
+        `${url.host} is the runtime's join.aws.sts_endpoint (${configured.origin}), called over ` +
+          `${configured.protocol.slice(0, -1)} only, not ${url.protocol.slice(0, -1)}; sign the request for ${configured.origin}`,
+      );
     return configured;
   }
   if (url.port === "" && AWS_STS_HOSTS.has(url.hostname)) {
     if (url.protocol !== "https:")
-      refuse("sts_scheme_not_allowed", `AWS STS is called over https only, not ${url.protocol}`);
+      refuse("sts_scheme_not_allowed", `AWS STS is called over https only, not ${url.protocol.slice(0, -1)}`);
     return new URL(`https://${url.hostname}`);
   }
+  const aws = "sts.amazonaws.com or sts.<region>.amazonaws.com";
+  const allowed =
+    configured.host === "sts.amazonaws.com" ? aws : `${configured.host} (the runtime's join.aws.sts_endpoint), ${aws}`;
   return refuse(
     "sts_host_not_allowed",
-    `${show(url.host)} is not an allowed STS host: use ${configured.host}, sts.amazonaws.com or sts.<region>.amazonaws.com`,
+    `${show(url.host)} is not an allowed STS host: sign the request for ${allowed} (discovery join ` +
+      `--sts-endpoint, or AWS_ENDPOINT_URL_STS); if ${show(url.host)} is your STS endpoint (a VPC endpoint or a ` +
+      `proxy), set join.aws.sts_endpoint to its https URL in the runtime config`,
   );
 }
 
