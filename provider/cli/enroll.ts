@@ -32,14 +32,15 @@ function progressLine(e: ProgressEvent): string {
 /** `discovery enroll --once` exit code when the pass ran but at least one instance failed (1 is an error). */
 export const ENROLL_FAILED_EXIT = 3;
 
+/** The runtime the options name, and how instances reach it: the pin read over a verified connection. */
+async function optionsRuntime(opts: TargetOptions) {
+  const t = target(opts);
+  return { target: t, endpoint: await serverEndpoint(t.server, targetCa(t), t.sources) };
+}
+
 /** Where the pass records and how instances reach the runtime: the runtime config's, else the options'. */
 async function runtimeFor(inputs: EnrollInputs, opts: TargetOptions) {
-  const found = inputs.runtime
-    ? runtimeOf(inputs.runtime)
-    : await (async () => {
-        const t = target(opts);
-        return { target: t, endpoint: await serverEndpoint(t.server, targetCa(t), t.sources) };
-      })();
+  const found = inputs.runtime ? runtimeOf(inputs.runtime) : await optionsRuntime(opts);
   // Before any cloud is scanned: an unreachable runtime or a refused admin token is said at once, with its fix.
   const a = await request(found.target, "GET", "/v1/cas");
   if (a.status !== 200) throw new Error(answerError(a, found.target));
