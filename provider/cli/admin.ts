@@ -3,7 +3,14 @@ import { Command, Option } from "commander";
 import { stringify } from "yaml";
 import { BUILTIN_INSTALLERS, KINDS } from "../model";
 import { answerError, request, RuntimeTarget } from "../http/client";
-import { formatProblem, validateFiles } from "./validate";
+import {
+  ADMIN_TOKEN_HINT,
+  parseServerUrl,
+  RUNTIME_CERTIFICATE_HINT,
+  SettingSource,
+  TargetSources,
+} from "../http/connect-errors";
+import { formatProblem, formatWarning, validateFiles } from "./validate";
 import { INSTANCE_ID_LABEL, nodeInstance } from "../clouds";
 
 /** Adds the options that say which runtime to talk to. */
@@ -14,19 +21,72 @@ export function withTarget(cmd: Command): Command {
     .option("--ca-cert <file>", "CA certificate for the runtime's TLS (or set NODE_EXTRA_CA_CERTS)");
 }
 
-/** The runtime and admin token from the options or the environment; errors say which is missing. */
-export function target(
-  opts: { server?: string; adminTokenFile?: string; caCert?: string },
-  admin = true,
-): RuntimeTarget {
-  const server = opts.server ?? process.env.DISCOVERY_SERVER;
+/** The options that name the runtime, as `apply`, `get`, `rm` and `enroll` take them. */
+export type TargetOptions = { server?: string; adminTokenFile?: string; caCert?: string };
+
+/** Where the CA that verifies the runtime comes from: `--ca-cert`, NODE_EXTRA_CA_CERTS, or the system's CAs. */
+export function caSource(caCert: string | undefined): SettingSource {
+  const fix = (how: string) => `${how}: ${RUNTIME_CERTIFICATE_HINT}`;
+  if (caCert) return { from: `--ca-cert ${caCert}`, fix: fix("pass --ca-cert with the runtime's certificate") };
+  const extra = process.env.NODE_EXTRA_CA_CERTS;
+  if (extra)
+    return {
+      from: `this machine's CAs or NODE_EXTRA_CA_CERTS (${extra})`,
+      fix: fix("pass --ca-cert with the runtime's certificate, or set NODE_EXTRA_CA_CERTS to it"),
+    };
+  return {
+    from: "this machine's CAs",
+    fix: fix("pass --ca-cert with the runtime's certificate, or set NODE_EXTRA_CA_CERTS to it"),
+  };
+}
+
+/** The admin token in `file`; a missing or empty file is an error naming the flag and where the token is. */
+function readAdminTokenFile(file: string): string {
+  let token: string;
+  try {
+    token = fs.readFileSync(file, "utf8").trim();
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message;
+    throw new Error(`--admin-token-file ${file}: ${reason}; name the runtime's admin_token_file: ${ADMIN_TOKEN_HINT}`);
+  }
+  if (!token)
+    throw new Error(
+      `--admin-token-file ${file}: the file is empty; name the runtime's admin_token_file: ${ADMIN_TOKEN_HINT}`,
+    );
+  return token;
+}
+
+/**
+ * The runtime and admin token from the options or the environment, each with its source so a failed call says
+ * what to change; errors say which is missing.
+ */
+export function target(opts: TargetOptions, admin = true): RuntimeTarget {
+  const sources: TargetSources = { ca: caSource(opts.caCert) };
+  const server = opts.server || process.env.DISCOVERY_SERVER;
   if (!server) throw new Error("no runtime: pass --server URL or set DISCOVERY_SERVER");
+  sources.server = opts.server
+    ? { from: "--server", fix: "pass --server with the runtime's public_addr" }
+    : { from: "DISCOVERY_SERVER", fix: "set DISCOVERY_SERVER to the runtime's public_addr, or pass --server" };
   let adminToken: string | undefined;
-  if (opts.adminTokenFile) adminToken = fs.readFileSync(opts.adminTokenFile, "utf8").trim();
-  else adminToken = process.env.DISCOVERY_ADMIN_TOKEN;
+  if (opts.adminTokenFile) {
+    adminToken = readAdminTokenFile(opts.adminTokenFile);
+    sources.adminToken = {
+      from: `--admin-token-file ${opts.adminTokenFile}`,
+      fix: `pass --admin-token-file with the runtime's admin_token_file: ${ADMIN_TOKEN_HINT}`,
+    };
+  } else if (process.env.DISCOVERY_ADMIN_TOKEN) {
+    adminToken = process.env.DISCOVERY_ADMIN_TOKEN;
+    sources.adminToken = {
+      from: "DISCOVERY_ADMIN_TOKEN",
+      fix:
+        "set DISCOVERY_ADMIN_TOKEN to the content of the runtime's admin_token_file, or pass --admin-token-file " +
+        `with that file: ${ADMIN_TOKEN_HINT}`,
+    };
+  }
   if (admin && !adminToken)
     throw new Error("no admin token: pass --admin-token-file FILE or set DISCOVERY_ADMIN_TOKEN");
-  return { server, adminToken, caFile: opts.caCert };
+  parseServerUrl(server, sources);
+  return { server, adminToken, caFile: opts.caCert, sources };
 }
 
 const ALIASES: Record<string, string> = {
@@ -142,14 +202,25 @@ export function adminCommands(): Command[] {
       v,
     ])
     .action(async (opts) => {
-      const { problems } = validateFiles(opts.file);
+      const { problems, warnings, runtimeConfigs } = validateFiles(opts.file);
+      for (const w of warnings) process.stderr.write(formatWarning(w) + "\n");
+      for (const f of runtimeConfigs)
+        problems.push({
+          file: f,
+          line: 1,
+          col: 1,
+          path: ["file"],
+          message:
+            "is a runtime config (for discovery serve --config); apply token, installer or discovery_config documents",
+        });
       if (problems.length) {
         for (const p of problems) process.stderr.write(formatProblem(p) + "\n");
         throw new Error(`${problems.length} problem(s) found; nothing was applied`);
       }
       const text = (opts.file as string[]).map((f) => fs.readFileSync(f, "utf8")).join("\n---\n");
-      const a = await request(target(opts), "PUT", "/v1/resources", text, "application/yaml");
-      if (a.status !== 200) throw new Error(answerError(a));
+      const t = target(opts);
+      const a = await request(t, "PUT", "/v1/resources", text, "application/yaml");
+      if (a.status !== 200) throw new Error(answerError(a, t));
       for (const r of (a.body as { resources: { kind: string; name: string; revision: number }[] }).resources)
         process.stdout.write(
           `${r.kind}/${r.name} ${r.revision === 1 ? "created" : `updated (revision ${r.revision})`}\n`,
@@ -175,13 +246,13 @@ export function adminCommands(): Command[] {
       if (kind === "nodes" && name) {
         // One node: every field, labels and principals included (the list's table shows a summary).
         const a = await request(t, "GET", `/v1/nodes/${encodeURIComponent(name)}`);
-        if (a.status !== 200) throw new Error(answerError(a));
+        if (a.status !== 200) throw new Error(answerError(a, t));
         print(a.body, () => stringify(a.body));
         return;
       }
       if (LISTS.includes(kind)) {
         const a = await request(t, "GET", `/v1/${kind}`);
-        if (a.status !== 200) throw new Error(answerError(a));
+        if (a.status !== 200) throw new Error(answerError(a, t));
         const list = (a.body as Record<string, unknown[]>)[LIST_KEYS[kind] ?? kind] as never[];
         print(list, () =>
           kind === "nodes"
@@ -198,7 +269,7 @@ export function adminCommands(): Command[] {
         throw new Error(`unknown kind "${kindArg}"; use one of ${Object.keys(KINDS).join(", ")}, ${LISTS.join(", ")}`);
       const path = name ? `/v1/resources/${kind}/${encodeURIComponent(name)}` : `/v1/resources/${kind}`;
       const a = await request(t, "GET", path);
-      if (a.status !== 200) throw new Error(answerError(a));
+      if (a.status !== 200) throw new Error(answerError(a, t));
       const docs = name ? [a.body] : (a.body as { resources: unknown[] }).resources;
       print(name ? a.body : docs, () => {
         const rows = resourceRows(docs as never[]);
@@ -218,8 +289,9 @@ export function adminCommands(): Command[] {
     .action(async (kindArg: string, name: string, opts) => {
       const kind = ALIASES[kindArg] ?? kindArg;
       const route = kind === "nodes" ? "/v1/nodes" : `/v1/resources/${kind}`;
-      const a = await request(target(opts), "DELETE", `${route}/${encodeURIComponent(name)}`);
-      if (a.status !== 200) throw new Error(answerError(a));
+      const t = target(opts);
+      const a = await request(t, "DELETE", `${route}/${encodeURIComponent(name)}`);
+      if (a.status !== 200) throw new Error(answerError(a, t));
       const d = (a.body as { deleted: { kind: string; name: string } }).deleted;
       process.stdout.write(`${d.kind}/${d.name} deleted\n`);
     });

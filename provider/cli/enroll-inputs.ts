@@ -14,7 +14,7 @@ import {
   parseYamlWith,
   SourceProblem,
 } from "../model";
-import { loadRuntimeConfig, RuntimeConfig } from "../runtime/config";
+import { checkRuntimeConfig, isRuntimeConfigValue, RuntimeConfig } from "../runtime/config";
 import { formatProblem } from "./validate";
 
 /** The combined inputs of an enroll run. */
@@ -26,6 +26,8 @@ export interface EnrollInputs {
   staleNodeGrace: string;
   /** The runtime config among the files, when one names the runtime. */
   runtime?: RuntimeConfig;
+  /** Warnings of the files (regions this version does not know), located. */
+  warnings: SourceProblem[];
 }
 
 /** Bad enroll inputs: the message names each file and problem, and what to add or fix. */
@@ -39,62 +41,76 @@ export class EnrollInputError extends Error {
 
 const isMapping = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
 
-/** A runtime config is one mapping with `public_addr` at the top and no `kind` (a teleport.yaml has neither). */
-function looksLikeRuntimeConfig(values: unknown[]): boolean {
-  return values.length === 1 && isMapping(values[0]) && !("kind" in values[0]) && "public_addr" in values[0];
-}
-
-function problemsError(problems: SourceProblem[]): EnrollInputError {
-  return new EnrollInputError(problems.map(formatProblem).join("\n"));
-}
-
-/** Reads every file; throws an EnrollInputError (or the runtime config's ConfigError) on the first bad file. */
+/**
+ * Reads every file and checks all of them before refusing: an EnrollInputError lists every problem of every
+ * file, each at its line, and what to add or fix.
+ */
 export function loadEnrollInputs(files: string[]): EnrollInputs {
   const out: EnrollInputs = {
     matchers: { aws: [], gcp: [], azure: [] } satisfies Record<Cloud, []>,
     pollInterval: "",
     staleNodeGrace: "",
+    warnings: [],
   };
+  const errors: string[] = [];
   for (const file of files) {
     let text: string;
     try {
       text = fs.readFileSync(file, "utf8");
     } catch (err) {
-      throw new EnrollInputError(`${file}: cannot read: ${(err as Error).message}`);
+      errors.push(`${file}: cannot read: ${(err as Error).message}`);
+      continue;
     }
     const raw = parseYamlWith(text, file, (value) => ({ value, problems: [] }), { splitLists: false });
-    if (raw.problems.length) throw problemsError(raw.problems);
+    if (raw.problems.length) {
+      errors.push(...raw.problems.map(formatProblem));
+      continue;
+    }
     const found: Pick<DiscoveryServiceSection, Cloud>[] = [];
     const settings: { poll_interval?: unknown; stale_node_grace?: unknown }[] = [];
-    if (looksLikeRuntimeConfig(raw.values)) {
-      const config = loadRuntimeConfig(file);
-      if (out.runtime && out.runtime.publicAddr !== config.publicAddr)
-        throw new EnrollInputError(
+    if (raw.values.length === 1 && isRuntimeConfigValue(raw.values[0])) {
+      const { config, problems, warnings } = checkRuntimeConfig(text, file);
+      out.warnings.push(...warnings);
+      if (!config) {
+        errors.push(...problems.map(formatProblem));
+        continue;
+      }
+      if (out.runtime && out.runtime.publicAddr !== config.publicAddr) {
+        errors.push(
           `${file}: names the runtime ${config.publicAddr}, but an earlier file names ${out.runtime.publicAddr}; pass one runtime config`,
         );
+        continue;
+      }
       out.runtime ??= config;
       if (config.discoveryService?.enabled) found.push(config.discoveryService);
       settings.push((raw.values[0] as Record<string, Record<string, unknown>>).discovery_service ?? {});
     } else {
       const parsed = parseDocuments(text, file);
-      if (parsed.problems.length) throw problemsError(parsed.problems);
+      out.warnings.push(...parsed.warnings);
+      if (parsed.problems.length) {
+        errors.push(...parsed.problems.map(formatProblem));
+        continue;
+      }
       for (const r of parsed.resources) if (r.kind === "discovery_config") found.push(r.spec);
       // A teleport.yaml's poll interval and grace do not survive its conversion to a discovery_config.
       for (const v of raw.values)
         if (isMapping(v) && isMapping(v.discovery_service)) settings.push(v.discovery_service);
     }
     const count = found.reduce((n, m) => n + CLOUDS.reduce((k, c) => k + m[c].length, 0), 0);
-    if (count === 0)
-      throw new EnrollInputError(
+    if (count === 0) {
+      errors.push(
         `${file}: holds no matchers; add aws, gcp or azure matchers under discovery_service (runtime config or ` +
           `teleport.yaml, with enabled: true) or a kind: discovery_config document with spec.aws, spec.gcp or spec.azure`,
       );
+      continue;
+    }
     for (const m of found) for (const cloud of CLOUDS) out.matchers[cloud].push(...(m[cloud] as never[]));
     for (const s of settings) {
       if (!out.pollInterval && typeof s.poll_interval === "string") out.pollInterval = s.poll_interval;
       if (!out.staleNodeGrace && typeof s.stale_node_grace === "string") out.staleNodeGrace = s.stale_node_grace;
     }
   }
+  if (errors.length) throw new EnrollInputError(errors.join("\n"));
   out.pollInterval ||= DEFAULT_POLL_INTERVAL;
   out.staleNodeGrace ||= DEFAULT_STALE_NODE_GRACE;
   return out;

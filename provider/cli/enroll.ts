@@ -1,18 +1,14 @@
-import * as fs from "fs";
 import { Command } from "commander";
 import { httpBackend } from "../enroll/http-backend";
 import { InstanceResult, ProgressEvent, runEnrollmentPass } from "../enroll/pass";
 import type { StaleReport } from "../enroll/stale";
 import { Cloud, CLOUDS, parseDuration } from "../model";
 import { serverEndpoint } from "../runtime/certificate-pin";
-import { ConfigError, RuntimeConfig } from "../runtime/config";
-import { table, target, withTarget } from "./admin";
+import { table, target, TargetOptions, withTarget } from "./admin";
+import { formatWarning } from "./validate";
 import { EnrollInputError, EnrollInputs, loadEnrollInputs } from "./enroll-inputs";
-import { answerError, request, RuntimeTarget } from "../http/client";
+import { answerError, request, RuntimeTarget, targetCa } from "../http/client";
 import { runtimeOf } from "../http/runtime-of";
-
-/** The options that name the runtime, as `apply` and `get` take them. */
-type TargetOptions = { server?: string; adminTokenFile?: string; caCert?: string };
 
 /** A reason with its failure class and fix, as one line a person can act on. */
 function reasonText(r: InstanceResult): string | undefined {
@@ -36,11 +32,19 @@ function progressLine(e: ProgressEvent): string {
 /** `discovery enroll --once` exit code when the pass ran but at least one instance failed (1 is an error). */
 export const ENROLL_FAILED_EXIT = 3;
 
+/** The runtime the options name, and how instances reach it: the pin read over a verified connection. */
+async function optionsRuntime(opts: TargetOptions) {
+  const t = target(opts);
+  return { target: t, endpoint: await serverEndpoint(t.server, targetCa(t), t.sources) };
+}
+
 /** Where the pass records and how instances reach the runtime: the runtime config's, else the options'. */
 async function runtimeFor(inputs: EnrollInputs, opts: TargetOptions) {
-  if (inputs.runtime) return runtimeOf(inputs.runtime);
-  const t = target(opts);
-  return { target: t, endpoint: await serverEndpoint(t.server, t.caFile && fs.readFileSync(t.caFile)) };
+  const found = inputs.runtime ? runtimeOf(inputs.runtime) : await optionsRuntime(opts);
+  // Before any cloud is scanned: an unreachable runtime or a refused admin token is said at once, with its fix.
+  const a = await request(found.target, "GET", "/v1/cas");
+  if (a.status !== 200) throw new Error(answerError(a, found.target));
+  return found;
 }
 
 /**
@@ -63,7 +67,7 @@ async function forget(t: RuntimeTarget, values: string[], matchers: EnrollInputs
   const targets = values.map((v) => reinstallTarget(v, matchers));
   for (const { cloud, id } of targets) {
     const a = await request(t, "POST", "/v1/enrollments/reinstall", { cloud, instance_id: id });
-    if (a.status !== 200) throw new Error(`--reinstall ${id}: ${answerError(a)}`);
+    if (a.status !== 200) throw new Error(`--reinstall ${id}: ${answerError(a, t)}`);
     const r = a.body as { nodes_removed: string[]; enrollments_cleared: number };
     process.stderr.write(
       `reinstall ${id}: node ${r.nodes_removed.join(", ") || "(none)"} removed, ${r.enrollments_cleared} enrollment record(s) cleared\n`,
@@ -110,11 +114,12 @@ export function enrollCommand(): Command {
       try {
         inputs = loadEnrollInputs(opts.config);
       } catch (err) {
-        if (!(err instanceof EnrollInputError || err instanceof ConfigError)) throw err;
+        if (!(err instanceof EnrollInputError)) throw err;
         process.stderr.write(err.message + "\n");
         process.exitCode = 1;
         return;
       }
+      for (const w of inputs.warnings) process.stderr.write(formatWarning(w) + "\n");
       const { target: t, endpoint } = await runtimeFor(inputs, opts);
       if (opts.reinstall?.length) {
         try {

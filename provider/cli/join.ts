@@ -3,6 +3,7 @@ import * as fs from "fs";
 import { Command, Option } from "commander";
 import { cloudJoinMethods } from "../clouds";
 import { answerError, request, RuntimeTarget } from "../http/client";
+import { caSource } from "./admin";
 import { checkJoinFiles, installSshdConfig } from "./join-files";
 
 /** Options of `discovery join`. */
@@ -24,7 +25,14 @@ export interface JoinOptions {
  * identity with the method, then installs the host certificate and CA keys.
  */
 export async function joinNode(o: JoinOptions): Promise<{ nodeName: string; files: string[] }> {
-  const target: RuntimeTarget = { server: o.server, caFile: o.caCert };
+  const target: RuntimeTarget = {
+    server: o.server,
+    caFile: o.caCert,
+    sources: {
+      server: { from: "--server", fix: "pass --server with the runtime's public_addr" },
+      ca: caSource(o.caCert),
+    },
+  };
   const files = checkJoinFiles(o);
   const body: Record<string, unknown> = { method: o.method, token: o.token, host_public_key: files.hostPublicKey };
   const method = o.method === "token" ? undefined : cloudJoinMethods()[o.method];

@@ -11,8 +11,9 @@ export function retryFailedCommand(): Command {
   return withTarget(new Command("retry-failed"))
     .description("make the runtime's discovery loop retry failed instances now instead of waiting out their backoff")
     .action(async (opts) => {
-      const a = await request(target(opts), "POST", "/v1/enrollments/retry", {});
-      if (a.status !== 202) throw new Error(answerError(a));
+      const t = target(opts);
+      const a = await request(t, "POST", "/v1/enrollments/retry", {});
+      if (a.status !== 202) throw new Error(answerError(a, t));
       const r = a.body as { pass: "started" | "queued"; backing_off: number };
       const when = r.pass === "started" ? "a pass started" : "a pass will start once the one in progress ends";
       process.stdout.write(

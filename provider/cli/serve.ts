@@ -1,21 +1,31 @@
 import * as fs from "fs";
 import { Command } from "commander";
 import * as sshpk from "sshpk";
-import { ConfigError, loadRuntimeConfig, RuntimeConfig } from "../runtime/config";
+import { formatProblem, formatWarning } from "../model";
+import { checkRuntimeConfig, RuntimeConfig } from "../runtime/config";
 import { assertPrivateFiles } from "../runtime/file-modes";
 import { startRuntime } from "../runtime/server";
 import { openStore } from "../runtime/store";
 
-/** Loads a runtime config; on problems prints each `FILE:LINE:COL` line, sets exit code 1 and returns undefined. */
+/**
+ * Loads a runtime config; prints each warning and each problem as a `FILE:LINE:COL` line, and on problems sets
+ * exit code 1 and returns undefined.
+ */
 export function configOrReport(file: string): RuntimeConfig | undefined {
+  let text: string;
   try {
-    return loadRuntimeConfig(file);
+    text = fs.readFileSync(file, "utf8");
   } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(err.message + "\n");
+    const reason = (err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message;
+    process.stderr.write(`${file}: cannot read: ${reason}; check the --config path\n`);
     process.exitCode = 1;
     return undefined;
   }
+  const { config, problems, warnings } = checkRuntimeConfig(text, file);
+  for (const w of warnings) process.stderr.write(formatWarning(w) + "\n");
+  for (const p of problems) process.stderr.write(formatProblem(p) + "\n");
+  if (!config) process.exitCode = 1;
+  return config;
 }
 
 /**

@@ -68,10 +68,10 @@ async function loginFiles(t: RuntimeTarget, node: string, user: string, ttl: str
   const key = path.join(dir, "id_ed25519");
   fs.writeFileSync(key, keys.privateKey, { mode: 0o600 });
   const cert = await request(t, "POST", "/v1/certs/user", { public_key: keys.publicKey, principals: [user], ttl });
-  if (cert.status !== 200) throw new Error(`a user certificate for ${user}: ${answerError(cert)}`);
+  if (cert.status !== 200) throw new Error(`a user certificate for ${user}: ${answerError(cert, t)}`);
   fs.writeFileSync(`${key}-cert.pub`, (cert.body as { certificate: string }).certificate.trim() + "\n");
   const cas = await request(t, "GET", "/v1/cas");
-  if (cas.status !== 200) throw new Error(`the host CA: ${answerError(cas)}`);
+  if (cas.status !== 200) throw new Error(`the host CA: ${answerError(cas, t)}`);
   const hostKeys = (cas.body as { host: { public_keys: string[] } }).host.public_keys;
   const knownHosts = path.join(dir, "known_hosts");
   fs.writeFileSync(knownHosts, hostKeys.map((k) => `@cert-authority ${node} ${k}`).join("\n") + "\n");
@@ -112,7 +112,7 @@ export function sshCommand(): Command {
     const a = await request(t, "GET", `/v1/nodes/${encodeURIComponent(node)}`);
     if (a.status === 404)
       throw new Error(`node ${node}: not found in ${t.server}; 'discovery get nodes' lists the nodes`);
-    if (a.status !== 200) throw new Error(`node ${node}: ${answerError(a)}`);
+    if (a.status !== 200) throw new Error(`node ${node}: ${answerError(a, t)}`);
     const record = a.body as NodeRecord;
     let address: string | undefined = opts.address;
     let port = Number(opts.port);

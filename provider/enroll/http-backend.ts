@@ -15,7 +15,7 @@ interface ApiNode {
 export function httpBackend(target: RuntimeTarget): EnrollmentBackend {
   const call = async <T>(method: string, path: string, body?: object): Promise<T> => {
     const a = await request(target, method, path, body);
-    if (a.status !== 200) throw new Error(`${method} ${path}: ${answerError(a)}`);
+    if (a.status !== 200) throw new Error(`${method} ${path}: ${answerError(a, target)}`);
     return a.body as T;
   };
   return {

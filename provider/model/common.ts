@@ -79,12 +79,6 @@ export const awsAccountId = z.preprocess(
   }),
 );
 
-/** An AWS region name such as us-east-1, eu-central-1 or us-gov-west-1. */
-export const AWS_REGION_RE = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$/;
-export const awsRegion = z
-  .string()
-  .regex(AWS_REGION_RE, { message: "is not an AWS region name; use a name such as us-east-1" });
-
 /** An IAM role ARN: arn:aws:iam::123456789012:role/name. */
 export const awsRoleArn = z.string().regex(/^arn:aws(-[a-z]+)*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, {
   message: "must be an IAM role ARN such as arn:aws:iam::123456789012:role/discovery",
@@ -195,11 +189,6 @@ export const proxyAddr = z
 /** A GCP project id: lower case letters, digits and hyphens, starting with a letter (at most 30). */
 export const gcpProjectId = z.string().regex(/^[a-z][a-z0-9-]{0,28}[a-z0-9]$/, {
   message: "is not a GCP project id (lower case letters, digits, hyphens)",
-});
-
-/** A GCP region or zone such as us-central1 or us-central1-a. */
-export const gcpLocation = z.string().regex(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, {
-  message: "is not a GCP region or zone such as us-central1 or us-central1-a",
 });
 
 /** Drops mapping keys whose value is null: YAML's `key:` with nothing after it means "not set". */

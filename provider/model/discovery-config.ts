@@ -2,10 +2,8 @@ import { z } from "zod";
 import {
   absolutePath,
   awsOrganizationId,
-  awsRegion,
   awsRoleArn,
   duration,
-  gcpLocation,
   gcpProjectId,
   installerName,
   metadata,
@@ -16,6 +14,7 @@ import {
   wildcardList,
   fieldError,
 } from "./common";
+import { awsRegion, azureRegion, gcpLocation } from "./regions";
 import { JoinMethod } from "./token";
 
 /** Clouds a discovery_config can match instances in. */
@@ -249,10 +248,7 @@ export const azureMatcher = z
       "subscription",
     ),
     resource_groups: wildcardList(z.string().min(1).max(90), "resource group").optional(),
-    regions: wildcardList(
-      z.string().regex(/^[a-z][a-z0-9]+$/, { message: "is not an Azure region such as eastus" }),
-      "region",
-    ).optional(),
+    regions: wildcardList(azureRegion, "region").optional(),
     tags: tagMap.optional(),
     install: installSchema("azure"),
   })

@@ -1,11 +1,12 @@
 import { z } from "zod";
 import { Document, isMap, isPair, isScalar, isSeq, LineCounter, Node, parseAllDocuments, stringify } from "yaml";
-import { dropNulls, FieldPath, Problem, suggestion } from "./common";
-import { snakify } from "./case";
+import { didYouMean, dropNulls, FieldPath, formatPath, Problem, suggestion } from "./common";
+import { camelCase, snakify } from "./case";
 import { Token, tokenDocument } from "./token";
 import { Installer, installerDocument } from "./installer";
 import { CLOUDS, DiscoveryConfig, discoveryConfigDocument, discoveryServiceSection } from "./discovery-config";
 import { zodProblems } from "./problems";
+import { matcherWarnings, resourceWarnings } from "./warnings";
 
 /** The resource kinds and the version each is written in. */
 export const KINDS = { token: "v2", installer: "v1", discovery_config: "v1" } as const;
@@ -29,11 +30,40 @@ export interface SourceProblem extends Problem {
   col: number;
 }
 
+/** `FILE:LINE:COL: field.path: message`, the format editors and CI annotate. */
+export function formatProblem(p: SourceProblem): string {
+  return `${p.file}:${p.line}:${p.col}: ${formatPath(p.path)}: ${p.message}`;
+}
+
+/** A warning in the problems' format, its message marked `warning:`. */
+export function formatWarning(p: SourceProblem): string {
+  return formatProblem({ ...p, message: `warning: ${p.message}` });
+}
+
 /** Result of validating one document value. */
 export interface DocumentResult {
   /** The validated resource, absent when there were problems or the document is a disabled discovery_service. */
   resource?: Resource;
   problems: Problem[];
+  /** What is accepted but worth a look (a region this version does not know); only for a valid document. */
+  warnings?: Problem[];
+}
+
+/** The top-level fields of a resource document, and teleport.yaml's section this model reads. */
+const TOP_LEVEL_FIELDS = ["kind", "version", "metadata", "spec", "discovery_service"];
+
+/**
+ * Problems for top-level keys of a document without `kind` that misspell a field it would need
+ * (`discovery_servce`, `knd`). Other unknown keys pass: a teleport.yaml has sections of its own.
+ */
+function misspeltTopLevel(value: Record<string, unknown>): Problem[] {
+  const out: Problem[] = [];
+  for (const key of Object.keys(value)) {
+    if (TOP_LEVEL_FIELDS.includes(key)) continue;
+    const best = didYouMean(key, TOP_LEVEL_FIELDS);
+    if (best) out.push({ path: [key], message: `unknown field "${key}"; did you mean "${best}"?`, key: true });
+  }
+  return out;
 }
 
 const teleportFile = z.object({ discovery_service: discoveryServiceSection }).passthrough();
@@ -49,7 +79,9 @@ export function validateDocument(input: unknown): DocumentResult {
     return { problems: [{ path: [], message: "a document must be a mapping with kind, version, metadata and spec" }] };
   if (value.kind === undefined && "discovery_service" in value) {
     const r = teleportFile.safeParse(value, { errorMap: zodErrorMap });
-    if (!r.success) return { problems: zodProblems(r.error, teleportFile) };
+    const misspelt = misspeltTopLevel(value);
+    if (!r.success || misspelt.length)
+      return { problems: [...misspelt, ...(r.success ? [] : zodProblems(r.error, teleportFile))] };
     const ds = r.data.discovery_service;
     if (!ds.enabled) return { problems: [] };
     if (!CLOUDS.some((c) => ds[c].length > 0))
@@ -64,9 +96,11 @@ export function validateDocument(input: unknown): DocumentResult {
       metadata: { name: ds.discovery_group },
       spec: { discovery_group: ds.discovery_group, aws: ds.aws, gcp: ds.gcp, azure: ds.azure },
     };
-    return { resource, problems: [] };
+    return { resource, problems: [], warnings: matcherWarnings(ds, ["discovery_service"]) };
   }
-  if (value.kind === undefined)
+  if (value.kind === undefined) {
+    const misspelt = misspeltTopLevel(value);
+    if (misspelt.length) return { problems: misspelt };
     return {
       problems: [
         {
@@ -75,6 +109,7 @@ export function validateDocument(input: unknown): DocumentResult {
         },
       ],
     };
+  }
   if (typeof value.kind !== "string" || !(value.kind in SCHEMAS))
     return {
       problems: [
@@ -87,7 +122,7 @@ export function validateDocument(input: unknown): DocumentResult {
   const schema = SCHEMAS[value.kind as Kind];
   const r = schema.safeParse(value, { errorMap: zodErrorMap });
   if (!r.success) return { problems: zodProblems(r.error, schema) };
-  return { resource: r.data as Resource, problems: [] };
+  return { resource: r.data as Resource, problems: [], warnings: resourceWarnings(r.data as Resource) };
 }
 
 /** Plain-language messages for zod's generic issues; messages a schema sets itself are kept. */
@@ -100,10 +135,35 @@ export const zodErrorMap: z.ZodErrorMap = (issue, ctx) => {
       return { message: `must be ${article(issue.expected)}, not ${article(issue.received)}` };
     case "invalid_literal":
       return { message: `must be ${JSON.stringify(issue.expected)}` };
+    case "invalid_union_discriminator":
+    case "invalid_enum_value": {
+      const allowed = issue.options.map(String);
+      // A discriminated union reports on its whole input; the value is the discriminator's.
+      const given =
+        issue.code === "invalid_enum_value"
+          ? ctx.data
+          : (ctx.data as Record<string, unknown>)?.[String(issue.path.at(-1))];
+      const best = typeof given === "string" ? didYouMean(given, allowed) : undefined;
+      const list = allowed.map((o) => JSON.stringify(o)).join(", ");
+      return { message: `must be one of ${list}${best ? `; did you mean "${best}"?` : ""}` };
+    }
+    case "too_small":
+      return { message: boundMessage(issue.type, issue.minimum, issue.inclusive, "low") ?? ctx.defaultError };
+    case "too_big":
+      return { message: boundMessage(issue.type, issue.maximum, issue.inclusive, "high") ?? ctx.defaultError };
     default:
       return { message: ctx.defaultError };
   }
 };
+
+/** `must be at least 2 characters long`, `must be greater than 0`: a bound on a string's length or a number. */
+function boundMessage(type: string, limit: number | bigint, inclusive: boolean, side: "low" | "high") {
+  const n = Number(limit);
+  const [within, beyond] = side === "low" ? ["at least", "greater than"] : ["at most", "less than"];
+  if (type === "string") return `must be ${within} ${n} character${n === 1 ? "" : "s"} long`;
+  if (type === "number") return `must be ${inclusive ? within : beyond} ${n}`;
+  return undefined;
+}
 
 function article(t: string): string {
   if (t === "array") return "a list";
@@ -116,6 +176,8 @@ function article(t: string): string {
 export interface ParseResult {
   resources: Resource[];
   problems: SourceProblem[];
+  /** Located warnings of the valid documents (see DocumentResult.warnings). */
+  warnings: SourceProblem[];
 }
 
 /**
@@ -123,11 +185,11 @@ export interface ParseResult {
  * and locates every problem at its line and column. Problems in every document are reported.
  */
 export function parseDocuments(text: string, file = "<input>"): ParseResult {
-  const { values, problems } = parseYamlWith(text, file, (v) => {
+  const { values, problems, warnings } = parseYamlWith(text, file, (v) => {
     const r = validateDocument(v);
-    return { value: r.resource, problems: r.problems };
+    return { value: r.resource, problems: r.problems, warnings: r.warnings };
   });
-  return { resources: values, problems };
+  return { resources: values, problems, warnings };
 }
 
 /**
@@ -137,12 +199,12 @@ export function parseDocuments(text: string, file = "<input>"): ParseResult {
 export function parseYamlWith<T>(
   text: string,
   file: string,
-  validate: (value: unknown) => { value?: T; problems: Problem[] },
+  validate: (value: unknown) => { value?: T; problems: Problem[]; warnings?: Problem[] },
   opts: { splitLists?: boolean } = { splitLists: true },
-): { values: T[]; problems: SourceProblem[]; documents: number } {
+): { values: T[]; problems: SourceProblem[]; warnings: SourceProblem[]; documents: number } {
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  const out = { values: [] as T[], problems: [] as SourceProblem[], documents: 0 };
+  const out = { values: [] as T[], problems: [] as SourceProblem[], warnings: [] as SourceProblem[], documents: 0 };
   const at = (offset: number) => {
     const pos = lineCounter.linePos(Math.max(0, Math.min(offset, text.length)));
     return { line: pos.line, col: pos.col };
@@ -163,13 +225,17 @@ export function parseYamlWith<T>(
       out.documents++;
       const result = validate(item);
       if (result.value !== undefined) out.values.push(result.value);
-      for (const p of result.problems) {
+      const located = (p: Problem): SourceProblem => {
         const offset = locate(doc, [...prefix, ...p.path], p, text);
-        out.problems.push({ file, ...at(offset), path: p.path, message: p.message });
-      }
+        return { file, ...at(offset), path: p.path, message: p.message };
+      };
+      out.problems.push(...result.problems.map(located));
+      out.warnings.push(...(result.warnings ?? []).map(located));
     }
   }
-  out.problems.sort((a, b) => a.line - b.line || a.col - b.col);
+  const byPlace = (a: SourceProblem, b: SourceProblem) => a.line - b.line || a.col - b.col;
+  out.problems.sort(byPlace);
+  out.warnings.sort(byPlace);
   return out;
 }
 

@@ -6,4 +6,6 @@ export * from "./installer";
 export * from "./discovery-config";
 export * from "./document";
 export * from "./sdk-problems";
+export * from "./regions";
+export { matcherWarnings, resourceWarnings } from "./warnings";
 export { knownFieldsAt, zodProblems } from "./problems";

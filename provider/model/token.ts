@@ -3,14 +3,13 @@ import {
   awsAccountId,
   awsArnGlob,
   awsOrganizationId,
-  awsRegion,
   duration,
-  gcpLocation,
   gcpProjectId,
   metadata,
   nonEmptyList,
   fieldError,
 } from "./common";
+import { awsRegion, gcpLocation } from "./regions";
 
 /** Join methods a token can allow. */
 export const JOIN_METHODS = ["token", "ec2", "iam", "gcp", "azure"] as const;

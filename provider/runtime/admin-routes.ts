@@ -1,6 +1,6 @@
 import * as crypto from "crypto";
 import { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { Cloud, CLOUDS, KINDS, parseDocuments, parseDuration, Resource } from "../model";
+import { Cloud, CLOUDS, KINDS, parseDocuments, parseDuration, Resource, SourceProblem } from "../model";
 import { isSecretToken, REDACTED_NAME, secretTokenKey } from "../join/tokens";
 import { CertAuthorityError, completeRotation, signUserCertificate, startRotation, trustedPublicKeys } from "../ssh";
 import type { RuntimeMetrics } from "./metrics";
@@ -99,6 +99,11 @@ export function requireAdminToken(adminToken: string) {
   };
 }
 
+/** A problem or warning of a request body as the API answers it: where in the body, and what. */
+function located(p: SourceProblem) {
+  return { line: p.line, col: p.col, path: p.path, message: p.message };
+}
+
 /** The admin API of SPEC §4: resources, nodes, enrollments and user certificates, behind the bearer token. */
 export async function adminRoutes(
   app: FastifyInstance,
@@ -122,10 +127,10 @@ export async function adminRoutes(
 
   app.put("/v1/resources", async (req, reply) => {
     const text = typeof req.body === "string" ? req.body : JSON.stringify(req.body ?? null);
-    const { resources, problems } = parseDocuments(text, "request");
+    const { resources, problems, warnings } = parseDocuments(text, "request");
     if (problems.length)
       return badRequest(reply, `${problems.length} problem${problems.length === 1 ? "" : "s"}; nothing was stored`, {
-        problems: problems.map((p) => ({ line: p.line, col: p.col, path: p.path, message: p.message })),
+        problems: problems.map(located),
       });
     if (resources.length === 0) return badRequest(reply, "the body holds no documents; nothing was stored");
     const ifRevision = requestedRevision(req);
@@ -145,6 +150,8 @@ export async function adminRoutes(
         name: (s.doc.metadata as { name: string }).name,
         revision: s.revision,
       })),
+      // Stored all the same: what is worth a look, such as a region this version does not know.
+      ...(warnings.length ? { warnings: warnings.map(located) } : {}),
     };
   });
 

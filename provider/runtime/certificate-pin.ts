@@ -1,4 +1,5 @@
 import * as crypto from "crypto";
+import { connectError, parseServerUrl, TargetSources } from "../http/connect-errors";
 
 /** Fingerprint and public-key pin (`sha256//<base64 of the SPKI digest>`) of a certificate, PEM or DER. */
 export function describeCertificate(cert: string | Buffer): { fingerprint: string; publicKeyPin: string } {
@@ -12,15 +13,17 @@ export function describeCertificate(cert: string | Buffer): { fingerprint: strin
 
 /**
  * How installers reach `server` (its host:port) and the pin of the key it presents, read over a verified TLS
- * connection: against `ca` when given, else the default CAs (and NODE_EXTRA_CA_CERTS).
+ * connection: against `ca` when given, else the default CAs (and NODE_EXTRA_CA_CERTS). `sources` say where the
+ * URL and CA came from, for an error that says what to change.
  */
 export async function serverEndpoint(
   server: string,
-  ca?: string | Buffer,
+  ca?: string | Buffer | (string | Buffer)[],
+  sources?: TargetSources,
 ): Promise<{ proxyAddr: string; caPin: string }> {
   // Required here, not imported: the Pulumi provider serializes this module by value (see pulumi/enrollment.ts).
   const tls: typeof import("tls") = require("tls");
-  const url = new URL(server);
+  const url = parseServerUrl(server, sources);
   const port = Number(url.port || 443);
   const der = await new Promise<Buffer>((resolve, reject) => {
     const s = tls.connect({ host: url.hostname, port, servername: undefined, ...(ca ? { ca } : {}) }, () => {
@@ -28,7 +31,7 @@ export async function serverEndpoint(
       s.end();
       resolve(raw);
     });
-    s.on("error", (err) => reject(new Error(`cannot reach ${url.origin}: ${err.message}`)));
+    s.on("error", (err) => reject(connectError(err, url, sources)));
   });
   return { proxyAddr: `${url.hostname}:${port}`, caPin: describeCertificate(der).publicKeyPin };
 }

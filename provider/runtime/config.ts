@@ -8,6 +8,8 @@ import {
   duration,
   fieldError,
   parseDuration,
+  formatProblem,
+  matcherWarnings,
   parseYamlWith,
   SourceProblem,
   zodErrorMap,
@@ -139,6 +141,8 @@ const runtimeConfigSchema = z
 
 /** The runtime's configuration with defaults applied and paths made absolute. */
 export interface RuntimeConfig {
+  /** The config file, when the config was read from one: errors about its values name it. */
+  file?: string;
   /** Directory of the config file; relative paths in it are relative to this. */
   baseDir: string;
   clusterName: string;
@@ -176,9 +180,23 @@ export interface RuntimeConfig {
 /** Thrown when a runtime config file is invalid; carries every located problem. */
 export class ConfigError extends Error {
   constructor(public readonly problems: SourceProblem[]) {
-    super(problems.map((p) => `${p.file}:${p.line}:${p.col}: ${p.path.join(".")}: ${p.message}`).join("\n"));
+    super(problems.map(formatProblem).join("\n"));
     this.name = "ConfigError";
   }
+}
+
+/** Top-level keys only a runtime config (SPEC §3) has; neither a teleport.yaml nor a resource document has them. */
+export const RUNTIME_CONFIG_KEYS = ["public_addr", "listen_addr", "cluster_name", "admin_token_file", "storage"];
+
+/** Whether a parsed YAML document is a runtime config: a mapping without `kind` holding a runtime-only key. */
+export function isRuntimeConfigValue(value: unknown): boolean {
+  return (
+    !!value &&
+    typeof value === "object" &&
+    !Array.isArray(value) &&
+    !("kind" in value) &&
+    RUNTIME_CONFIG_KEYS.some((k) => k in value)
+  );
 }
 
 function splitHostPort(v: string): { host: string; port: number } {
@@ -186,21 +204,44 @@ function splitHostPort(v: string): { host: string; port: number } {
   return { host: v.slice(0, i).replace(/^\[|\]$/g, ""), port: Number(v.slice(i + 1)) };
 }
 
-/** Parses runtime config text; every problem is reported at its line. */
-export function parseRuntimeConfig(text: string, file: string): RuntimeConfig {
-  const { values, problems, documents } = parseYamlWith(
+/** A runtime config checked: every problem and warning located, and the config when there is no problem. */
+export interface RuntimeConfigCheck {
+  config?: RuntimeConfig;
+  problems: SourceProblem[];
+  warnings: SourceProblem[];
+}
+
+/** Checks runtime config text: every problem of the document at its line, and warnings (unknown regions). */
+export function checkRuntimeConfig(text: string, file: string): RuntimeConfigCheck {
+  const { values, problems, warnings, documents } = parseYamlWith(
     text,
     file,
     (value) => {
       const r = runtimeConfigSchema.safeParse(value, { errorMap: zodErrorMap });
-      return r.success ? { value: r.data, problems: [] } : { problems: zodProblems(r.error, runtimeConfigSchema) };
+      if (!r.success) return { problems: zodProblems(r.error, runtimeConfigSchema) };
+      const ds = r.data.discovery_service;
+      return { value: r.data, problems: [], warnings: ds ? matcherWarnings(ds, ["discovery_service"]) : [] };
     },
     { splitLists: false },
   );
-  if (problems.length) throw new ConfigError(problems);
+  if (problems.length) return { problems, warnings };
   if (documents !== 1)
-    throw new ConfigError([{ file, line: 1, col: 1, path: ["file"], message: "must hold exactly one YAML document" }]);
-  const c = values[0];
+    return {
+      problems: [{ file, line: 1, col: 1, path: ["file"], message: "must hold exactly one YAML document" }],
+      warnings,
+    };
+  return { config: runtimeConfigOf(values[0], file), problems: [], warnings };
+}
+
+/** Parses runtime config text; throws a ConfigError with every problem, each at its line. */
+export function parseRuntimeConfig(text: string, file: string): RuntimeConfig {
+  const { config, problems } = checkRuntimeConfig(text, file);
+  if (!config) throw new ConfigError(problems);
+  return config;
+}
+
+/** The config with defaults applied and paths made absolute against the file's directory. */
+function runtimeConfigOf(c: z.output<typeof runtimeConfigSchema>, file: string): RuntimeConfig {
   const baseDir = path.dirname(path.resolve(file));
   const abs = (p: string) => path.resolve(baseDir, p);
   const publicUrl = new URL(c.public_addr);
@@ -210,6 +251,7 @@ export function parseRuntimeConfig(text: string, file: string): RuntimeConfig {
       : { type: "sqlite" as const, path: abs(c.storage?.path ?? "./data/discovery.db") };
   const adminTokenFile = abs(c.admin_token_file ?? "./data/admin.token");
   return {
+    file,
     baseDir,
     clusterName: c.cluster_name,
     logLevel: c.log_level ?? "info",

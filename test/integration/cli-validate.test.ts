@@ -1,7 +1,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { discovery } from "../fixtures/cli";
+import { CliResult, discovery } from "../fixtures/cli";
 
 const SEEDS = path.resolve(__dirname, "../fixtures/seeds");
 let dir: string;
@@ -10,6 +10,9 @@ const write = (name: string, text: string) => {
   fs.writeFileSync(file, text);
   return file;
 };
+
+/** What a user sees of a run: its exit status and both streams. */
+const outcome = (r: CliResult) => ({ status: r.status, stdout: r.stdout, stderr: r.stderr });
 
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-validate-"));
@@ -157,5 +160,156 @@ describe("discovery validate", () => {
     const none = discovery(["validate"]);
     expect(none.status).toBe(1);
     expect(none.stderr).toContain("name at least one file");
+  });
+});
+
+describe("discovery validate: runtime configs, top-level typos and regions", () => {
+  it("checks a runtime config (discovery serve --config) and reports every problem of it in one run", () => {
+    const file = write(
+      "runtime.yaml",
+      [
+        "version: v1", // 1
+        "cluster_name: Discovery_Prod",
+        "listen_addr: 0.0.0.0",
+        "public_addr: http://discovery.example.com:3080",
+        "storage: {type: sqllite, path: ./data/discovery.db}", // 5
+        "join:",
+        "  aws: {sts_endpoint: sts.amazonaws.com}",
+        "discovery_servce:",
+        "  aws: [{regions: [us-east-9]}]",
+        "",
+      ].join("\n"),
+    );
+    const expected =
+      `${file}:2:15: cluster_name: must be a DNS-style name such as discovery.local\n` +
+      `${file}:3:14: listen_addr: must be host:port such as 127.0.0.1:3080\n` +
+      `${file}:4:14: public_addr: must be an https URL: nodes send identities to it\n` +
+      `${file}:5:17: storage.type: must be one of "sqlite", "postgres"; did you mean "sqlite"?\n` +
+      `${file}:7:23: join.aws.sts_endpoint: must be a URL such as https://sts.amazonaws.com\n` +
+      `${file}:8:1: discovery_servce: unknown field "discovery_servce"; did you mean "discovery_service"?\n`;
+    const r = discovery(["validate", "-f", file]);
+    expect(outcome(r)).toEqual({
+      status: 1,
+      stdout: "",
+      stderr: expected + "6 problems found\n",
+    });
+    // discovery serve refuses the same config with the same lines, before anything starts.
+    const serve = discovery(["serve", "--config", file]);
+    expect({ status: serve.status, stderr: serve.stderr }).toEqual({ status: 1, stderr: expected });
+    expect(fs.existsSync(path.join(dir, "data"))).toBe(false);
+  });
+
+  it("checks the matchers of a runtime config's discovery_service: a region typo is refused with the name meant", () => {
+    const file = write(
+      "runtime-regions.yaml",
+      "version: v1\ncluster_name: discovery.local\npublic_addr: https://127.0.0.1:3080\n" +
+        "discovery_service:\n  aws: [{regions: [us-east-9, eu-centrl-1]}]\n",
+    );
+    const r = discovery(["validate", "-f", file]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(
+      `${file}:5:20: discovery_service.aws[0].regions[0]: "us-east-9" is not an AWS region: us-east regions are ` +
+        `numbered 1 to 2; did you mean "us-east-1"?\n` +
+        `${file}:5:31: discovery_service.aws[0].regions[1]: "eu-centrl-1" is not an AWS region: "centrl" is not a ` +
+        `direction AWS names regions by; did you mean "eu-central-1"?\n` +
+        "2 problems found\n",
+    );
+  });
+
+  it("accepts a valid runtime config, warning about a region it does not know", () => {
+    const file = write(
+      "runtime-ok.yaml",
+      "version: v1\ncluster_name: discovery.local\npublic_addr: https://127.0.0.1:3080\n" +
+        "discovery_service:\n  aws: [{regions: [us-east-1, ap-southeast-8]}]\n",
+    );
+    const r = discovery(["validate", "-f", file]);
+    expect(outcome(r)).toEqual({
+      status: 0,
+      stdout: `1 document valid: runtime config ${file} (1 warning)\n`,
+      stderr:
+        `${file}:5:31: discovery_service.aws[0].regions[1]: warning: "ap-southeast-8" is not an AWS region this ` +
+        `version knows; it is used as written in case AWS opened it recently: check it is not a typo of ` +
+        `"ap-southeast-1"\n`,
+    });
+  });
+
+  it("says which field a misspelt top-level key of a teleport.yaml or a document meant", () => {
+    const teleport = write(
+      "teleport.yaml",
+      "version: v3\nteleport:\n  nodename: d1\ndiscovery_servce:\n  enabled: true\n  aws: [{regions: [us-east-1]}]\n",
+    );
+    const doc = write("knd.yaml", "knd: token\nversion: v2\nmetadata: {name: t}\nspec: {roles: [Node]}\n");
+    const r = discovery(["validate", "-f", teleport, "-f", doc]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(
+      `${teleport}:4:1: discovery_servce: unknown field "discovery_servce"; did you mean "discovery_service"?\n` +
+        `${doc}:1:1: knd: unknown field "knd"; did you mean "kind"?\n` +
+        "2 problems found\n",
+    );
+  });
+
+  it("refuses region typos in matchers and tokens, and warns about well-formed regions it does not know", () => {
+    const file = write(
+      "regions.yaml",
+      [
+        "kind: discovery_config", // 1
+        "version: v1",
+        "metadata: {name: dev}",
+        "spec:",
+        "  discovery_group: dev", // 5
+        "  aws: [{regions: [us-east-9, us-west-2]}]",
+        "  gcp: [{project_ids: [proj-1], locations: [us-centrl1-a]}]",
+        "---",
+        "kind: token",
+        "version: v2", // 10
+        "metadata: {name: ec2}",
+        'spec: {roles: [Node], join_method: ec2, allow: [{aws_account: "123456789012", aws_regions: [eu-wset-1]}]}',
+        "",
+      ].join("\n"),
+    );
+    const r = discovery(["validate", "-f", file]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(
+      `${file}:6:20: spec.aws[0].regions[0]: "us-east-9" is not an AWS region: us-east regions are numbered 1 to 2; ` +
+        `did you mean "us-east-1"?\n` +
+        `${file}:7:45: spec.gcp[0].locations[0]: "us-centrl1-a" is not a GCP zone: "centrl" is not a direction GCP ` +
+        `names regions by; did you mean "us-central1-a"?\n` +
+        `${file}:12:93: spec.allow[0].aws_regions[0]: "eu-wset-1" is not an AWS region: "wset" is not a direction ` +
+        `AWS names regions by; did you mean "eu-west-1"?\n` +
+        "3 problems found\n",
+    );
+
+    const fine = write(
+      "new-regions.yaml",
+      "kind: discovery_config\nversion: v1\nmetadata: {name: dev}\nspec:\n  discovery_group: dev\n" +
+        '  aws: [{regions: [us-east-3]}]\n  azure: [{subscriptions: ["*"], regions: [estus]}]\n',
+    );
+    const ok = discovery(["validate", "-f", fine]);
+    expect(outcome(ok)).toEqual({
+      status: 0,
+      stdout: "1 document valid: discovery_config/dev (2 warnings)\n",
+      stderr:
+        `${fine}:6:20: spec.aws[0].regions[0]: warning: "us-east-3" is not an AWS region this version knows; it is ` +
+        `used as written in case AWS opened it recently: check it is not a typo of "us-east-1"\n` +
+        `${fine}:7:44: spec.azure[0].regions[0]: warning: "estus" is not an Azure region this version knows; it is ` +
+        `used as written in case Azure opened it recently: check it is not a typo of "eastus"\n`,
+    });
+  });
+
+  it("discovery enroll checks every --config file before refusing, and lists the problems of all of them", () => {
+    const a = write("enroll-a.yaml", "discovery_service:\n  aws: [{regions: [us-east-9]}]\n");
+    const b = write(
+      "enroll-b.yaml",
+      "version: v1\ncluster_name: discovery.local\npublic_addr: https://127.0.0.1:3080\nadmin_tokn_file: x\n",
+    );
+    const r = discovery(["enroll", "--config", a, "--config", b, "--once"]);
+    expect(outcome(r)).toEqual({
+      status: 1,
+      stdout: "",
+      stderr:
+        `${a}:2:20: discovery_service.aws[0].regions[0]: "us-east-9" is not an AWS region: us-east regions are ` +
+        `numbered 1 to 2; did you mean "us-east-1"?\n` +
+        `${b}:4:1: admin_tokn_file: unknown field "admin_tokn_file"; did you mean "admin_token_file"?\n`,
+    });
   });
 });

@@ -26,7 +26,7 @@ describe("runtime config join.azure", () => {
   it.each([
     ["jwks_url: not a url", /runtime\.yaml:\d+:\d+: join\.azure\.jwks_url: must be a URL/],
     ["jwks_url: ftp://keys.example.com/keys", /join\.azure\.jwks_url: must be an https:\/\/ URL/],
-    ["extra_ca_certs: ['']", /join\.azure\.extra_ca_certs\.0: must be the path of a PEM file/],
+    ["extra_ca_certs: ['']", /join\.azure\.extra_ca_certs\[0\]: must be the path of a PEM file/],
     ["issuer: https://sts.windows.net/", /join\.azure/],
   ])("refuses %s", (line, message) => {
     expect(() => parseRuntimeConfig(`${BASE}join:\n  azure:\n    ${line}\n`, "runtime.yaml")).toThrow(message);

@@ -245,6 +245,44 @@ describe("checkStsRequest: the allowlist for a forwarded GetCallerIdentity", () 
   });
 });
 
+describe("checkStsRequest: a refused STS host says what to change, on the node and in the runtime config", () => {
+  const reasonOf = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (err) {
+      if (err instanceof JoinRefusal) return err.reason;
+      throw err;
+    }
+    throw new Error("expected a refusal, but the call was accepted");
+  };
+  const check = (req: unknown, stsEndpoint: string) =>
+    checkStsRequest(req, { challenge: CHALLENGE, stsEndpoint, now: NOW });
+
+  it("names join.aws.sts_endpoint, and the configured host when it is not AWS's global one", async () => {
+    const req = atUrl(await sign({}), "https://sts.vpce.example/");
+    expect(reasonOf(() => check(req, GLOBAL))).toBe(
+      '"sts.vpce.example" is not an allowed STS host: sign the request for sts.amazonaws.com or ' +
+        "sts.<region>.amazonaws.com (discovery join --sts-endpoint, or AWS_ENDPOINT_URL_STS); if " +
+        '"sts.vpce.example" is your STS endpoint (a VPC endpoint or a proxy), set join.aws.sts_endpoint to its ' +
+        "https URL in the runtime config",
+    );
+    expect(reasonOf(() => check(req, "https://sts.internal.example"))).toBe(
+      '"sts.vpce.example" is not an allowed STS host: sign the request for sts.internal.example (the runtime\'s ' +
+        "join.aws.sts_endpoint), sts.amazonaws.com or sts.<region>.amazonaws.com (discovery join --sts-endpoint, " +
+        'or AWS_ENDPOINT_URL_STS); if "sts.vpce.example" is your STS endpoint (a VPC endpoint or a proxy), set ' +
+        "join.aws.sts_endpoint to its https URL in the runtime config",
+    );
+  });
+
+  it("names join.aws.sts_endpoint when the request uses another scheme for the configured host", async () => {
+    const req = atUrl(await sign({ stsEndpoint: "http://127.0.0.1:4566" }), "https://127.0.0.1:4566/");
+    expect(reasonOf(() => check(req, "http://127.0.0.1:4566"))).toBe(
+      "127.0.0.1:4566 is the runtime's join.aws.sts_endpoint (http://127.0.0.1:4566), called over http only, " +
+        "not https; sign the request for http://127.0.0.1:4566",
+    );
+  });
+});
+
 describe("parseCallerIdentity: only a GetCallerIdentityResponse names a caller", () => {
   const ok = (account: string, arn: string, userId = "AIDAEXAMPLE") =>
     `<?xml version="1.0"?><GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>${arn}</Arn><UserId>${userId}</UserId><Account>${account}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>`;

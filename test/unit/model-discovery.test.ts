@@ -230,7 +230,11 @@ describe("teleport.yaml style", () => {
   });
 
   it("produces nothing when the service is disabled", () => {
-    expect(parseDocuments("discovery_service:\n  enabled: no\n")).toEqual({ resources: [], problems: [] });
+    expect(parseDocuments("discovery_service:\n  enabled: no\n")).toEqual({
+      resources: [],
+      problems: [],
+      warnings: [],
+    });
   });
 
   it.each([

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from "crypto";
 import * as http from "http";
 import * as https from "https";
 import { JoinRefusal } from "../../join/errors";
-import type { Token } from "../../model";
+import { AWS_PARTITION_REGIONS, type Token } from "../../model";
 import { checkAwsRegionField, InstanceVerification, stsHostRegion, verifyIamInstance } from "./iam-instance";
 import { matchIamRule, OrganizationCache } from "./iam-rules";
 import { hostPrincipals, InstanceApiFactory } from "./instance-lookup";
@@ -16,14 +16,11 @@ import {
 } from "./sts-request";
 import { ec2NodeName } from "./identity";
 
-/** Regions whose `sts.<region>.amazonaws.com` endpoint may be called; a fixed list so a name is never a lookup. */
-export const STS_REGIONS: readonly string[] = [
-  "us-east-1", "us-east-2", "us-west-1", "us-west-2", "us-gov-east-1", "us-gov-west-1", "ca-central-1", "ca-west-1",
-  "mx-central-1", "sa-east-1", "af-south-1", "il-central-1", "me-south-1", "me-central-1", "eu-central-1",
-  "eu-central-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-south-1", "eu-south-2", "eu-north-1", "ap-east-1",
-  "ap-east-2", "ap-south-1", "ap-south-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1",
-  "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7",
-]; // prettier-ignore
+/**
+ * Regions whose `sts.<region>.amazonaws.com` endpoint may be called: the model's fixed list of the aws and
+ * aws-us-gov partitions (the others answer under other domains), so a name is never a lookup.
+ */
+export const STS_REGIONS: readonly string[] = [...AWS_PARTITION_REGIONS.aws, ...AWS_PARTITION_REGIONS["aws-us-gov"]];
 
 const AWS_STS_HOSTS = new Set(["sts.amazonaws.com", ...STS_REGIONS.map((r) => `sts.${r}.amazonaws.com`)]);
 
@@ -72,22 +69,35 @@ function sameSecret(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** Where a request for `url` may be sent: the configured endpoint's origin, or an AWS STS host over https. */
+/**
+ * Where a request for `url` may be sent: the configured endpoint's origin, or an AWS STS host over https. A
+ * refusal names both sides of the fix: the node signs for another host, or the operator sets
+ * `join.aws.sts_endpoint` in the runtime config to the host the node uses (a VPC endpoint or a proxy).
+ */
 function stsTarget(url: URL, stsEndpoint: string): URL {
   const configured = new URL(stsEndpoint);
   if (url.host === configured.host) {
     if (url.protocol !== configured.protocol)
-      refuse("sts_scheme_not_allowed", `${url.host} is configured as ${configured.protocol}, not ${url.protocol}`);
+      refuse(
+        "sts_scheme_not_allowed",
+        `${url.host} is the runtime's join.aws.sts_endpoint (${configured.origin}), called over ` +
+          `${configured.protocol.slice(0, -1)} only, not ${url.protocol.slice(0, -1)}; sign the request for ${configured.origin}`,
+      );
     return configured;
   }
   if (url.port === "" && AWS_STS_HOSTS.has(url.hostname)) {
     if (url.protocol !== "https:")
-      refuse("sts_scheme_not_allowed", `AWS STS is called over https only, not ${url.protocol}`);
+      refuse("sts_scheme_not_allowed", `AWS STS is called over https only, not ${url.protocol.slice(0, -1)}`);
     return new URL(`https://${url.hostname}`);
   }
+  const aws = "sts.amazonaws.com or sts.<region>.amazonaws.com";
+  const allowed =
+    configured.host === "sts.amazonaws.com" ? aws : `${configured.host} (the runtime's join.aws.sts_endpoint), ${aws}`;
   return refuse(
     "sts_host_not_allowed",
-    `${show(url.host)} is not an allowed STS host: use ${configured.host}, sts.amazonaws.com or sts.<region>.amazonaws.com`,
+    `${show(url.host)} is not an allowed STS host: sign the request for ${allowed} (discovery join ` +
+      `--sts-endpoint, or AWS_ENDPOINT_URL_STS); if ${show(url.host)} is your STS endpoint (a VPC endpoint or a ` +
+      `proxy), set join.aws.sts_endpoint to its https URL in the runtime config`,
   );
 }
 
