@@ -17,7 +17,11 @@ import { INSTANCE_ID_LABEL, nodeInstance } from "../clouds";
 export function withTarget(cmd: Command): Command {
   return cmd
     .option("--server <url>", "runtime URL (default $DISCOVERY_SERVER)")
-    .option("--admin-token-file <file>", "file holding the admin token (default $DISCOVERY_ADMIN_TOKEN)")
+    .option(
+      "--admin-token-file <file>",
+      "the runtime's admin token file: its config's admin_token_file, ./data/admin.token next to the config by " +
+        "default; discovery serve prints the path (default $DISCOVERY_ADMIN_TOKEN)",
+    )
     .option("--ca-cert <file>", "CA certificate for the runtime's TLS (or set NODE_EXTRA_CA_CERTS)");
 }
 
