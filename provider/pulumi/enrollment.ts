@@ -1,4 +1,5 @@
 import type * as dynamic from "@pulumi/pulumi/dynamic";
+import { resolveServer, sameServer, UNKNOWN } from "./runtime-target";
 
 /** Inputs of an Enrollment: matchers in camelCase (as DiscoveryConfig takes them) and the runtime connection. */
 export interface EnrollmentInputs {
@@ -6,6 +7,8 @@ export interface EnrollmentInputs {
   gcp?: unknown[];
   azure?: unknown[];
   server?: string;
+  /** `server` came from DISCOVERY_SERVER at create: later passes use it, and refuse while the variable names another. */
+  __serverFromEnvironment?: boolean;
   adminToken?: string;
   /** PEM of a CA (or the runtime's self-signed certificate) to trust for the runtime's TLS. */
   caCert?: string;
@@ -34,7 +37,6 @@ export interface EnrollmentInstance {
   reason?: string;
 }
 
-const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 // Absolute paths, captured by value when Pulumi serializes the provider (see resource-document.ts).
 const MODEL_MODULE = require.resolve("../model");
 const PASS_MODULE = require.resolve("../enroll/pass");
@@ -159,6 +161,13 @@ async function enroll(inputs: EnrollmentInputs) {
  */
 export const enrollmentProvider: dynamic.ResourceProvider = {
   async check(olds: EnrollmentInputs, news: EnrollmentInputs) {
+    // The runtime is recorded as the other resources record it: one from DISCOVERY_SERVER stays in the state, and
+    // a later up or preview refuses while the variable names another runtime instead of enrolling through it.
+    if (news.server !== UNKNOWN) {
+      const r = resolveServer("this Enrollment", olds, news);
+      if ("problem" in r) return { inputs: news, failures: [{ property: "", reason: `server: ${r.problem}` }] };
+      if (r.fromEnvironment) news = { ...news, server: r.server, __serverFromEnvironment: true };
+    }
     if (hasUnknown(news)) return { inputs: news };
     const { failures } = matchers(news);
     if (failures.length) return { inputs: news, failures };
@@ -176,7 +185,8 @@ export const enrollmentProvider: dynamic.ResourceProvider = {
     // Key order is not kept through the state (it comes back sorted), so compare canonical JSON.
     const { canonicalJson }: typeof import("../model") = require(MODEL_MODULE);
     const strip = (v: EnrollmentInputs) => canonicalJson(cloudInputs(v));
-    const changes = strip(olds) !== strip(news) || (news.__pending?.length ?? 0) > 0 || olds.server !== news.server;
+    const changes =
+      strip(olds) !== strip(news) || (news.__pending?.length ?? 0) > 0 || !sameServer(olds.server, news.server);
     return { changes };
   },
   async create(inputs: EnrollmentInputs) {
