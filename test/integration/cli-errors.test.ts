@@ -5,6 +5,7 @@
  */
 import * as fs from "fs";
 import * as http from "http";
+import * as https from "https";
 import type { AddressInfo } from "net";
 import * as path from "path";
 import { stringify } from "yaml";
@@ -139,6 +140,36 @@ describe("CLI errors name the setting at fault, where it came from, and the fix"
     );
     const ok = await run(["get", "nodes", "--server", rt.url, "--ca-cert", certFile], token);
     expect([ok.status, ok.stderr]).toEqual([0, ""]);
+  });
+
+  it("an expired certificate, and one for other names: says which, and what to change", async () => {
+    const token = { DISCOVERY_ADMIN_TOKEN: "t" };
+    /** An https server on 127.0.0.1 presenting `cert`; the CLI trusts exactly that certificate. */
+    const serving = async (cert: { cert: string; key: string }) => {
+      const server = https.createServer({ cert: cert.cert, key: cert.key }, (_req, res) => res.end("{}"));
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      return { url, ca: write(`served-${Date.now()}.crt`, cert.cert), close: () => server.close() };
+    };
+    const twoYearsAgo = new Date(Date.now() - 2 * 365 * 24 * 3600_000);
+    const expired = await serving(await makeSelfSignedCertificate("old.test", ["127.0.0.1"], twoYearsAgo));
+    const elsewhere = await serving(await makeSelfSignedCertificate("other.test", ["discovery.example.com"]));
+    try {
+      expect(await failure(["get", "nodes", "--server", expired.url, "--ca-cert", expired.ca], token)).toBe(
+        `discovery: ${expired.url} (from --server) presents an expired certificate; renew the runtime's ` +
+          "tls.cert_file and restart it\n",
+      );
+      expect(await failure(["get", "nodes", "--server", elsewhere.url, "--ca-cert", elsewhere.ca], token)).toMatch(
+        new RegExp(
+          `^discovery: ${elsewhere.url.replace(/\./g, "\\.")} \\(from --server\\) presents a certificate for other names ` +
+            `\\(Hostname/IP does not match certificate's altnames: .*\\); use a URL with a name the certificate carries \\(pass --server with ` +
+            `.*\\), or give the runtime a certificate for 127\\.0\\.0\\.1\\n$`,
+        ),
+      );
+    } finally {
+      expired.close();
+      elsewhere.close();
+    }
   });
 
   it("apply stores a region this version does not know with a warning, and refuses a typo", async () => {
