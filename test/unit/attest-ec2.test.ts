@@ -374,7 +374,12 @@ describe("checkInstanceRunning when AWS fails", () => {
     answer = { status, body };
     const rule = { aws_account: ACCOUNT, ...extra };
     const err = await ec2
-      .checkInstanceRunning(identity, rule, { endpoint, credentials: noAws.credentials })
+      // Throttling is retried after a backoff first (kept short here); only then is it a refusal.
+      .checkInstanceRunning(identity, rule, {
+        endpoint,
+        credentials: noAws.credentials,
+        retry: { maxAttempts: 2, baseMs: 1, capMs: 2 },
+      }) // prettier-ignore
       .catch((e) => e);
     expect(err).toBeInstanceOf(JoinRefusal);
     expect(err).toMatchObject({ code, status: refusalStatus });

@@ -22,12 +22,36 @@ const ASSUMED =
 const NO_INSTANCES = "<DescribeInstancesResponse><reservationSet/></DescribeInstancesResponse>";
 
 type Answer = { status: number; body: string };
+/** A fixed answer, or one computed from the request's form body (its parameters). */
+type Answers = Record<string, Answer | ((body: string) => Answer)>;
+
+/** The values of `Prefix.N` parameters in a form body (InstanceId.1, Filter.1.Value.2, ...). */
+const params = (body: string, prefix: string) =>
+  [...new URLSearchParams(body).entries()].filter(([k]) => new RegExp(`^${prefix}\\.\\d+$`).test(k)).map(([, v]) => v);
+/** DescribeInstances' answer listing `ids` as running instances of ACCOUNT. */
+const instancesXml = (ids: string[]) =>
+  `<DescribeInstancesResponse><reservationSet><item><ownerId>${ACCOUNT}</ownerId><instancesSet>${ids
+    .map(
+      (id) =>
+        `<item><instanceId>${id}</instanceId><instanceState><name>running</name></instanceState><privateIpAddress>10.0.0.5</privateIpAddress></item>`,
+    )
+    .join("")}</instancesSet></item></reservationSet></DescribeInstancesResponse>`;
+/** EC2 as it answers DescribeInstances for `known`: by InstanceIds all must exist, a filter leaves unknown ids out. */
+const ec2Knowing = (known: Set<string>) => (body: string) => {
+  const byId = params(body, "InstanceId");
+  if (byId.length) {
+    if (byId.some((id) => !known.has(id))) return { status: 400, body: ec2Error("InvalidInstanceID.NotFound") };
+    return { status: 200, body: instancesXml(byId) };
+  }
+  return { status: 200, body: instancesXml(params(body, "Filter\\.1\\.Value").filter((id) => known.has(id))) };
+};
 
 describe("sdkInstanceApi against a stand-in for STS, EC2 and IAM", () => {
   let server: http.Server;
   let endpoint: string;
-  let answers: Record<string, Answer>;
+  let answers: Answers;
   let seen: string[];
+  let bodies: string[];
 
   beforeAll(async () => {
     server = http.createServer((req, res) => {
@@ -36,7 +60,9 @@ describe("sdkInstanceApi against a stand-in for STS, EC2 and IAM", () => {
       req.on("end", () => {
         const action = /Action=(\w+)/.exec(body)?.[1] ?? "?";
         seen.push(action);
-        const a = answers[action] ?? { status: 500, body: "" };
+        bodies.push(body);
+        const given = answers[action] ?? { status: 500, body: "" };
+        const a = typeof given === "function" ? given(body) : given;
         res.writeHead(a.status, { "content-type": "text/xml" }).end(a.body);
       });
     });
@@ -46,6 +72,7 @@ describe("sdkInstanceApi against a stand-in for STS, EC2 and IAM", () => {
   beforeEach(() => {
     answers = {};
     seen = [];
+    bodies = [];
   });
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
@@ -58,11 +85,15 @@ describe("sdkInstanceApi against a stand-in for STS, EC2 and IAM", () => {
 
   it("reads an unknown instance id and an unknown instance profile as unknown, not as failures", async () => {
     answers = {
-      DescribeInstances: { status: 400, body: ec2Error("InvalidInstanceID.NotFound") },
+      DescribeInstances: ec2Knowing(new Set()),
       GetInstanceProfile: { status: 404, body: queryError("NoSuchEntity") },
     };
     const a = api();
     await expect(a.describeInstance(ID)).resolves.toBeUndefined();
+    // By id first (EC2 refuses the whole call for an unknown id), then by filter, which leaves it out.
+    expect(bodies.map((b) => (b.includes("InstanceId.1=") ? "by id" : "by filter"))).toEqual(["by id", "by filter"]);
+    await expect(a.describeInstance("i-not-an-id; DROP")).resolves.toBeUndefined(); // malformed: no call at all
+    expect(seen.filter((x) => x === "DescribeInstances")).toHaveLength(2);
     await expect(a.instanceProfileRoles(`arn:aws:iam::${ACCOUNT}:instance-profile/gone`)).resolves.toBeUndefined();
     a.destroy();
   });
@@ -93,12 +124,48 @@ describe("sdkInstanceApi against a stand-in for STS, EC2 and IAM", () => {
     );
   });
 
-  it("answers 429 when EC2 throttles, so the node retries instead of joining unverified", async () => {
+  it("retries a throttled DescribeInstances after a backoff: the join waits, it is not refused", async () => {
+    let throttled = 0;
+    answers = {
+      DescribeInstances: (body) =>
+        ++throttled <= 2
+          ? { status: 503, body: ec2Error("RequestLimitExceeded") }
+          : { status: 200, body: instancesXml(params(body, "InstanceId")) },
+    };
+    const a = sdkInstanceApi({ region: "us-east-1" }, { endpoint, credentials, retry: { baseMs: 1, capMs: 2 } });
+    await expect(a.describeInstance(ID)).resolves.toMatchObject({ instanceId: ID, state: "running", ownerId: ACCOUNT });
+    expect(seen.filter((x) => x === "DescribeInstances")).toHaveLength(3); // two throttled, then answered
+    expect(a.describeCalls).toBeGreaterThanOrEqual(2); // ours; the SDK client may retry once inside an attempt
+    a.destroy();
+  });
+
+  it("answers 429 when EC2 still throttles after every retry, so the node retries instead of joining unverified", async () => {
     answers = { DescribeInstances: { status: 503, body: ec2Error("RequestLimitExceeded") } };
     const caller = { account: ACCOUNT, arn: `arn:aws:sts::${ACCOUNT}:assumed-role/node/${ID}`, userId: `AROA1:${ID}` };
-    const instances = cachedInstanceApis({ endpoint, credentials });
+    const instances = cachedInstanceApis({ endpoint, credentials, retry: { maxAttempts: 3, baseMs: 1, capMs: 2 } });
     const e = await failure(verifyIamInstance(caller, { instances, regions: ["us-east-1"] }));
     expect(e).toMatchObject({ code: "aws_throttled", status: 429 });
+    // Each attempt is a real call (the SDK's own retry may add to them), never fewer than ours.
+    expect(seen.filter((x) => x === "DescribeInstances").length).toBeGreaterThanOrEqual(3);
+  });
+
+  it("a storm of 2,500 concurrent lookups in one scope costs 3 calls of at most 1000 ids, each answer the right one", async () => {
+    const ids = Array.from({ length: 2500 }, (_, i) => `i-${i.toString(16).padStart(17, "0")}`);
+    const unknown = new Set(ids.filter((_, i) => i % 500 === 7)); // 5 ids EC2 does not know, in the first batches
+    answers = { DescribeInstances: ec2Knowing(new Set(ids.filter((id) => !unknown.has(id)))) };
+    const a = api();
+    const found = await Promise.all(ids.map((id) => a.describeInstance(id)));
+    for (const [i, id] of ids.entries()) {
+      if (unknown.has(id)) expect(found[i]).toBeUndefined();
+      else expect(found[i]).toMatchObject({ instanceId: id, ownerId: ACCOUNT, state: "running" });
+    }
+    const byId = bodies.map((b) => params(b, "InstanceId").length).filter((n) => n > 0);
+    expect(byId).toEqual([1000, 1000, 500]);
+    // The batches holding an unknown id were asked again by filter, 200 values a call.
+    const byFilter = bodies.map((b) => params(b, "Filter\\.1\\.Value").length).filter((n) => n > 0);
+    expect(byFilter.every((n) => n <= 200)).toBe(true);
+    expect(byFilter.reduce((x, y) => x + y, 0)).toBe(2500);
+    a.destroy();
   });
 
   it("keeps one client set per region and role, assuming the role once for many joins", async () => {

@@ -2,12 +2,21 @@
  * The AWS calls a join makes to check a live instance: DescribeInstances and, for iam joins, the role behind an
  * instance profile (IAM GetInstanceProfile), in the instance's account (assuming a rule's role) and region.
  */
-import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { DescribeInstancesCommand, DescribeInstancesCommandInput, EC2Client } from "@aws-sdk/client-ec2";
 import { GetInstanceProfileCommand, IAMClient, Role } from "@aws-sdk/client-iam";
 import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
 import { JoinRefusal } from "../../join/errors";
 import type { AwsCredentials } from "./credentials";
-import { awsErrorCode, isThrottling } from "./rate-limits";
+import { Coalescer } from "../../util/coalesce";
+import {
+  awsErrorCode,
+  BucketRegistry,
+  EC2_NON_MUTATING,
+  EC2_UNFILTERED,
+  isThrottling,
+  PacedCaller,
+  type RetryOptions,
+} from "./rate-limits";
 
 /** How the runtime reaches AWS for instance checks; everything defaults to the SDK's own environment handling. */
 export interface Ec2CheckOptions {
@@ -17,7 +26,20 @@ export interface Ec2CheckOptions {
   endpoint?: string;
   /** Session name for AssumeRole, shown in the foreign account's CloudTrail. */
   roleSessionName?: string;
+  /**
+   * The token buckets DescribeInstances draws from, per role (account) and region; share one registry between the
+   * scopes' APIs so joins from one account and region spend one budget, as AWS counts it. Default: one per API.
+   */
+  buckets?: BucketRegistry;
+  /** Retries of a throttled DescribeInstances; default 8 attempts, backoff up to 2 s. */
+  retry?: RetryOptions;
 }
+
+/** Instance ids as EC2 writes them; anything else cannot exist, and is answered without a call. */
+const INSTANCE_ID = /^i-[0-9a-f]{8}([0-9a-f]{9})?$/;
+/** DescribeInstances takes at most 1000 InstanceIds, and at most 200 values in one filter. */
+const IDS_PER_CALL = 1000;
+const VALUES_PER_FILTER = 200;
 
 /** Names and addresses of a running instance, for the host certificate's principals. */
 export type InstanceAddresses = Partial<Record<"privateDnsName" | "publicDnsName" | "privateIp" | "publicIp", string>>;
@@ -90,6 +112,8 @@ export function awsFailure(err: unknown, code: string, doing: string, fix = ""):
 export interface SdkInstanceApi extends InstanceApi {
   /** Closes the clients' connections. */
   destroy(): void;
+  /** DescribeInstances attempts made so far, retries included. */
+  readonly describeCalls: number;
 }
 
 /** The SDK-backed {@link InstanceApi} of a scope. */
@@ -121,17 +145,25 @@ export function sdkInstanceApi(scope: InstanceScope, opts: Ec2CheckOptions = {})
     : opts.credentials && { credentials: opts.credentials };
   let ec2: EC2Client | undefined;
   let iam: IAMClient | undefined;
-  return {
-    async describeInstance(instanceId) {
-      await credentials(); // an AssumeRole failure is reported as one, not as a DescribeInstances failure
-      ec2 ??= new EC2Client({ ...base, ...auth });
-      try {
-        const out = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+  // Joins of one scope share their DescribeInstances calls (see Coalescer): a storm of N joins costs about N / 1000
+  // calls, paced by the scope's bucket, with throttling retried after a backoff instead of refusing the joins.
+  const pacer = new PacedCaller(opts.buckets ?? new BucketRegistry(), opts.retry ?? { maxAttempts: 8, capMs: 2000 });
+  const bucketScope = `ec2/${scope.roleArn ?? "runtime"}/${scope.region}`;
+  const describe = async (input: DescribeInstancesCommandInput, profile: typeof EC2_NON_MUTATING) => {
+    ec2 ??= new EC2Client({ ...base, ...auth });
+    const client = ec2;
+    return pacer.call(bucketScope, profile, () => client.send(new DescribeInstancesCommand(input)));
+  };
+  const lookup = new Coalescer<string, DescribedInstance>(
+    async (ids) => {
+      const found = new Map<string, DescribedInstance>();
+      const wanted = new Set(ids);
+      const collect = (out: Awaited<ReturnType<typeof describe>>) => {
         for (const r of out.Reservations ?? [])
           for (const i of r.Instances ?? [])
-            if (i.InstanceId === instanceId)
-              return {
-                instanceId,
+            if (i.InstanceId && wanted.has(i.InstanceId))
+              found.set(i.InstanceId, {
+                instanceId: i.InstanceId,
                 ownerId: r.OwnerId,
                 state: i.State?.Name ?? "unknown",
                 instanceProfileArn: i.IamInstanceProfile?.Arn || undefined,
@@ -141,12 +173,40 @@ export function sdkInstanceApi(scope: InstanceScope, opts: Ec2CheckOptions = {})
                   privateIp: i.PrivateIpAddress || undefined,
                   publicIp: i.PublicIpAddress || undefined,
                 },
-              };
-        return undefined;
+              });
+      };
+      try {
+        try {
+          // By id: up to 1000 at once, unpaginated, so counted against EC2's smaller bucket.
+          collect(await describe({ InstanceIds: ids }, EC2_UNFILTERED));
+        } catch (err) {
+          // One unknown id fails the whole call; a filter leaves unknown ids out instead (200 values a filter).
+          if (!/^InvalidInstanceID\./.test(awsErrorCode(err))) throw err;
+          for (let i = 0; i < ids.length; i += VALUES_PER_FILTER) {
+            const Filters = [{ Name: "instance-id", Values: ids.slice(i, i + VALUES_PER_FILTER) }];
+            let NextToken: string | undefined;
+            do {
+              const out = await describe({ Filters, MaxResults: 1000, NextToken }, EC2_NON_MUTATING);
+              collect(out);
+              NextToken = out.NextToken;
+            } while (NextToken);
+          }
+        }
       } catch (err) {
-        if (/^InvalidInstanceID\./.test(awsErrorCode(err))) return undefined;
         throw new AwsCallError("ec2:DescribeInstances", err);
       }
+      return found;
+    },
+    { maxBatch: IDS_PER_CALL, maxInFlight: 2 },
+  );
+  return {
+    async describeInstance(instanceId) {
+      if (!INSTANCE_ID.test(instanceId)) return undefined;
+      await credentials(); // an AssumeRole failure is reported as one, not as a DescribeInstances failure
+      return lookup.get(instanceId);
+    },
+    get describeCalls() {
+      return pacer.calls;
     },
     async instanceProfileRoles(profileArn) {
       await credentials();
@@ -175,6 +235,8 @@ export function sdkInstanceApi(scope: InstanceScope, opts: Ec2CheckOptions = {})
  */
 export function cachedInstanceApis(opts: Ec2CheckOptions = {}, maxEntries = 256): InstanceApiFactory {
   const apis = new Map<string, SdkInstanceApi>();
+  // One budget per role and region, kept when an API is dropped from the cache.
+  const buckets = opts.buckets ?? new BucketRegistry();
   return (scope) => {
     // The SDK reads AWS_ENDPOINT_URL when a client is made: a changed variable (tests) needs fresh clients.
     const key = `${scope.region} ${scope.roleArn ?? ""} ${opts.endpoint ?? process.env.AWS_ENDPOINT_URL ?? ""}`;
@@ -182,7 +244,7 @@ export function cachedInstanceApis(opts: Ec2CheckOptions = {}, maxEntries = 256)
     if (!api) {
       // The oldest is dropped, not destroyed: a join may still be using it, and its idle sockets close on their own.
       if (apis.size >= maxEntries) apis.delete(apis.keys().next().value as string);
-      api = sdkInstanceApi(scope, opts);
+      api = sdkInstanceApi(scope, { ...opts, buckets });
       apis.set(key, api);
     }
     return api;
