@@ -3,6 +3,11 @@
  * RSA-2048 verify rate of this machine (the floor cost of checking one identity document's signature).
  * Every join is real: a PKCS7 verified against the trusted CA, DescribeInstances against moto, a host
  * certificate signed, the node recorded. Run: npm run bench:join [-- --joins 512 --concurrency 64]
+ *
+ * `--storm N`: N joins at once from one account and region against the benchmark control plane
+ * (bench/control-plane.ts: EC2 with 50 ms per call and AWS's token buckets). First the instance checks alone,
+ * naive (one DescribeInstances per join, as Teleport does) beside ours (coalesced, paced), with the bound the
+ * API allows; then N real joins through the runtime. `--json` prints one JSON object instead of the tables.
  */
 import * as crypto from "crypto";
 import * as fs from "fs";
@@ -12,7 +17,10 @@ import * as path from "path";
 import pino from "pino";
 import sshpk from "sshpk";
 import { stringify } from "yaml";
-import { DescribeImagesCommand, EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
+import { DescribeImagesCommand, DescribeInstancesCommand, EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
+import { sdkInstanceApi } from "../provider/clouds/aws/instance-lookup";
+import { EC2_UNFILTERED } from "../provider/clouds/aws/rate-limits";
+import { ControlPlane, startControlPlane } from "./control-plane";
 import { parseRuntimeConfig } from "../provider/runtime/config";
 import { startRuntime } from "../provider/runtime/server";
 import { identityDocument, signIdentityDocument, testCa } from "../test/fixtures/iid-signer";
@@ -24,7 +32,10 @@ const arg = (name: string, dflt: number) => {
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 };
 const JOINS = arg("joins", 512);
-const CONCURRENCY = arg("concurrency", 64);
+const STORM = arg("storm", 0);
+const CONCURRENCY = arg("concurrency", STORM ? 256 : 64);
+const LATENCY_MS = arg("latency-ms", 50);
+const JSON_OUT = process.argv.includes("--json");
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -121,7 +132,105 @@ async function run(backend: string, storage: object, iids: string[], hostKeys: s
   };
 }
 
+/** The instance checks of a storm: N concurrent DescribeInstances checks, naive or ours, against the control plane. */
+async function stormChecks(cp: ControlPlane, ids: string[], how: "naive" | "ours") {
+  cp.reset();
+  const credentials = MOTO_CREDENTIALS;
+  const started = performance.now();
+  let failed = 0;
+  if (how === "naive") {
+    // One call per join with the SDK's standard retries, as Teleport's ec2 join does.
+    const ec2 = new EC2Client({ region: "us-east-1", endpoint: cp.endpoint, credentials });
+    await Promise.all(
+      ids.map((id) =>
+        ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] })).then(
+          (out) => (out.Reservations?.[0]?.Instances?.[0]?.InstanceId === id ? undefined : failed++),
+          () => failed++,
+        ),
+      ),
+    );
+    ec2.destroy();
+  } else {
+    const api = sdkInstanceApi({ region: "us-east-1" }, { endpoint: cp.endpoint, credentials });
+    await Promise.all(
+      ids.map((id) =>
+        api.describeInstance(id).then(
+          (found) => (found?.instanceId === id ? undefined : failed++),
+          () => failed++,
+        ),
+      ),
+    );
+    api.destroy();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  return { how, checks: ids.length, failed, seconds, ...cp.stats() };
+}
+
+async function storm() {
+  const cp = await startControlPlane({ latencyMs: LATENCY_MS });
+  const ids = cp.addInstances("us-east-1", STORM);
+  Object.assign(process.env, {
+    AWS_ENDPOINT_URL: cp.endpoint,
+    AWS_ACCESS_KEY_ID: "testing",
+    AWS_SECRET_ACCESS_KEY: "testing",
+  });
+  try {
+    // The bound: ceil(N / 1000) DescribeInstances by id; within the bucket's burst they could all run at once,
+    // so one round trip; past it, the refill paces the rest.
+    const needed = Math.ceil(STORM / 1000);
+    const boundSeconds =
+      LATENCY_MS / 1000 + Math.max(0, needed - EC2_UNFILTERED.capacity) / EC2_UNFILTERED.refillPerSecond;
+    const checks = [await stormChecks(cp, ids, "naive"), await stormChecks(cp, ids, "ours")];
+
+    const ca = await testCa();
+    const caFile = path.join(os.tmpdir(), `pd-bench-ca-${process.pid}.pem`);
+    fs.writeFileSync(caFile, ca.certPem);
+    const iids = await Promise.all(ids.map((id) => signIdentityDocument(identityDocument({ instanceId: id }), ca)));
+    const hostKeys = ids.map(() => {
+      const { publicKey } = crypto.generateKeyPairSync("ed25519");
+      return sshpk.parseKey(publicKey.export({ type: "spki", format: "pem" }) as string, "pem").toString("ssh");
+    });
+    cp.reset();
+    const joins = await run("sqlite", { type: "sqlite", path: "./data/discovery.db" }, iids, hostKeys, caFile);
+    const joinCalls = cp.stats();
+    fs.rmSync(caFile, { force: true });
+    const result = {
+      bench: "join --storm",
+      n: STORM,
+      latency_ms: LATENCY_MS,
+      cores: os.cpus().length,
+      node: process.version,
+      bound_seconds: boundSeconds,
+      checks: checks.map((c) => ({ ...c, ratio_to_bound: c.seconds / boundSeconds })),
+      joins: { ...joins, concurrency: CONCURRENCY, describe_calls: joinCalls.calls, throttled: joinCalls.throttled },
+    };
+    if (JSON_OUT) {
+      console.log(JSON.stringify(result));
+      return;
+    }
+    const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(10) : x.padStart(12))).join("");
+    console.log(
+      `\nbench/join --storm ${STORM}: one account and region, EC2 at ${LATENCY_MS} ms a call with AWS's buckets, ` +
+        `${os.cpus().length} cores, node ${process.version}`,
+    );
+    console.log(line(["checks", "done", "failed", "seconds", "calls", "throttled", "÷ bound"]));
+    for (const c of result.checks)
+      console.log(
+        line([c.how, String(c.checks - c.failed), String(c.failed), c.seconds.toFixed(2), String(c.calls), String(c.throttled), c.ratio_to_bound.toFixed(1)]), // prettier-ignore
+      );
+    console.log(line(["bound", String(STORM), "", boundSeconds.toFixed(2), String(needed), "0", "1.0"]));
+    console.log(line(["joins", "joined", "failed", "seconds", "joins/s", "p50 ms", "p99 ms", "calls"]));
+    const j = result.joins;
+    console.log(
+      line(["ours", String(j.joins), String(j.failed), j.seconds.toFixed(2), j.rate.toFixed(0), j.p50.toFixed(1), j.p99.toFixed(1), String(j.describe_calls)]), // prettier-ignore
+    );
+  } finally {
+    await cp.close();
+  }
+}
+
 async function main() {
+  if (STORM > 0) return storm();
   const moto = await startMoto();
   const pg = await startPostgres();
   Object.assign(process.env, {
