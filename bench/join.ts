@@ -132,6 +132,19 @@ async function run(backend: string, storage: object, iids: string[], hostKeys: s
   };
 }
 
+/** What N ec2 joins send: identity documents signed by a test CA (trusted through `caFile`) and host keys. */
+async function joinRequests(ids: string[]) {
+  const ca = await testCa();
+  const caFile = path.join(os.tmpdir(), `pd-bench-ca-${process.pid}.pem`);
+  fs.writeFileSync(caFile, ca.certPem);
+  const iids = await Promise.all(ids.map((id) => signIdentityDocument(identityDocument({ instanceId: id }), ca)));
+  const hostKeys = ids.map(() => {
+    const { publicKey } = crypto.generateKeyPairSync("ed25519");
+    return sshpk.parseKey(publicKey.export({ type: "spki", format: "pem" }) as string, "pem").toString("ssh");
+  });
+  return { caFile, iids, hostKeys };
+}
+
 /** The instance checks of a storm: N concurrent DescribeInstances checks, naive or ours, against the control plane. */
 async function stormChecks(cp: ControlPlane, ids: string[], how: "naive" | "ours") {
   cp.reset();
@@ -182,14 +195,7 @@ async function storm() {
       LATENCY_MS / 1000 + Math.max(0, needed - EC2_UNFILTERED.capacity) / EC2_UNFILTERED.refillPerSecond;
     const checks = [await stormChecks(cp, ids, "naive"), await stormChecks(cp, ids, "ours")];
 
-    const ca = await testCa();
-    const caFile = path.join(os.tmpdir(), `pd-bench-ca-${process.pid}.pem`);
-    fs.writeFileSync(caFile, ca.certPem);
-    const iids = await Promise.all(ids.map((id) => signIdentityDocument(identityDocument({ instanceId: id }), ca)));
-    const hostKeys = ids.map(() => {
-      const { publicKey } = crypto.generateKeyPairSync("ed25519");
-      return sshpk.parseKey(publicKey.export({ type: "spki", format: "pem" }) as string, "pem").toString("ssh");
-    });
+    const { caFile, iids, hostKeys } = await joinRequests(ids);
     cp.reset();
     const joins = await run("sqlite", { type: "sqlite", path: "./data/discovery.db" }, iids, hostKeys, caFile);
     const joinCalls = cp.stats();
@@ -249,14 +255,7 @@ async function main() {
       );
       ids.push(...out.Instances!.map((i) => i.InstanceId!));
     }
-    const ca = await testCa();
-    const caFile = path.join(os.tmpdir(), `pd-bench-ca-${process.pid}.pem`);
-    fs.writeFileSync(caFile, ca.certPem);
-    const iids = await Promise.all(ids.map((id) => signIdentityDocument(identityDocument({ instanceId: id }), ca)));
-    const hostKeys = ids.map(() => {
-      const { publicKey } = crypto.generateKeyPairSync("ed25519");
-      return sshpk.parseKey(publicKey.export({ type: "spki", format: "pem" }) as string, "pem").toString("ssh");
-    });
+    const { caFile, iids, hostKeys } = await joinRequests(ids);
     const verifyRate = rsaVerifyRate();
     const rows = [
       await run("sqlite", { type: "sqlite", path: "./data/discovery.db" }, iids, hostKeys, caFile),
