@@ -83,6 +83,13 @@ describe("two runtime replicas sharing one PostgreSQL database", () => {
     const config =
       "kind: discovery_config\nversion: v1\nmetadata: {name: pg-config}\n" +
       "spec: {discovery_group: pg-fleet, aws: [{regions: [us-east-1]}]}\n";
+    // The token the matcher installs with: without it the pass would refuse before sending (join-token-missing).
+    const token =
+      "kind: token\nversion: v2\nmetadata: {name: aws-discovery-iam-token}\n" +
+      'spec: {roles: [Node], join_method: iam, allow: [{aws_account: "123456789012"}]}\n';
+    expect((await a.call("PUT", "/v1/resources", token, { admin: true, contentType: "application/yaml" })).status).toBe(
+      200,
+    );
     const applied = Date.now();
     expect(
       (await a.call("PUT", "/v1/resources", config, { admin: true, contentType: "application/yaml" })).status,
