@@ -10,7 +10,7 @@
  */
 import * as http from "http";
 import type { AddressInfo } from "net";
-import { BucketProfile, EC2_NON_MUTATING, EC2_UNFILTERED } from "../provider/clouds/aws/rate-limits";
+import { BucketProfile, BucketRegistry, EC2_NON_MUTATING, EC2_UNFILTERED } from "../provider/clouds/aws/rate-limits";
 
 export interface ControlPlaneOptions {
   /** Added to every answer, as AWS's ~50 ms per call. */
@@ -37,29 +37,20 @@ export interface ControlPlane {
   close(): Promise<void>;
 }
 
-interface Bucket {
-  tokens: number;
-  last: number;
-}
-
 /** Starts the control plane on a loopback port. */
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const account = opts.account ?? "123456789012";
   const instances = new Map<string, { region: string; privateIp: string }>();
-  const buckets = new Map<string, Bucket>();
+  let buckets = new BucketRegistry();
   let stats: ControlPlaneStats = { calls: 0, throttled: 0, idsAsked: 0 };
   let serial = 0;
 
+  // The runtime's own bucket class, asked without waiting: AWS answers an empty bucket at once.
   const take = (region: string, p: BucketProfile): boolean => {
     if (opts.buckets === false) return true;
-    const key = `${account}/${region}/${p.name}`;
-    const now = performance.now();
-    const b = buckets.get(key) ?? { tokens: p.capacity, last: now };
-    b.tokens = Math.min(p.capacity, b.tokens + ((now - b.last) / 1000) * p.refillPerSecond);
-    b.last = now;
-    buckets.set(key, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
+    const bucket = buckets.get(`${account}/${region}`, p);
+    if (bucket.available() < 1) return false;
+    void bucket.take(); // a token is there, so this does not wait
     return true;
   };
 
@@ -127,7 +118,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     stats: () => ({ ...stats }),
     reset() {
       stats = { calls: 0, throttled: 0, idsAsked: 0 };
-      buckets.clear();
+      buckets = new BucketRegistry();
     },
     close: () =>
       new Promise<void>((resolve) => {
