@@ -4,6 +4,7 @@ import * as os from "os";
 import * as path from "path";
 import { ENGINE_PROGRAM, upPreviewDestroy } from "../fixtures/engine-checks";
 import { copyProgram, localStack, REPO } from "../fixtures/pulumi";
+import { ensureBuilt } from "../fixtures/sandbox";
 
 describe("the real Pulumi engine with this package installed from its npm pack tarball", () => {
   let work: string;
@@ -12,7 +13,10 @@ describe("the real Pulumi engine with this package installed from its npm pack t
   beforeAll(() => {
     // Outside the repo, so nothing can resolve through the repo's own node_modules.
     work = fs.mkdtempSync(path.join(os.tmpdir(), "pd-tarball-"));
-    const packed = execFileSync("npm", ["pack", "--silent", "--pack-destination", work], {
+    // The dist/ `npm run build` made, packed as it is: npm pack's prepack would rebuild dist/ in place, pulling it
+    // from under the suites running beside this one.
+    ensureBuilt();
+    const packed = execFileSync("npm", ["pack", "--silent", "--ignore-scripts", "--pack-destination", work], {
       cwd: REPO,
       encoding: "utf8",
     });
