@@ -170,7 +170,7 @@ export class ScopeLeaseKeeper {
       if (prev && prev.holder !== this.o.holder)
         this.o.logger?.info(
           { scope: k, from: prev.holder, expired: prev.expiresAt },
-          `took over scope ${k} from replica ${prev.holder}, whose lease expired`,
+          `took over scope ${k} from replica ${prev.holder}, whose lease had expired or was given up`,
         );
       return undefined;
     } catch (err) {
