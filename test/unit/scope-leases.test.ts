@@ -105,6 +105,14 @@ describe("scope leases between replicas of one discovery group", () => {
     return listed.slice(from).map((l) => l.split(" ")[1]);
   }
 
+  /** `n` intervals of A's round then B's a second later, from 0 s: A at 0, 10, 20 s..., B at 1, 11, 21 s... */
+  async function alternate(a: Replica, b: Replica, n: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      await roundAt(i * POLL_S, a);
+      await roundAt(i * POLL_S + 1, b);
+    }
+  }
+
   const passLine = (r: Replica) => r.logged.filter((l) => String(l.msg).startsWith("discovery pass:")).pop()!;
 
   beforeEach(async () => {
@@ -181,15 +189,7 @@ describe("scope leases between replicas of one discovery group", () => {
   it("takes over a killed replica's scopes once its lease has expired, and not before", async () => {
     const a = replica("A");
     const b = replica("B");
-    for (const [t, r] of [
-      [0, a],
-      [1, b],
-      [10, a],
-      [11, b],
-      [20, a],
-      [21, b],
-    ] as const)
-      await roundAt(t, r);
+    await alternate(a, b, 3);
     // A is killed after its round at 20 s (no clean stop): its leases run until 20 s + two poll intervals.
     expect(await roundAt(31, b)).toEqual(REGIONS.slice(3));
     expect(passLine(b).held_scopes).toEqual(
@@ -213,13 +213,7 @@ describe("scope leases between replicas of one discovery group", () => {
   it("hands a cleanly stopped replica's scopes over at once", async () => {
     const a = replica("A");
     const b = replica("B");
-    for (const [t, r] of [
-      [0, a],
-      [1, b],
-      [10, a],
-      [11, b],
-    ] as const)
-      await roundAt(t, r);
+    await alternate(a, b, 2);
     await a.loop.stop();
     expect(await roundAt(12, b)).toEqual(REGIONS);
   });
@@ -228,15 +222,7 @@ describe("scope leases between replicas of one discovery group", () => {
     const a = replica("A");
     const b = replica("B");
     denied.add(REGIONS[1]);
-    for (const [t, r] of [
-      [0, a],
-      [1, b],
-      [10, a],
-      [11, b],
-      [20, a],
-      [21, b],
-    ] as const)
-      await roundAt(t, r);
+    await alternate(a, b, 3);
     // A holds the first region (with the node's instance) and the denied one; B lists neither, so B asked nothing
     // about the node and left A's scope error standing.
     expect(existenceAsked.filter((e) => e.startsWith("B"))).toEqual([]);
