@@ -63,8 +63,8 @@ interface Round {
   mine: Set<string>;
   asked: Map<string, Promise<ScopeHeld | undefined>>;
   granted: Map<string, ScopeKey>;
-  /** Grants in flight: counted against the share before they complete, so parallel asks cannot overshoot. */
-  pending: number;
+  /** New scopes are asked one after another, each after this. */
+  queue: Promise<unknown>;
 }
 
 const keyOf = (s: { cloud: string; account: string; region: string }) => `${s.cloud}/${s.account}/${s.region}`;
@@ -118,7 +118,7 @@ export class ScopeLeaseKeeper {
         ),
         asked: new Map(),
         granted: new Map(),
-        pending: 0,
+        queue: Promise.resolve(),
       };
     } catch (err) {
       this.o.logger?.warn({ err }, "could not read the scope leases: this round lists every scope");
@@ -141,30 +141,50 @@ export class ScopeLeaseKeeper {
     return answer;
   }
 
-  private async decide(r: Round, scope: ScopeKey, k: string): Promise<ScopeHeld | undefined> {
+  private decide(r: Round, scope: ScopeKey, k: string): Promise<ScopeHeld | undefined> {
     r.known.add(k);
-    const sticky = r.mine.has(k);
+    // A scope held since the last round is renewed at once (sticky); new ones are asked one at a time, so each sees
+    // the grants before it and parallel asks cannot overshoot the share, nor a refusal in flight hold one back.
+    if (r.mine.has(k)) return this.take(r, scope, k);
+    const turn = r.queue.then(() => this.takeWithinShare(r, scope, k));
+    r.queue = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private takeWithinShare(r: Round, scope: ScopeKey, k: string): Promise<ScopeHeld | undefined> {
     // Scopes held since the last round count first, asked or not yet: a scope given up last round for balance is
     // not taken back before the replica it was meant for has had its turn.
-    const reserved = [...r.mine].filter((m) => !r.granted.has(m) && !r.asked.has(m)).length;
-    if (!sticky && r.granted.size + r.pending + reserved >= this.share(r)) {
-      const l = r.before.get(k);
-      const held = l && l.holder !== this.o.holder && Date.parse(l.expiresAt) > r.now.getTime();
-      const share = `this replica has its share (${this.share(r)} of the group's scopes, ${r.live} replicas)`;
-      return held
-        ? { holder: l.holder, until: l.expiresAt, reason: `held by replica ${l.holder} until ${l.expiresAt}` }
-        : { reason: `left to another replica: ${share}` };
-    }
-    r.pending++;
+    const reserved = [...r.mine].filter((m) => !r.granted.has(m)).length;
+    const share = this.share(r);
+    if (r.granted.size + reserved < share) return this.take(r, scope, k);
+    const l = r.before.get(k);
+    if (l && l.holder !== this.o.holder && Date.parse(l.expiresAt) > r.now.getTime())
+      return Promise.resolve({
+        holder: l.holder,
+        until: l.expiresAt,
+        reason: `held by replica ${l.holder} until ${l.expiresAt}`,
+      });
+    return Promise.resolve({
+      reason:
+        `left to another replica: this one has its share, ${share} of the group's ${r.known.size} scopes ` +
+        `among ${r.live} replicas`,
+    });
+  }
+
+  /** One acquire statement: granted, or who holds the scope. A store failure lists the scope anyway. */
+  private async take(r: Round, scope: ScopeKey, k: string): Promise<ScopeHeld | undefined> {
     try {
       const now = this.now();
       const lease = await this.o.store.acquireScopeLease(scope, this.o.holder, now, this.later(now));
-      if (lease.holder !== this.o.holder)
+      if (lease.holder !== this.o.holder) {
+        // Lost (it expired and was taken): no longer counted as this replica's.
+        r.mine.delete(k);
         return {
           holder: lease.holder,
           until: lease.expiresAt,
           reason: `held by replica ${lease.holder} until ${lease.expiresAt}`,
         };
+      }
       r.granted.set(k, scope);
       const prev = r.before.get(k);
       if (prev && prev.holder !== this.o.holder)
@@ -176,8 +196,6 @@ export class ScopeLeaseKeeper {
     } catch (err) {
       this.o.logger?.warn({ err, scope: k }, "could not take the scope's lease: listing it anyway");
       return undefined;
-    } finally {
-      r.pending--;
     }
   }
 

@@ -39,8 +39,12 @@ describe("scope leases between replicas of one discovery group", () => {
       async fetch(m, ctx) {
         const scopes: ScopeReport[] = [];
         const candidates: Candidate[] = [];
-        for (const region of m.regions) {
-          const left = await scopeLeftToOthers(ctx.acquireScope, { cloud: "aws", account: ACCOUNT, region });
+        // Asked all at once, as the real fetchers scan their scopes concurrently.
+        const answers = await Promise.all(
+          m.regions.map((region) => scopeLeftToOthers(ctx.acquireScope, { cloud: "aws", account: ACCOUNT, region })),
+        );
+        for (const [i, region] of m.regions.entries()) {
+          const left = answers[i];
           if (left) {
             scopes.push(left);
             continue;
