@@ -1,6 +1,7 @@
 import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
+import * as https from "https";
 import * as os from "os";
 import * as path from "path";
 import { stringify } from "yaml";
@@ -58,6 +59,8 @@ interface Replica {
   log: () => string;
   /** The holder name on its leases: `<cluster>/<runtime id>`. */
   holder: () => string;
+  /** Its `GET /metrics` (self-signed TLS, not verified: loopback only). */
+  metrics: () => Promise<string>;
 }
 
 describe("two discovery serve replicas of one group on PostgreSQL and moto", () => {
@@ -102,6 +105,16 @@ describe("two discovery serve replicas of one group on PostgreSQL and moto", () 
       proxy,
       log: () => log,
       holder: () => `leases.test/${fs.readFileSync(path.join(dir, "data", "runtime-id"), "utf8").trim()}`,
+      metrics: () =>
+        new Promise((resolve, reject) =>
+          https
+            .get(`https://127.0.0.1:${port}/metrics`, { rejectUnauthorized: false }, (res) => {
+              let body = "";
+              res.on("data", (d) => (body += d));
+              res.on("end", () => resolve(body));
+            })
+            .on("error", reject),
+        ),
     };
     replicas.push(r);
     await until(`replica ${name} listening`, 30_000, async () =>
@@ -179,5 +192,8 @@ describe("two discovery serve replicas of one group on PostgreSQL and moto", () 
     for (const r of aRegions) expect(b.proxy.firstCall(r, killedAt)!).toBeGreaterThanOrEqual(expiry);
     expect(b.log()).toContain(`from replica ${a.holder()}`);
     expect((await holdings()).get(b.holder())).toEqual(REGIONS);
+    await until("B's metrics counting all six leases", 15_000, async () =>
+      (await b.metrics()).includes('discovery_scope_leases_held{cloud="aws"} 6') ? true : undefined,
+    );
   }, 120_000);
 });
