@@ -1,4 +1,27 @@
-import type { Candidate, FetchResult, InstallOutcome, RuntimeEndpoint, ScopeReport } from "./types";
+import type { Cloud } from "../model";
+import type { Candidate, FetchResult, InstallOutcome, RuntimeEndpoint, ScopeHeld, ScopeReport } from "./types";
+
+/** One scope a fetch is about to list: AWS account × region, GCP project × zone (`*`), Azure subscription (`*`). */
+export interface ScopeAsk {
+  cloud: Cloud;
+  account: string;
+  region: string;
+}
+
+/**
+ * Asked by a fetcher before a scope's listing calls: undefined to list it now, or why another replica lists it
+ * (the runtime's scope leases, provider/runtime/scope-leases.ts). Absent outside a runtime: every scope is listed.
+ */
+export type AcquireScope = (scope: ScopeAsk) => Promise<ScopeHeld | undefined>;
+
+/** Asks `acquire` (when there is one) about `scope`: undefined to list it, else the report of a scope left to another replica. */
+export async function scopeLeftToOthers(
+  acquire: AcquireScope | undefined,
+  scope: ScopeAsk,
+): Promise<ScopeReport | undefined> {
+  const held = await acquire?.(scope);
+  return held && { ...scope, instances: 0, held };
+}
 
 /** What a pass hands a cloud besides the matcher. */
 export interface EnrollContext {
@@ -13,6 +36,8 @@ export interface EnrollContext {
    * Absent outside a pass: the caller runs `fn` itself.
    */
   once?: <T>(key: string, fn: () => Promise<T>) => Promise<T>;
+  /** Asked before each scope's listing calls (fetch only); a scope another replica holds is reported, not listed. */
+  acquireScope?: AcquireScope;
 }
 
 /** Instances of one account × region (project × zone) whose existence a pass asks about. */

@@ -2,7 +2,7 @@ import { cloudEnrollment, cloudJoinMethods, nodeInstance } from "../clouds";
 import { CLOUDS, type Cloud, type DiscoveryServiceSection } from "../model";
 import type { EnrollmentRecord } from "../runtime/store/types";
 import { EnrollmentBackend, KnownNode } from "./backend";
-import { CloudEnrollment, commandWasSent, EnrollContext } from "./clouds";
+import { AcquireScope, CloudEnrollment, commandWasSent, EnrollContext } from "./clouds";
 import { AllowCheck, tokenChecks } from "./preflight";
 import { backoffMs, busyReason, EnrollmentDetail } from "./rules";
 import { REINSTALL } from "./reinstall";
@@ -50,6 +50,11 @@ export interface PassOptions {
   staleNodeGraceMs?: number;
   /** Instances backing off after a failure are installed on now (`--retry-failed`, `POST /v1/enrollments/retry`). */
   retryFailed?: boolean;
+  /**
+   * Asked before each scope is listed (the runtime's scope leases): a scope another replica of the discovery group
+   * holds is reported as held, not listed, and its nodes are neither checked for staleness nor touched.
+   */
+  acquireScope?: AcquireScope;
   /** The join methods whose allow rules the token check reads; default the registered ones (tests pass fakes). */
   joinMethods?: (name: string) => AllowCheck | undefined;
 }
@@ -113,6 +118,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
     onScope: (scope: ScopeReport) => o.onProgress?.({ type: "scope", scope }),
     onRetry: () => statsOf(cloud).retries[phase]++,
     once,
+    ...(phase === "fetch" && o.acquireScope && { acquireScope: o.acquireScope }),
   });
   const registered = cloudJoinMethods();
   const checkTokens = tokenChecks(o.backend, o.joinMethods ?? ((name) => registered[name]));
@@ -139,7 +145,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
       const fetched = await impl.fetch(matcher, ctxOf(cloud, "fetch"));
       scopes.push(...fetched.scopes);
       for (const sc of fetched.scopes)
-        if (!sc.error && !scanned.has(`${sc.account}/${sc.region}`))
+        if (!sc.error && !sc.held && !scanned.has(`${sc.account}/${sc.region}`))
           scanned.set(`${sc.account}/${sc.region}`, { cloud, matcher });
       for (const c of fetched.candidates) running.add(`${c.account}/${c.instanceId}`);
       // An instance two matchers select is installed once, by the first.

@@ -2,8 +2,9 @@
  * Stale nodes: a node whose instance is terminated or gone is marked stale by the next pass that can see its
  * account and region, and removed once it has been stale for the grace period; one whose instance is back is made
  * active again. Only nodes with the labels a join verified (account, instance, region or zone) are considered, and
- * only in scopes a matcher of this pass scanned without error, with that matcher's credentials. A check that fails
- * changes nothing: "the cloud did not answer" is never read as "the instance is gone".
+ * only in scopes a matcher of this pass scanned without error, with that matcher's credentials (a scope left to
+ * another replica of the group, which holds its lease, was not scanned here: its nodes are that replica's to
+ * check). A check that fails changes nothing: "the cloud did not answer" is never read as "the instance is gone".
  */
 import type { EnrollmentBackend, KnownNode } from "./backend";
 import { cloudEnrollment, nodeInstance } from "../clouds";

@@ -40,6 +40,18 @@ export interface ScopeReport {
   /** API calls this scope made (for the benchmark's lower bound and for progress output). */
   apiCalls?: number;
   error?: { code: string; message: string };
+  /**
+   * Not listed by this replica: another replica of the discovery group holds the scope's lease (and lists it), or
+   * this one has its share of the group's scopes. Neither an error nor "no instances": its nodes are left alone.
+   */
+  held?: ScopeHeld;
+}
+
+/** Why a scope was left to another replica: who holds its lease and until when (absent: nobody yet). */
+export interface ScopeHeld {
+  holder?: string;
+  until?: string;
+  reason: string;
 }
 
 /** Result of fetching one matcher. */

@@ -18,6 +18,7 @@ import type { RuntimeEndpoint, ScopeReport } from "../enroll/types";
 import type { DiscoveryStatus, Store } from "./store/types";
 import { summarizePass } from "./pass-summary";
 import { scopeProblem } from "./tasks";
+import { leaseTtlMs, ScopeLeaseKeeper } from "./scope-leases";
 
 /** Longest error_message kept in a status. */
 export const MAX_STATUS_ERROR = 2000;
@@ -45,6 +46,8 @@ export interface DiscoveryLoopOptions {
 /** What is told about each pass: its result (undefined: it threw) and how long it took. */
 export interface PassObserver {
   passFinished(result: PassResult | undefined, seconds: number): void;
+  /** The scope leases this replica holds after a round, by cloud (see scope-leases.ts). */
+  scopeLeasesHeld?(byCloud: Record<string, number>): void;
 }
 
 type Spec = DiscoveryConfig["spec"];
@@ -98,12 +101,23 @@ export class DiscoveryLoop {
   private retryFailedNext = false;
   private stopped = false;
   private readonly pollMs: number;
+  /** With a discovery_group: the leases through which the group's replicas share its scopes. */
+  readonly leases?: ScopeLeaseKeeper;
   /** Passes finished since start (for tests and metrics). */
   passes = 0;
 
   /** A loop over `o.section` and the stored configs of its group. */
   constructor(private readonly o: DiscoveryLoopOptions) {
     this.pollMs = parseDuration(o.section.poll_interval) ?? 300_000;
+    // Only a named group says that replicas are one service with the same matchers, whose scans may be split.
+    if (o.section.dynamic)
+      this.leases = new ScopeLeaseKeeper({
+        store: o.store,
+        group: o.section.discovery_group,
+        holder: o.runtimeId,
+        ttlMs: leaseTtlMs(this.pollMs),
+        logger: o.logger,
+      });
   }
 
   /** The names of the stored configs this loop currently scans. */
@@ -157,6 +171,7 @@ export class DiscoveryLoop {
     this.stopped = true;
     for (const t of [this.pollTimer, this.watchTimer, this.debounceTimer]) if (t) clearTimeout(t);
     await this.running;
+    await this.leases?.leave().catch((err) => this.o.logger.warn({ err }, "could not release the scope leases"));
   }
 
   private scheduleWatch(): void {
@@ -235,8 +250,13 @@ export class DiscoveryLoop {
         retryFailed,
         now,
         onProgress: (e) => this.o.logger.debug({ progress: e, config }, "discovery progress"),
+        ...(this.leases && { acquireScope: (s) => this.leases!.acquire(s) }),
       });
-      await this.o.store.recordScopeResults(result.scopes, now());
+      // A scope left to another replica says nothing about its errors: that replica records them.
+      await this.o.store.recordScopeResults(
+        result.scopes.filter((s) => !s.held),
+        now(),
+      );
     } catch (err) {
       this.o.metrics?.passFinished(undefined, (performance.now() - started) / 1000);
       throw err;
@@ -250,8 +270,22 @@ export class DiscoveryLoop {
     return result;
   }
 
-  /** One pass over the static matchers, then one per config (so each gets its own status). */
+  /** One round of passes, within one round of the scope leases: what it lists, it lists under a lease. */
   private async passOverAll(retryFailed: boolean): Promise<void> {
+    await this.leases?.beginRound();
+    try {
+      await this.passesOfRound(retryFailed);
+    } finally {
+      const round = await this.leases?.endRound();
+      if (round) {
+        const byCloud = Object.fromEntries(CLOUDS.map((c) => [c, round.held.filter((s) => s.cloud === c).length]));
+        this.o.metrics?.scopeLeasesHeld?.(byCloud);
+      }
+    }
+  }
+
+  /** One pass over the static matchers, then one per config (so each gets its own status). */
+  private async passesOfRound(retryFailed: boolean): Promise<void> {
     const s = this.o.section;
     if (CLOUDS.some((c) => s[c].length > 0)) await this.pass(s, retryFailed);
     const statuses = await this.o.store.listDiscoveryStatus();

@@ -24,6 +24,7 @@ export class RuntimeMetrics {
   private readonly passInstances: Counter<"cloud" | "status" | "failure_class">;
   private readonly commandsSent: Counter<"cloud">;
   private readonly apiRetries: Counter<"cloud" | "phase">;
+  private readonly leasesHeld: Gauge<"cloud">;
 
   /** Metrics whose node count is read from `store` at scrape time. */
   constructor(store: Store) {
@@ -69,6 +70,14 @@ export class RuntimeMetrics {
       labelNames: ["cloud", "phase"],
       registers: [this.registry],
     });
+    this.leasesHeld = new Gauge({
+      name: "discovery_scope_leases_held",
+      help:
+        "Scopes (account × region, project × zone, subscription) this replica lists for its discovery group under a " +
+        "lease, by cloud, as of its last round; the other replicas of the group skip them.",
+      labelNames: ["cloud"],
+      registers: [this.registry],
+    });
     new Gauge({
       name: "discovery_nodes",
       help: "Nodes that have joined.",
@@ -99,6 +108,11 @@ export class RuntimeMetrics {
       this.commandsSent.inc({ cloud }, s.commandsSent);
       for (const phase of ["fetch", "install"] as const) this.apiRetries.inc({ cloud, phase }, s.retries[phase]);
     }
+  }
+
+  /** The scope leases this replica holds after a round of passes, by cloud. */
+  scopeLeasesHeld(byCloud: Record<string, number>): void {
+    for (const [cloud, n] of Object.entries(byCloud)) this.leasesHeld.set({ cloud }, n);
   }
 
   /** Counts rows housekeeping deleted from `table`. */

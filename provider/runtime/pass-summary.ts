@@ -4,6 +4,7 @@
  * alone says what to fix first. Instance-level detail stays in `GET /v1/enrollments` and `GET /v1/tasks`.
  */
 import type { PassResult } from "../enroll/pass";
+import type { ScopeHeld } from "../enroll/types";
 
 /** How many failure classes the line names. */
 export const TOP_FAILURES = 3;
@@ -29,6 +30,8 @@ export interface PassSummary {
   commands_sent: number;
   scopes: number;
   failed_scopes: number;
+  /** Scopes left to another replica of the group (scope leases), each with its holder and until when; if any. */
+  held_scopes?: ({ scope: string } & ScopeHeld)[];
   duration_ms: number;
   top_failures: TopFailure[];
 }
@@ -47,6 +50,7 @@ export function summarizePass(result: PassResult, durationMs: number): { fields:
   const top = [...classes.values()]
     .sort((a, b) => b.count - a.count || (a.failure_class < b.failure_class ? -1 : 1))
     .slice(0, TOP_FAILURES);
+  const held = result.scopes.filter((s): s is typeof s & { held: object } => !!s.held);
   const fields: PassSummary = {
     found: result.instances.length,
     enrolled: count((i) => i.status === "enrolled"),
@@ -57,6 +61,9 @@ export function summarizePass(result: PassResult, durationMs: number): { fields:
     commands_sent: result.commandsSent,
     scopes: result.scopes.length,
     failed_scopes: result.scopes.filter((s) => s.error).length,
+    ...(held.length > 0 && {
+      held_scopes: held.map((s) => ({ scope: `${s.cloud}/${s.account}/${s.region}`, ...s.held })),
+    }),
     duration_ms: Math.round(durationMs),
     top_failures: top,
   };
@@ -66,6 +73,7 @@ export function summarizePass(result: PassResult, durationMs: number): { fields:
   ];
   if (fields.backing_off) parts.push(`${fields.backing_off} backing off`);
   if (fields.failed_scopes) parts.push(`${fields.failed_scopes} of ${fields.scopes} scope(s) failed`);
+  if (held.length) parts.push(`${held.length} of ${fields.scopes} scope(s) left to other replicas`);
   parts.push(`${fields.commands_sent} command(s) sent`);
   const failures = top.map((t) => `${t.failure_class} ×${t.count} (${t.example})`).join("; ");
   return { fields, message: `discovery pass: ${parts.join(", ")}${failures ? `; top failures: ${failures}` : ""}` };

@@ -253,3 +253,22 @@ describe("azureApis", () => {
     ).rejects.toMatchObject({ code: "AuthorizationFailed", statusCode: 403, message: "no" });
   });
 });
+
+describe("fetchAzureVms under scope leases", () => {
+  it("leases a subscription as one scope (one listing covers its regions) and lists none another replica holds", async () => {
+    const az = fleet();
+    const held = { holder: "B", until: "2025-03-01T00:00:20.000Z", reason: "held by replica B" };
+    const asked: string[] = [];
+    const r = await fetchAzureVms(matcher({ subscriptions: [S1, S2] }), {
+      clients: az,
+      acquireScope: async (s) => (
+        asked.push(`${s.cloud} ${s.account}/${s.region}`),
+        s.account === S1 ? held : undefined
+      ),
+    });
+    expect(asked.sort()).toEqual([`azure ${S1}/*`, `azure ${S2}/*`]);
+    expect(az.calls.some((c) => c.includes(S1))).toBe(false);
+    expect(ids(r)).toEqual([id(6)]);
+    expect(r.scopes.filter((s) => s.held)).toEqual([{ cloud: "azure", account: S1, region: "*", instances: 0, held }]);
+  });
+});

@@ -243,3 +243,37 @@ describe("GCE fetch", () => {
     expect(f.maxInFlight()).toBe(4);
   });
 });
+
+describe("GCE fetch under scope leases", () => {
+  const heldByB = { holder: "B", until: "2025-03-01T00:00:20.000Z", reason: "held by replica B" };
+
+  it("asks before each zone and lists none that another replica holds, reporting it held instead", async () => {
+    const f = fakeClients(FLEET);
+    const asked: string[] = [];
+    const r = await fetchGce(matcher({ project_ids: ["proj-a"], locations: ["us-central1"] }), {
+      clients: f.clients,
+      acquireScope: async (s) => (
+        asked.push(`${s.cloud} ${s.account}/${s.region}`),
+        s.region.endsWith("-b") ? heldByB : undefined
+      ),
+    });
+    expect(asked.sort()).toEqual(["gcp proj-a/us-central1-a", "gcp proj-a/us-central1-b"]);
+    expect(f.calls.filter((c) => c.startsWith("list"))).toEqual(["list proj-a/us-central1-a -"]);
+    expect(ids(r)).toEqual(["1", "2"]);
+    expect(r.scopes.find((s) => s.region === "us-central1-b")).toEqual({
+      ...{ cloud: "gcp", account: "proj-a", region: "us-central1-b", instances: 0 },
+      held: heldByB,
+    });
+  });
+
+  it("leases a project's zones `*` as one scope, since one aggregated listing covers them", async () => {
+    const f = fakeClients(FLEET);
+    const r = await fetchGce(matcher({ project_ids: ["proj-a", "proj-b"], locations: ["*"] }), {
+      clients: f.clients,
+      acquireScope: async (s) => (s.account === "proj-a" && s.region === "*" ? heldByB : undefined),
+    });
+    expect(f.calls).toEqual(["aggregated proj-b"]);
+    expect(ids(r)).toEqual(["6"]);
+    expect(r.scopes.filter((s) => s.held).map((s) => `${s.account}/${s.region}`)).toEqual(["proj-a/*"]);
+  });
+});

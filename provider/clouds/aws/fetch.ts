@@ -8,6 +8,7 @@ import { OrganizationsClient } from "@aws-sdk/client-organizations";
 import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
 import type { AwsMatcher } from "../../model";
 import type { Candidate, FetchResult, ScopeReport } from "../../enroll/types";
+import { AcquireScope, scopeLeftToOthers } from "../../enroll/clouds";
 import { listOrganizationAccounts } from "./fetch-organizations";
 import { enabledRegions, LISTING_REGION } from "./fetch-regions";
 import { concurrencyLimit } from "../../util/concurrency";
@@ -32,6 +33,8 @@ export interface FetchOptions {
   onScope?: (report: ScopeReport) => void;
   /** RoleSessionName of assumed roles, shown in the member account's CloudTrail; default `pulumi-discovery`. */
   roleSessionName?: string;
+  /** Asked before each region's DescribeInstances: a region another replica holds is reported, not listed. */
+  acquireScope?: AcquireScope;
 }
 
 /** A {@link FetchResult} with the total of API calls, including those no single scope owns (organization walk). */
@@ -258,6 +261,8 @@ async function scanRegion(
   filters: Filter[],
   run: FetchRun,
 ): Promise<void> {
+  const left = await scopeLeftToOthers(run.opts.acquireScope, { cloud: "aws", account, region });
+  if (left) return run.report(left);
   const caller = run.caller();
   const ec2 = new EC2Client(run.config(region, credentials));
   const found: Candidate[] = [];

@@ -98,7 +98,8 @@ export const AWS_PLUGIN: CloudPlugin<AwsMatcher> = {
   scopeProblem: awsScopeProblem,
   enrollment: {
     failureClasses: SSM_FAILURE_CLASSES,
-    fetch: (matcher, ctx) => fetchEc2(matcher, { onScope: ctx.onScope, retry: { onRetry: ctx.onRetry } }),
+    fetch: (matcher, ctx) =>
+      fetchEc2(matcher, { onScope: ctx.onScope, retry: { onRetry: ctx.onRetry }, acquireScope: ctx.acquireScope }),
     existing: (matcher, query) => existingInstances(matcher, query),
     preflight: (candidates, matcher, ctx) =>
       missingSsmDocuments(candidates, {

@@ -16,6 +16,7 @@ import { createPipelineRequest } from "@azure/core-rest-pipeline";
 import type { SubscriptionClient } from "@azure/arm-subscriptions";
 import type { AzureMatcher } from "../../model";
 import type { Candidate, FetchResult, ScopeReport } from "../../enroll/types";
+import { AcquireScope, scopeLeftToOthers } from "../../enroll/clouds";
 import { concurrencyLimit } from "../../util/concurrency";
 import { sortFetchResult } from "../aws/fetch-support";
 import { labelsMatch } from "../gcp/fetch";
@@ -197,6 +198,11 @@ export interface AzureFetchOptions {
   concurrency?: number;
   /** Called as each scope finishes. */
   onScope?: (report: ScopeReport) => void;
+  /**
+   * Asked before each subscription's listings, as subscription × `*`: one listing covers all of its regions, so the
+   * subscription is what one replica scans. A held subscription is reported, not listed.
+   */
+  acquireScope?: AcquireScope;
 }
 
 /** Subscriptions scanned at once unless told otherwise: ARM's read limit is per subscription and identity. */
@@ -374,6 +380,8 @@ export async function fetchAzureVms(matcher: AzureMatcher, opts: AzureFetchOptio
     await Promise.all(
       subscriptions.map((sub) =>
         limit(async () => {
+          const left = await scopeLeftToOthers(opts.acquireScope, { cloud: "azure", account: sub, region: "*" });
+          if (left) return report(left);
           const scan = await scanSubscription(clients.compute(sub), sub, matcher);
           const error = joinErrors(scan.errors);
           const named = !isWildcard(matcher.regions);

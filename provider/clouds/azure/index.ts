@@ -33,7 +33,7 @@ export function azureScopeProblem(e: {
 /** Azure: registered in provider/clouds/index.ts. */
 export const AZURE_PLUGIN: CloudPlugin<AzureMatcher> = {
   enrollment: {
-    fetch: (matcher, ctx) => fetchAzureVms(matcher, { onScope: ctx.onScope }),
+    fetch: (matcher, ctx) => fetchAzureVms(matcher, { onScope: ctx.onScope, acquireScope: ctx.acquireScope }),
     install: (candidates, matcher, ctx) => installViaRunCommand(candidates, { matcher, endpoint: ctx.runtime }),
     existing: (matcher, query) => existingAzureVms(matcher, query),
     failureClasses: AZURE_FAILURE_CLASSES,

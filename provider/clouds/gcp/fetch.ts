@@ -5,6 +5,7 @@
  */
 import type { GcpMatcher } from "../../model";
 import type { Candidate, FetchResult, ScopeReport } from "../../enroll/types";
+import { AcquireScope, scopeLeftToOthers } from "../../enroll/clouds";
 import { concurrencyLimit } from "../../util/concurrency";
 import { sortFetchResult } from "../aws/fetch-support";
 import { GceInstance, GcpClients, gcpErrorCode, gcpErrorMessage, googleClients } from "./clients";
@@ -19,6 +20,8 @@ export interface GceFetchOptions {
   pageSize?: number;
   /** Called as each scope finishes. */
   onScope?: (report: ScopeReport) => void;
+  /** Asked before each zone's listing (project × `*` before an aggregated one): a held scope is reported, not listed. */
+  acquireScope?: AcquireScope;
 }
 
 /** Listings in flight at once unless told otherwise: Compute's read quota is per project per minute, and modest. */
@@ -114,6 +117,12 @@ class Run {
       serviceAccountMatches(this.matcher.service_accounts, i)
     );
   }
+  /** True when the scope was left to another replica (and reported so): the caller lists nothing. */
+  async leftToOthers(account: string, region: string): Promise<boolean> {
+    const left = await scopeLeftToOthers(this.opts.acquireScope, { cloud: "gcp", account, region });
+    if (left) this.report(left);
+    return !!left;
+  }
   report(r: Omit<ScopeReport, "cloud">, found: Candidate[] = []): void {
     const full: ScopeReport = { cloud: "gcp", ...r };
     this.scopes.push(full);
@@ -177,6 +186,7 @@ async function scanProject(project: string, run: Run): Promise<void> {
 
 /** One zone's matching VMs, page by page; pages already read stay candidates when a later one fails. */
 async function scanZone(project: string, zone: string, run: Run): Promise<void> {
+  if (await run.leftToOthers(project, zone)) return;
   const found: Candidate[] = [];
   let apiCalls = 0;
   let error: ScopeReport["error"];
@@ -205,6 +215,7 @@ async function scanZone(project: string, zone: string, run: Run): Promise<void> 
 
 /** Every zone of a project in one aggregated listing (locations `*`); one report per zone the listing names. */
 async function scanAggregated(project: string, run: Run): Promise<void> {
+  if (await run.leftToOthers(project, "*")) return;
   const byZone = new Map<string, Candidate[]>();
   try {
     const pages = run.clients

@@ -75,7 +75,7 @@ const sshUser = (env: NodeJS.ProcessEnv = process.env) => env.DISCOVERY_GCP_SSH_
 /** GCP: enrollment over SSH with an ephemeral metadata key, the gcp join, and GCE node identity. */
 export const GCP_PLUGIN: CloudPlugin<GcpMatcher> = {
   enrollment: {
-    fetch: (matcher, ctx) => fetchGce(matcher, { onScope: ctx.onScope }),
+    fetch: (matcher, ctx) => fetchGce(matcher, { onScope: ctx.onScope, acquireScope: ctx.acquireScope }),
     install: (candidates, matcher, ctx) =>
       installViaGceSsh(candidates, { matcher, endpoint: ctx.runtime, user: sshUser() }),
     existing: (_matcher, query) => existingGceInstances(query),

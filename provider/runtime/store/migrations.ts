@@ -146,6 +146,32 @@ const DEFINITIONS: { version: number; name: string; sql: (t: ColumnTypes) => str
       );
     `,
   },
+  {
+    version: 7,
+    name: "scope leases and replica heartbeats",
+    // Replicas of one discovery group split its scopes through these rows (provider/runtime/scope-leases.ts); a row
+    // outlives its expiry until pruned, so a lease just given up still counts as a scope to share.
+    sql: (t) => `
+      CREATE TABLE scope_leases (
+        cloud TEXT NOT NULL CHECK (cloud <> ''),
+        discovery_group TEXT NOT NULL CHECK (discovery_group <> ''),
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        holder TEXT NOT NULL CHECK (holder <> ''),
+        acquired_at ${t.time} NOT NULL,
+        expires_at ${t.time} NOT NULL,
+        PRIMARY KEY (cloud, discovery_group, account, region)
+      );
+      CREATE INDEX scope_leases_group ON scope_leases (discovery_group, expires_at);
+      CREATE TABLE discovery_replicas (
+        discovery_group TEXT NOT NULL CHECK (discovery_group <> ''),
+        runtime_id TEXT NOT NULL CHECK (runtime_id <> ''),
+        seen_at ${t.time} NOT NULL,
+        expires_at ${t.time} NOT NULL,
+        PRIMARY KEY (discovery_group, runtime_id)
+      );
+    `,
+  },
 ];
 
 /** The migrations of one dialect, in the order they apply. */

@@ -3,6 +3,7 @@ import { withDriver } from "./drivers";
 import { applyPostgresMigrations } from "./migrations";
 import * as Rows from "./rows";
 import { OPTIONAL_AUDIT_FIELDS, rowMappers } from "./rows";
+import { scopeLeaseMethods } from "./scope-lease-sql";
 import type {
   AuditEvent,
   CertAuthorityRecord,
@@ -15,6 +16,7 @@ import type {
   NodeStalenessChanges,
   NodeStalenessUpdate,
   ResourceWrite,
+  ScopeLeaseStore,
   Store,
   StoredResource,
 } from "./types";
@@ -43,6 +45,9 @@ const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment, toScopeErr
   id: (v) => Number(v),
 });
 
+/** The scope lease methods, mixed in from scope-lease-sql.ts (one implementation for both backends). */
+export interface PostgresStore extends ScopeLeaseStore {}
+
 /** The store on PostgreSQL, shared by several replicas; uniqueness and races are settled by the database. */
 export class PostgresStore implements Store {
   private readonly pool: Pool;
@@ -54,6 +59,13 @@ export class PostgresStore implements Store {
     // An idle client whose server went away emits here; without a listener that would crash the process. The pool
     // drops the client, and the next query reconnects or fails with a proper error.
     this.pool.on("error", () => undefined);
+    Object.assign(
+      this,
+      scopeLeaseMethods(async (sql, params) => {
+        const r = await this.pool.query(sql, params);
+        return { rows: r.rows, count: r.rowCount ?? 0 };
+      }),
+    );
   }
 
   /** Runs `fn` in BEGIN/COMMIT on one client; any error rolls back everything `fn` wrote. */

@@ -4,6 +4,7 @@ import { createPrivateFile } from "../file-modes";
 import { applySqliteMigrations } from "./migrations";
 import * as Rows from "./rows";
 import { OPTIONAL_AUDIT_FIELDS, rowMappers } from "./rows";
+import { scopeLeaseMethods, sqliteParams } from "./scope-lease-sql";
 import type {
   AuditEvent,
   CertAuthorityRecord,
@@ -16,6 +17,7 @@ import type {
   NodeStalenessChanges,
   NodeStalenessUpdate,
   ResourceWrite,
+  ScopeLeaseStore,
   Store,
   StoredResource,
 } from "./types";
@@ -43,6 +45,9 @@ const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment, toScopeErr
   id: (v) => v,
 });
 
+/** The scope lease methods, mixed in from scope-lease-sql.ts (one implementation for both backends). */
+export interface SqliteStore extends ScopeLeaseStore {}
+
 /**
  * The store on a local SQLite file, for a single replica. better-sqlite3 is synchronous; the async methods only honour
  * the `Store` contract, and a thrown error surfaces as a rejected promise.
@@ -63,6 +68,18 @@ export class SqliteStore implements Store {
     // WAL lets the status page and the join service read while the scheduler writes.
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("foreign_keys = ON");
+    Object.assign(
+      this,
+      scopeLeaseMethods(async (text, params) => {
+        const { sql, named } = sqliteParams(text, params);
+        const s = this.stmt(sql);
+        if (s.reader) {
+          const rows = s.all(named) as Record<string, unknown>[];
+          return { rows, count: rows.length };
+        }
+        return { rows: [], count: s.run(named).changes };
+      }),
+    );
   }
 
   private stmt(sql: string): Database.Statement {

@@ -174,7 +174,7 @@ export interface NodeCertificateRecord {
 }
 
 /** The store every backend implements. */
-export interface Store {
+export interface Store extends ScopeLeaseStore {
   /** Applies pending versioned migrations. Safe to call from several replicas at once. */
   migrate(): Promise<void>;
   close(): Promise<void>;
@@ -254,4 +254,63 @@ export interface Store {
     at: Date,
   ): Promise<void>;
   listScopeErrors(): Promise<ScopeErrorRecord[]>;
+}
+
+/**
+ * One scope of one discovery group, as a lease names it: AWS account × region, GCP project × zone (`*`: every zone
+ * of the project, listed at once), Azure subscription (region `*`: a subscription is listed as a whole).
+ */
+export interface ScopeKey {
+  cloud: string;
+  /** The discovery_group of the replicas that share the scope's scans. */
+  group: string;
+  account: string;
+  region: string;
+}
+
+/** Which replica scans a scope, and until when nobody else may (see provider/runtime/scope-leases.ts). */
+export interface ScopeLease extends ScopeKey {
+  /** The runtime id of the replica holding the lease. */
+  holder: string;
+  /** Since when this holder has held it without a break (kept across renewals). */
+  acquiredAt: string;
+  /** The lease is free from this instant on; a holder that renews moves it forward. */
+  expiresAt: string;
+}
+
+/** A replica of a discovery group that said recently that it is alive: how many share the scopes. */
+export interface ReplicaHeartbeat {
+  group: string;
+  runtimeId: string;
+  seenAt: string;
+  /** The replica counts as gone from this instant on, unless it beats again. */
+  expiresAt: string;
+}
+
+/**
+ * Leases that let the replicas of one discovery group, sharing one store, split the scopes between them so each
+ * scope is listed by one replica per poll interval. Every lease change is one statement, so two replicas racing for
+ * one scope get exactly one grant. Times come from the callers (replicas need synchronised clocks, as challenges do).
+ */
+export interface ScopeLeaseStore {
+  /**
+   * Takes or renews the lease of `scope` for `holder` until `expiresAt`, in one statement: granted when the scope has
+   * no lease, its lease has expired at `now`, or `holder` holds it already. Returns the lease as it is afterwards:
+   * `holder` is the caller's when granted, otherwise the replica holding it (and `expiresAt` says until when).
+   */
+  acquireScopeLease(scope: ScopeKey, holder: string, now: Date, expiresAt: Date): Promise<ScopeLease>;
+  /** Moves the expiry of each of `scopes` that `holder` still holds to `expiresAt`; returns how many it moved. */
+  renewScopeLeases(holder: string, scopes: ScopeKey[], expiresAt: Date): Promise<number>;
+  /** Gives up each of `scopes` that `holder` holds and that has not expired at `now` (it expires at `now`). */
+  releaseScopeLeases(holder: string, scopes: ScopeKey[], now: Date): Promise<number>;
+  /** Every lease row (expired ones too, until pruned) of `group`, or of every group; by cloud, account, region. */
+  listScopeLeases(group?: string): Promise<ScopeLease[]>;
+  /** Records that a replica is alive until `h.expiresAt` (insert or replace). */
+  putReplicaHeartbeat(h: ReplicaHeartbeat): Promise<void>;
+  /** The replicas of `group` (every group when undefined) alive at `now`, by runtime id. */
+  listReplicas(group: string | undefined, now: Date): Promise<ReplicaHeartbeat[]>;
+  /** Removes a replica's heartbeat (a clean shutdown), so the others count without it at once. */
+  removeReplica(group: string, runtimeId: string): Promise<void>;
+  /** Deletes the leases and heartbeats of `group` that expired before `before`; returns how many rows. */
+  pruneScopeLeases(group: string, before: Date): Promise<number>;
 }
