@@ -52,8 +52,8 @@ const tagSet = (i: InstanceFields) =>
     .join("");
 
 /**
- * An instance's `<item>` with only what the fetcher reads (id, state, addresses, launch time, platform, tags): a
- * fifth of the full answer's size, to tell the cost of parsing AWS's full answers from the rest of a pass.
+ * An instance's `<item>` with only what the fetcher reads (id, state, addresses, launch time, platform, tags): an
+ * eighth of the full answer's size, to tell the cost of parsing AWS's full answers from the rest of a pass.
  */
 export function leanInstanceXml(i: InstanceFields): string {
   return (
