@@ -1,115 +1,49 @@
 /**
- * bench/discovery: a full discovery pass over 10,000 instances in 3 accounts × 17 regions, every AWS call delayed
- * by 50 ms (a latency proxy in front of moto) and paced by EC2's token buckets, beside the lower bound computed
- * from the calls no pass can avoid; the same pass one scope after another (as Teleport scans) for comparison;
- * and the time from an instance's launch to its SendCommand in the sandbox.
- * Run: npm run bench:discovery [-- --instances 10000 --latency 50]
+ * bench/discovery: a full discovery pass (the EC2 fetcher: the caller's identity, assumed roles, DescribeInstances in
+ * every region) over 10,000 instances in 3 accounts × 17 regions, against the benchmark control plane
+ * (bench/control-plane.ts, in a process of its own: STS and EC2 over the real wire protocol, 50 ms per call, EC2's
+ * token buckets), beside the bound the API allows: the chain of calls no pass can avoid. Also the CPU our process
+ * spends per instance, the same pass one scope after another (as Teleport scans) for comparison, and the time from
+ * an instance's launch to its SendCommand in the sandbox (moto).
+ * Run: npm run bench:discovery [-- --instances 10000 --latency 50 --runs 3 --concurrency 32 --skip-sandbox --json]
  */
 import * as fs from "fs";
-import * as http from "http";
 import * as os from "os";
 import * as path from "path";
-import { DescribeImagesCommand, EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
 import { ListCommandsCommand, SSMClient } from "@aws-sdk/client-ssm";
-import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
 import type { AwsMatcher } from "../provider/model";
-import { fetchEc2 } from "../provider/clouds/aws/fetch";
-import { freePort, MOTO_CREDENTIALS, startMoto } from "../provider/sandbox/moto";
+import { DESCRIBE_INSTANCES_PAGE, fetchEc2 } from "../provider/clouds/aws/fetch";
+import { EC2_NON_MUTATING } from "../provider/clouds/aws/rate-limits";
+import { MOTO_CREDENTIALS } from "../provider/sandbox/moto";
 import { discoveryAsync } from "../test/fixtures/cli";
 import { enrollConfigFile, ensureBuilt, parseEnvFile } from "../test/fixtures/sandbox";
+import type { InstanceAnswers } from "./control-plane-ec2";
+import { RemoteControlPlane, startControlPlaneProcess } from "./control-plane-process";
+import { emit, flag, machine, numberArg, progress, tableLine } from "./report";
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const INSTANCES = arg("instances", 10_000);
-const LATENCY_MS = arg("latency", 50);
+const INSTANCES = numberArg("instances", 10_000);
+const LATENCY_MS = numberArg("latency", 50);
+const RUNS = numberArg("runs", 3);
+const CONCURRENCY = numberArg("concurrency", 0) || undefined; // the fetcher's default unless told
+const SKIP_SANDBOX = flag("skip-sandbox");
 const REGIONS = [
   "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "eu-west-1", "eu-west-2", "eu-west-3",
   "eu-central-1", "eu-north-1", "ap-south-1", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
   "ap-southeast-1", "ap-southeast-2", "sa-east-1",
 ]; // prettier-ignore
 const ACCOUNTS = ["123456789012", "210987654321", "345678901234"];
+const SCOPES = ACCOUNTS.length * REGIONS.length;
 
-/** A proxy that holds every request `latencyMs` before passing it to moto, and counts them. */
-async function latencyProxy(target: string, latencyMs: number) {
-  const port = await freePort();
-  let calls = 0;
-  let busyMs = 0;
-  let inFlight = 0;
-  let busySince = 0;
-  // Busy = wall time with at least one request at moto (the union of the intervals, not their sum).
-  const begin = () => {
-    if (inFlight++ === 0) busySince = performance.now();
-  };
-  const finish = () => {
-    if (--inFlight === 0) busyMs += performance.now() - busySince;
-  };
-  const server = http.createServer((req, res) => {
-    calls++;
-    const chunks: Buffer[] = [];
-    req.on("data", (c) => chunks.push(c));
-    req.on("end", () =>
-      setTimeout(() => {
-        begin();
-        const up = http.request(target + req.url, { method: req.method, headers: req.headers }, (r) => {
-          res.writeHead(r.statusCode ?? 502, r.headers);
-          r.pipe(res);
-          r.on("end", finish);
-        });
-        up.on("error", () => {
-          finish();
-          res.writeHead(502).end();
-        });
-        up.end(Buffer.concat(chunks));
-      }, latencyMs),
-    );
-  });
-  server.keepAliveTimeout = 60_000;
-  await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    calls: () => calls,
-    /** Wall time moto had work: it is CPU-bound (one Python process), so no pass can finish faster than this. */
-    busySeconds: () => busyMs / 1000,
-    reset: () => ((calls = 0), (busyMs = 0)),
-    close: () => new Promise((r) => server.close(r)),
-  };
-}
-
-async function credentialsFor(motoEndpoint: string, account: string) {
-  if (account === ACCOUNTS[0]) return MOTO_CREDENTIALS;
-  const sts = new STSClient({ region: "us-east-1", endpoint: motoEndpoint, credentials: MOTO_CREDENTIALS });
-  const c = (
-    await sts.send(new AssumeRoleCommand({ RoleArn: `arn:aws:iam::${account}:role/seed`, RoleSessionName: "seed" }))
-  ).Credentials!;
-  return { accessKeyId: c.AccessKeyId!, secretAccessKey: c.SecretAccessKey!, sessionToken: c.SessionToken };
-}
-
-async function seed(motoEndpoint: string): Promise<number> {
-  const perScope = Math.ceil(INSTANCES / (ACCOUNTS.length * REGIONS.length));
+/** INSTANCES tagged fleet=bench spread over every account and region, and one untagged instance per scope. */
+async function seed(cp: RemoteControlPlane): Promise<number> {
   let made = 0;
-  for (const account of ACCOUNTS) {
-    const credentials = await credentialsFor(motoEndpoint, account);
-    await Promise.all(
-      REGIONS.map(async (region) => {
-        const ec2 = new EC2Client({ region, endpoint: motoEndpoint, credentials });
-        const image = (await ec2.send(new DescribeImagesCommand({}))).Images![0].ImageId;
-        const n = Math.min(perScope, INSTANCES - made);
-        if (n <= 0) return;
-        made += n;
-        await ec2.send(
-          new RunInstancesCommand({
-            ImageId: image,
-            MinCount: n,
-            MaxCount: n,
-            TagSpecifications: [{ ResourceType: "instance", Tags: [{ Key: "fleet", Value: "bench" }] }],
-          }),
-        );
-        ec2.destroy();
-      }),
-    );
-  }
+  for (const [k, account] of ACCOUNTS.entries())
+    for (const [r, region] of REGIONS.entries()) {
+      const scope = k * REGIONS.length + r;
+      const n = Math.floor((INSTANCES * (scope + 1)) / SCOPES) - Math.floor((INSTANCES * scope) / SCOPES);
+      made += (await cp.addInstances(region, n, { account, tags: { fleet: "bench", Name: `web-${scope}` } })).length;
+      await cp.addInstances(region, 1, { account, tags: { fleet: "other" } });
+    }
   return made;
 }
 
@@ -136,16 +70,65 @@ function matchers(): AwsMatcher[] {
   ];
 }
 
-async function pass(endpoint: string, concurrency: number) {
+/** One pass: every matcher at once with the fetcher's concurrency, or one matcher and one scope at a time. */
+async function pass(cp: RemoteControlPlane, how: "concurrent" | "serial", answers: InstanceAnswers = "full") {
+  await cp.reset(answers);
+  const opts = { endpoint: cp.endpoint, credentials: MOTO_CREDENTIALS };
+  const cpu = process.cpuUsage();
   const started = performance.now();
-  const results = await Promise.all(
-    matchers().map((m) => fetchEc2(m, { endpoint, credentials: MOTO_CREDENTIALS, concurrency })),
-  );
+  const results =
+    how === "concurrent"
+      ? await Promise.all(matchers().map((m) => fetchEc2(m, { ...opts, concurrency: CONCURRENCY })))
+      : [];
+  if (how === "serial") for (const m of matchers()) results.push(await fetchEc2(m, { ...opts, concurrency: 1 }));
   const seconds = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
+  const stats = await cp.stats();
+  if (stats.unknown.length) throw new Error(`the control plane does not serve ${stats.unknown.join(", ")}`);
   const found = results.reduce((n, r) => n + r.candidates.length, 0);
   const failed = results.reduce((n, r) => n + r.scopes.filter((s) => s.error).length, 0);
-  const calls = results.reduce((n, r) => n + r.apiCalls, 0);
-  return { seconds, found, failed, calls };
+  const apiCalls = results.reduce((n, r) => n + r.apiCalls, 0);
+  const cpuSeconds = (used.user + used.system) / 1e6;
+  return { seconds, found, failed, api_calls: apiCalls, throttled: stats.throttled, by_action: stats.byAction, cpu_seconds: cpuSeconds, cpu_us_per_instance: (cpuSeconds * 1e6) / Math.max(1, found) }; // prettier-ignore
+}
+
+/** The run with the median wall time of `runs` passes. */
+async function medianPass(
+  cp: RemoteControlPlane,
+  how: "concurrent" | "serial",
+  runs: number,
+  answers?: InstanceAnswers,
+) {
+  const all = [];
+  for (let i = 0; i < runs; i++) {
+    all.push(await pass(cp, how, answers));
+    progress(
+      `${how} pass (${answers ?? "full"} answers) ${i + 1}/${runs}: ${all[i].seconds.toFixed(3)} s, ${all[i].found} found`,
+    );
+  }
+  // The run in the middle (the upper one of an even count), so its other figures belong to the same run.
+  const mid = [...all].sort((a, b) => a.seconds - b.seconds)[Math.floor(runs / 2)];
+  return { ...mid, runs: all.map((r) => Number(r.seconds.toFixed(4))) };
+}
+
+/**
+ * The bounds the API allows. Pages of one region follow each other (each needs the last one's NextToken), and the
+ * non-mutating bucket of an account and region (100, refill 20/s) binds only past 100 pages. Concurrent: one call to
+ * enter each account (GetCallerIdentity for the caller's own, AssumeRole for the others: the matchers name the
+ * roles, so neither waits for the other), then every region's pages at once. Serial: every call, one after another.
+ */
+function bounds() {
+  const L = LATENCY_MS / 1000;
+  const perScope = Math.ceil(INSTANCES / SCOPES);
+  const pages = Math.max(1, Math.ceil(perScope / DESCRIBE_INSTANCES_PAGE));
+  const region = Math.max(pages * L, (pages - EC2_NON_MUTATING.capacity) / EC2_NON_MUTATING.refillPerSecond);
+  return {
+    pages_per_region: pages,
+    chain: `GetCallerIdentity | AssumeRole → ${pages} DescribeInstances page(s) per region, regions in parallel`,
+    concurrent_seconds: L + region,
+    serial_calls: ACCOUNTS.length + SCOPES * pages,
+    serial_seconds: (ACCOUNTS.length + SCOPES * pages) * L,
+  };
 }
 
 async function launchToSendCommand(): Promise<number[]> {
@@ -195,75 +178,97 @@ async function launchToSendCommand(): Promise<number[]> {
 }
 
 async function main() {
-  const moto = await startMoto();
-  const proxy = await latencyProxy(moto.endpoint, LATENCY_MS);
+  const cp = await startControlPlaneProcess({ latencyMs: LATENCY_MS });
+  let result;
   try {
-    const t = performance.now();
-    const made = await seed(moto.endpoint);
-    const seedSeconds = (performance.now() - t) / 1000;
-    proxy.reset();
-    const concurrent = await pass(proxy.endpoint, 32);
-    const motoBusy = proxy.busySeconds();
-    proxy.reset();
-    const serial = await pass(proxy.endpoint, 1);
-    // Unavoidable: per account GetCallerIdentity, then AssumeRole (other accounts), then one DescribeInstances page
-    // per region (≤1,000 instances each); in parallel the chain is 3 calls deep. The buckets (100 burst) never bind at
-    // 17 calls per account and region, so the bound is the chain's latency.
-    const pages = Math.ceil(INSTANCES / (ACCOUNTS.length * REGIONS.length) / 1000);
-    const bound = ((2 + pages) * LATENCY_MS) / 1000;
-    const serialBound = ((ACCOUNTS.length * 2 - 1 + ACCOUNTS.length * REGIONS.length * pages) * LATENCY_MS) / 1000;
-    // moto is one CPU-bound Python process: on this machine no pass can beat the time it had work either.
-    const machineBound = Math.max(bound, motoBusy);
-    const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(26) : x.padStart(12))).join("");
-    console.log(
-      `\nbench/discovery: ${made} instances in ${ACCOUNTS.length} accounts × ${REGIONS.length} regions, ${LATENCY_MS} ms per AWS call (seeded in ${seedSeconds.toFixed(0)} s)`,
-    );
-    console.log(line(["pass", "found", "failed", "API calls", "seconds", "bound s", "÷ bound"]));
-    console.log(
-      line([
-        "concurrent (this project)",
-        String(concurrent.found),
-        String(concurrent.failed),
-        String(concurrent.calls),
-        concurrent.seconds.toFixed(2),
-        bound.toFixed(2),
-        (concurrent.seconds / bound).toFixed(2),
-      ]),
-    );
-    console.log(
-      line([
-        "  same, bound incl. moto",
-        "",
-        "",
-        "",
-        concurrent.seconds.toFixed(2),
-        machineBound.toFixed(2),
-        (concurrent.seconds / machineBound).toFixed(2),
-      ]),
-    );
-    console.log(
-      line([
-        "one scope at a time",
-        String(serial.found),
-        String(serial.failed),
-        String(serial.calls),
-        serial.seconds.toFixed(2),
-        serialBound.toFixed(2),
-        (serial.seconds / serialBound).toFixed(2),
-      ]),
-    );
-    console.log(
-      `  concurrent pass vs one-at-a-time: ${(serial.seconds / concurrent.seconds).toFixed(1)}× faster; proxy saw ${proxy.calls()} requests`,
-    );
+    const made = await seed(cp);
+    const b = bounds();
+    // The first pass loads the SDK's clients and compiles their code: reported apart, as a discovery service pays
+    // it once at start.
+    const cold = await pass(cp, "concurrent");
+    progress(`cold pass: ${cold.seconds.toFixed(3)} s, ${cold.found} found`);
+    const concurrent = await medianPass(cp, "concurrent", RUNS);
+    const lean = await medianPass(cp, "concurrent", RUNS, "lean");
+    const serial = await medianPass(cp, "serial", 1);
+    result = {
+      bench: "discovery",
+      instances: made,
+      accounts: ACCOUNTS.length,
+      regions: REGIONS.length,
+      latency_ms: LATENCY_MS,
+      fetch_concurrency: CONCURRENCY ?? "default",
+      bound: b,
+      concurrent: {
+        ...concurrent,
+        bound_seconds: b.concurrent_seconds,
+        ratio_to_bound: concurrent.seconds / b.concurrent_seconds,
+        // Not a bound: the chain plus the CPU our one thread spent, i.e. how much is left for waiting on the machine.
+        chain_plus_cpu_seconds: b.concurrent_seconds + concurrent.cpu_seconds,
+      },
+      lean: {
+        ...lean,
+        bound_seconds: b.concurrent_seconds,
+        ratio_to_bound: lean.seconds / b.concurrent_seconds,
+        chain_plus_cpu_seconds: b.concurrent_seconds + lean.cpu_seconds,
+      },
+      cold: { seconds: cold.seconds, cpu_us_per_instance: cold.cpu_us_per_instance },
+      serial: {
+        ...serial,
+        bound_seconds: b.serial_seconds,
+        ratio_to_bound: serial.seconds / b.serial_seconds,
+        chain_plus_cpu_seconds: b.serial_seconds + serial.cpu_seconds,
+      },
+      launch_to_send_command_ms: undefined as
+        undefined | { launched: number; sent: number; min: number | null; p50: number | null; max: number | null },
+      machine: machine(),
+    };
   } finally {
-    await proxy.close();
-    await moto.stop();
+    await cp.close();
   }
-  const latencies = (await launchToSendCommand()).sort((a, b) => a - b);
-  console.log(`\nlaunch → SendCommand (sandbox, one enrollment pass started right after launch), ms:`);
-  console.log(
-    `  min ${latencies[0]}  p50 ${latencies[Math.floor(latencies.length / 2)]}  max ${latencies[latencies.length - 1]}  (the runtime's loop adds up to poll_interval on top)`,
-  );
+  if (!SKIP_SANDBOX) {
+    const all = await launchToSendCommand();
+    // An instance no SendCommand named has NaN: the pass refused it before sending (its reason is in the pass's output).
+    const latencies = all.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+    result.launch_to_send_command_ms = {
+      launched: all.length,
+      sent: latencies.length,
+      min: latencies.length ? latencies[0] : null,
+      p50: latencies.length ? latencies[Math.floor(latencies.length / 2)] : null,
+      max: latencies.length ? latencies[latencies.length - 1] : null,
+    };
+  }
+  result.machine = machine();
+  const r = result;
+  emit(r, () => {
+    const line = tableLine(26, 12);
+    const m = r.machine;
+    console.log(
+      `\nbench/discovery: ${r.instances} instances in ${r.accounts} accounts × ${r.regions} regions, ${r.latency_ms} ms ` +
+        `per AWS call (bench control plane), ${m.cores} cores, node ${m.node}, load average ${m.load_average.join(" ")}`,
+    );
+    console.log(line(["pass", "found", "failed", "API calls", "seconds", "bound s", "÷ bound", "CPU µs/inst", "bound+CPU s"])); // prettier-ignore
+    const row = (label: string, p: typeof r.concurrent) =>
+      console.log(
+        line([label, String(p.found), String(p.failed), String(p.api_calls), p.seconds.toFixed(3), p.bound_seconds.toFixed(3), p.ratio_to_bound.toFixed(2), p.cpu_us_per_instance.toFixed(1), p.chain_plus_cpu_seconds.toFixed(3)]), // prettier-ignore
+      );
+    row("concurrent (this project)", r.concurrent);
+    row("  same, lean answers", r.lean);
+    row("one scope at a time", r.serial);
+    console.log(
+      `  bound: ${r.bound.chain}; concurrent is the median of ${r.concurrent.runs.length} passes ` +
+        `(${r.concurrent.runs.join(", ")} s) after a cold first pass of ${r.cold.seconds.toFixed(3)} s ` +
+        `(${r.cold.cpu_us_per_instance.toFixed(0)} µs CPU/instance); ${r.concurrent.throttled} throttled`,
+    );
+    const l = r.launch_to_send_command_ms;
+    if (l)
+      console.log(
+        `\nlaunch → SendCommand (sandbox, one enrollment pass started right after launch), ms:\n` +
+          (l.sent
+            ? `  min ${l.min}  p50 ${l.p50}  max ${l.max} for ${l.sent} of ${l.launched} instances ` +
+              `(the runtime's loop adds up to poll_interval on top)`
+            : `  no SendCommand for any of the ${l.launched} instances launched: the enrollment pass refused them`),
+      );
+  });
 }
 
 main().catch((err) => {

@@ -21,21 +21,17 @@ import { DescribeImagesCommand, DescribeInstancesCommand, EC2Client, RunInstance
 import { sdkInstanceApi } from "../provider/clouds/aws/instance-lookup";
 import { EC2_UNFILTERED } from "../provider/clouds/aws/rate-limits";
 import { ControlPlane, startControlPlane } from "./control-plane";
+import { emit, machine, numberArg, tableLine } from "./report";
 import { parseRuntimeConfig } from "../provider/runtime/config";
 import { startRuntime } from "../provider/runtime/server";
 import { identityDocument, signIdentityDocument, testCa } from "../test/fixtures/iid-signer";
 import { freePort, MOTO_CREDENTIALS, startMoto } from "../test/fixtures/moto";
 import { startPostgres } from "../test/fixtures/postgres";
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const JOINS = arg("joins", 512);
-const STORM = arg("storm", 0);
-const CONCURRENCY = arg("concurrency", STORM ? 256 : 64);
-const LATENCY_MS = arg("latency-ms", 50);
-const JSON_OUT = process.argv.includes("--json");
+const JOINS = numberArg("joins", 512);
+const STORM = numberArg("storm", 0);
+const CONCURRENCY = numberArg("concurrency", STORM ? 256 : 64);
+const LATENCY_MS = numberArg("latency-ms", 50);
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -145,6 +141,16 @@ async function joinRequests(ids: string[]) {
   return { caFile, iids, hostKeys };
 }
 
+/** What a storm measured, as `--json` prints it. */
+type StormResult = ReturnType<typeof machine> & {
+  bench: string;
+  n: number;
+  latency_ms: number;
+  bound_seconds: number;
+  checks: (Awaited<ReturnType<typeof stormChecks>> & { ratio_to_bound: number })[];
+  joins: Awaited<ReturnType<typeof run>> & { concurrency: number; describe_calls: number; throttled: number };
+};
+
 /** The instance checks of a storm: N concurrent DescribeInstances checks, naive or ours, against the control plane. */
 async function stormChecks(cp: ControlPlane, ids: string[], how: "naive" | "ours") {
   cp.reset();
@@ -180,7 +186,8 @@ async function stormChecks(cp: ControlPlane, ids: string[], how: "naive" | "ours
 }
 
 async function storm() {
-  const cp = await startControlPlane({ latencyMs: LATENCY_MS });
+  // Lean answers (id, state, addresses), as the control plane answered when the documented storm figures were taken.
+  const cp = await startControlPlane({ latencyMs: LATENCY_MS, answers: "lean" });
   const ids = cp.addInstances("us-east-1", STORM);
   Object.assign(process.env, {
     AWS_ENDPOINT_URL: cp.endpoint,
@@ -200,39 +207,39 @@ async function storm() {
     const joins = await run("sqlite", { type: "sqlite", path: "./data/discovery.db" }, iids, hostKeys, caFile);
     const joinCalls = cp.stats();
     fs.rmSync(caFile, { force: true });
-    const result = {
+    const result: StormResult = {
       bench: "join --storm",
       n: STORM,
       latency_ms: LATENCY_MS,
-      cores: os.cpus().length,
-      node: process.version,
+      ...machine(),
       bound_seconds: boundSeconds,
       checks: checks.map((c) => ({ ...c, ratio_to_bound: c.seconds / boundSeconds })),
       joins: { ...joins, concurrency: CONCURRENCY, describe_calls: joinCalls.calls, throttled: joinCalls.throttled },
     };
-    if (JSON_OUT) {
-      console.log(JSON.stringify(result));
-      return;
-    }
-    const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(10) : x.padStart(12))).join("");
-    console.log(
-      `\nbench/join --storm ${STORM}: one account and region, EC2 at ${LATENCY_MS} ms a call with AWS's buckets, ` +
-        `${os.cpus().length} cores, node ${process.version}`,
-    );
-    console.log(line(["checks", "done", "failed", "seconds", "calls", "throttled", "÷ bound"]));
-    for (const c of result.checks)
-      console.log(
-        line([c.how, String(c.checks - c.failed), String(c.failed), c.seconds.toFixed(2), String(c.calls), String(c.throttled), c.ratio_to_bound.toFixed(1)]), // prettier-ignore
-      );
-    console.log(line(["bound", String(STORM), "", boundSeconds.toFixed(2), String(needed), "0", "1.0"]));
-    console.log(line(["joins", "joined", "failed", "seconds", "joins/s", "p50 ms", "p99 ms", "calls"]));
-    const j = result.joins;
-    console.log(
-      line(["ours", String(j.joins), String(j.failed), j.seconds.toFixed(2), j.rate.toFixed(0), j.p50.toFixed(1), j.p99.toFixed(1), String(j.describe_calls)]), // prettier-ignore
-    );
+    emit(result, () => stormTables(result, needed));
   } finally {
     await cp.close();
   }
+}
+
+/** The human tables of a storm. */
+function stormTables(result: StormResult, needed: number): void {
+  const line = tableLine();
+  console.log(
+    `\nbench/join --storm ${STORM}: one account and region, EC2 at ${LATENCY_MS} ms a call with AWS's buckets, ` +
+      `${result.cores} cores, node ${result.node}, load average ${result.load_average.join(" ")}`,
+  );
+  console.log(line(["checks", "done", "failed", "seconds", "calls", "throttled", "÷ bound"]));
+  for (const c of result.checks)
+    console.log(
+      line([c.how, String(c.checks - c.failed), String(c.failed), c.seconds.toFixed(2), String(c.calls), String(c.throttled), c.ratio_to_bound.toFixed(1)]), // prettier-ignore
+    );
+  console.log(line(["bound", String(STORM), "", result.bound_seconds.toFixed(2), String(needed), "0", "1.0"]));
+  console.log(line(["joins", "joined", "failed", "seconds", "joins/s", "p50 ms", "p99 ms", "calls"]));
+  const j = result.joins;
+  console.log(
+    line(["ours", String(j.joins), String(j.failed), j.seconds.toFixed(2), j.rate.toFixed(0), j.p50.toFixed(1), j.p99.toFixed(1), String(j.describe_calls)]), // prettier-ignore
+  );
 }
 
 async function main() {
@@ -262,26 +269,30 @@ async function main() {
       await run("postgres", { type: "postgres", url: pg.url }, iids, hostKeys, caFile),
     ];
     fs.rmSync(caFile, { force: true });
-    const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(10) : x.padStart(12))).join("");
-    console.log(`\nbench/join: ${JOINS} ec2 joins, ${CONCURRENCY} concurrent clients, ${os.cpus().length} cores`);
-    console.log(line(["backend", "joins", "failed", "seconds", "joins/s", "p50 ms", "p99 ms", "÷ verify/s"]));
-    for (const r of rows)
+    const result = {
+      bench: "join",
+      joins: JOINS,
+      concurrency: CONCURRENCY,
+      ...machine(),
+      baseline_verify_per_second: verifyRate,
+      backends: rows.map((r) => ({ ...r, ratio_to_verify: r.rate / verifyRate })),
+    };
+    emit(result, () => {
+      const line = tableLine();
       console.log(
-        line([
-          r.backend,
-          String(r.joins),
-          String(r.failed),
-          r.seconds.toFixed(2),
-          r.rate.toFixed(1),
-          r.p50.toFixed(1),
-          r.p99.toFixed(1),
-          (r.rate / verifyRate).toFixed(4),
-        ]),
+        `\nbench/join: ${JOINS} ec2 joins, ${CONCURRENCY} concurrent clients, ${result.cores} cores, ` +
+          `load average ${result.load_average.join(" ")}`,
       );
-    console.log(
-      line(["baseline", "", "", "", verifyRate.toFixed(0), "", "", "1.0000"]) +
-        "   (raw RSA-2048 crypto.verify per second, same machine)",
-    );
+      console.log(line(["backend", "joins", "failed", "seconds", "joins/s", "p50 ms", "p99 ms", "÷ verify/s"]));
+      for (const r of result.backends)
+        console.log(
+          line([r.backend, String(r.joins), String(r.failed), r.seconds.toFixed(2), r.rate.toFixed(1), r.p50.toFixed(1), r.p99.toFixed(1), r.ratio_to_verify.toFixed(4)]), // prettier-ignore
+        );
+      console.log(
+        line(["baseline", "", "", "", verifyRate.toFixed(0), "", "", "1.0000"]) +
+          "   (raw RSA-2048 crypto.verify per second, same machine)",
+      );
+    });
   } finally {
     await pg.stop();
     await moto.stop();

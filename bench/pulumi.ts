@@ -5,22 +5,18 @@
  * `pulumi up --yes` (its own preview included, as a user runs it), preview and up again with nothing to change,
  * and `pulumi destroy --yes`. Each figure is the median of --runs runs.
  * Run: npm run bench:pulumi [-- --counts 1,10,50 --runs 3] [--skip-checkpoints: PULUMI_SKIP_CHECKPOINTS=true, to see
- * what writing the state file after every resource operation costs]
+ * what writing the state file after every resource operation costs] [--json: one JSON object on stdout instead]
  */
 import { execFileSync, spawn } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { copyProgram, IN_REPO_WORK, pulumiEnv, REPO, requireTools, TOOLS_BIN } from "../test/fixtures/pulumi";
 import { startTestRuntime, TestRuntime } from "../test/fixtures/runtime";
+import { emit, flag, JSON_OUT, machine, median, numberArg, progress, stringArg } from "./report";
 
-const arg = (name: string, dflt: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : dflt;
-};
-const COUNTS = arg("counts", "1,10,50").split(",").map(Number);
-const RUNS = Number(arg("runs", "3"));
-const SKIP_CHECKPOINTS = process.argv.includes("--skip-checkpoints");
+const COUNTS = stringArg("counts", "1,10,50").split(",").map(Number);
+const RUNS = numberArg("runs", 3);
+const SKIP_CHECKPOINTS = flag("skip-checkpoints");
 const PROGRAM = path.join(__dirname, "pulumi-program");
 const KINDS = ["discovery", "noop"] as const;
 type Kind = (typeof KINDS)[number];
@@ -49,7 +45,8 @@ function buildSnapshot(work: string): string {
   execFileSync(
     process.execPath,
     [require.resolve("typescript/bin/tsc"), "-p", "tsconfig.build.json", "--outDir", path.join(pkg, "dist")],
-    { cwd: REPO, stdio: "inherit" },
+    // tsc reports on stdout; with --json that must hold the result alone.
+    { cwd: REPO, stdio: ["ignore", JSON_OUT ? process.stderr : "inherit", "inherit"] },
   );
   fs.copyFileSync(path.join(REPO, "package.json"), path.join(pkg, "package.json"));
   return pkg;
@@ -72,11 +69,6 @@ function requireMs(dir: string): number[] {
     JSON.parse(execFileSync(process.execPath, ["-e", script], { cwd: dir, encoding: "utf8" })),
   );
   return [0, 1, 2].map((i) => median(runs.map((r: number[]) => r[i])));
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /** What one CLI command cost: wall seconds, CPU seconds of the CLI and every process it started, and its output. */
@@ -205,51 +197,56 @@ async function main() {
           if (kind === "discovery") requests.set(n, r.requests);
           stateKb.set(key, r.stateBytes / 1024);
           const figures = r.costs.map((c) => `${c.seconds.toFixed(2)}/${c.cpu.toFixed(2)}`).join(" ");
-          console.error(`run ${run + 1}/${RUNS} N=${n} ${kind}, wall/CPU s per step: ${figures}`);
+          progress(`run ${run + 1}/${RUNS} N=${n} ${kind}, wall/CPU s per step: ${figures}`);
         }
       }
     }
     const elapsed = (performance.now() - started) / 1000;
 
-    const widths = [4, 22, 9, 9, 7, 12, 12, 7, 15];
-    const line = (c: string[]) =>
-      c.map((x, i) => (i === 1 ? "  " + x.padEnd(widths[i]) : x.padStart(widths[i]))).join("");
-    const load = os.loadavg().map((l) => l.toFixed(1));
-    console.log(
-      `\nbench/pulumi: pulumi ${version}, median of ${RUNS} run${RUNS > 1 ? "s" : ""} (${elapsed.toFixed(0)} s), ` +
-        `${os.cpus().length} cores, node ${process.version}, load average ${load.join(" ")} at the end` +
-        (SKIP_CHECKPOINTS ? ", PULUMI_SKIP_CHECKPOINTS=true" : ""),
-    );
-    console.log(line(["N", "step", "ours s", "no-op s", "÷", "ours CPU s", "no-op CPU s", "÷", "runtime reqs"]));
-    for (const n of COUNTS) {
-      STEPS.forEach((step, i) => {
-        const of = (kind: Kind, f: (c: Cost) => number) => median(costs.get(`${kind} ${n}`)!.map((r) => f(r[i])));
-        const [ours, noop] = KINDS.map((k) => of(k, (c) => c.seconds));
-        const [oursCpu, noopCpu] = KINDS.map((k) => of(k, (c) => c.cpu));
-        console.log(
-          line([
-            String(n),
-            step.label,
-            ours.toFixed(2),
-            noop.toFixed(2),
-            (ours / noop).toFixed(2),
-            oursCpu.toFixed(2),
-            noopCpu.toFixed(2),
-            (oursCpu / noopCpu).toFixed(2),
-            requests.get(n)![i],
-          ]),
-        );
-      });
-    }
     const [bare, model, sdk] = requireMs(program);
-    const state = COUNTS.map((n) => `N=${n} ${KINDS.map((k) => stateKb.get(`${k} ${n}`)!.toFixed(0)).join(" / ")}`);
-    console.log("\nruntime reqs: HTTP requests (new TLS connections) the runtime served during the step, ours only.");
-    console.log(`state file after up, KB (ours / no-op): ${state.join(", ")}`);
-    console.log(
-      `require in a fresh node: @pulumi/pulumi ${bare.toFixed(0)} ms; ` +
-        `then pulumi-discovery/model +${model.toFixed(0)} ms (our provider process, at its first check); ` +
-        `then the rest of pulumi-discovery +${sdk.toFixed(0)} ms (the program)`,
-    );
+    const result = {
+      bench: "pulumi",
+      pulumi: version,
+      runs: RUNS,
+      seconds: elapsed,
+      skip_checkpoints: SKIP_CHECKPOINTS,
+      ...machine(),
+      // Per N and step: the medians of ours and of the no-op (the baseline), and their ratios.
+      steps: COUNTS.flatMap((n) =>
+        STEPS.map((step, i) => {
+          const of = (kind: Kind, f: (c: Cost) => number) => median(costs.get(`${kind} ${n}`)!.map((r) => f(r[i])));
+          const [ours, noop] = KINDS.map((k) => of(k, (c) => c.seconds));
+          const [oursCpu, noopCpu] = KINDS.map((k) => of(k, (c) => c.cpu));
+          const reqs = requests.get(n)![i];
+          return { n, step: step.label, ours_seconds: ours, noop_seconds: noop, ratio: ours / noop, ours_cpu_seconds: oursCpu, noop_cpu_seconds: noopCpu, cpu_ratio: oursCpu / noopCpu, runtime_requests: reqs }; // prettier-ignore
+        }),
+      ),
+      state_kb: COUNTS.map((n) => ({ n, ours: stateKb.get(`discovery ${n}`)!, noop: stateKb.get(`noop ${n}`)! })),
+      require_ms: { pulumi: bare, model, sdk },
+    };
+    emit(result, () => {
+      const widths = [4, 22, 9, 9, 7, 12, 12, 7, 15];
+      const line = (c: string[]) =>
+        c.map((x, i) => (i === 1 ? "  " + x.padEnd(widths[i]) : x.padStart(widths[i]))).join("");
+      console.log(
+        `\nbench/pulumi: pulumi ${version}, median of ${RUNS} run${RUNS > 1 ? "s" : ""} (${elapsed.toFixed(0)} s), ` +
+          `${result.cores} cores, node ${result.node}, load average ${result.load_average.join(" ")} at the end` +
+          (SKIP_CHECKPOINTS ? ", PULUMI_SKIP_CHECKPOINTS=true" : ""),
+      );
+      console.log(line(["N", "step", "ours s", "no-op s", "÷", "ours CPU s", "no-op CPU s", "÷", "runtime reqs"]));
+      for (const r of result.steps)
+        console.log(
+          line([String(r.n), r.step, r.ours_seconds.toFixed(2), r.noop_seconds.toFixed(2), r.ratio.toFixed(2), r.ours_cpu_seconds.toFixed(2), r.noop_cpu_seconds.toFixed(2), r.cpu_ratio.toFixed(2), r.runtime_requests]), // prettier-ignore
+        );
+      const state = result.state_kb.map((s) => `N=${s.n} ${s.ours.toFixed(0)} / ${s.noop.toFixed(0)}`);
+      console.log("\nruntime reqs: HTTP requests (new TLS connections) the runtime served during the step, ours only.");
+      console.log(`state file after up, KB (ours / no-op): ${state.join(", ")}`);
+      console.log(
+        `require in a fresh node: @pulumi/pulumi ${bare.toFixed(0)} ms; ` +
+          `then pulumi-discovery/model +${model.toFixed(0)} ms (our provider process, at its first check); ` +
+          `then the rest of pulumi-discovery +${sdk.toFixed(0)} ms (the program)`,
+      );
+    });
   } finally {
     await rt.stop();
     fs.rmSync(work, { recursive: true, force: true });
