@@ -75,13 +75,15 @@ export const eventsSection = z
   .superRefine((e, ctx) => {
     const seen = new Set<string>();
     (e.aws ?? []).forEach((q, i) => {
-      if (seen.has(q.sqs_queue_url))
+      // A local endpoint (moto) gives queues of one name the same URL in every region.
+      const k = `${q.sqs_queue_url} ${q.region}`;
+      if (seen.has(k))
         ctx.addIssue({
           code: "custom",
           path: ["aws", i, "sqs_queue_url"],
           message: "names the same queue as an earlier entry; list each queue once",
         });
-      seen.add(q.sqs_queue_url);
+      seen.add(k);
     });
   })
   .optional()
