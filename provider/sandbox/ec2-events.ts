@@ -16,36 +16,12 @@ import {
   SetQueueAttributesCommand,
   SQSClient,
 } from "@aws-sdk/client-sqs";
-import { EC2_EVENT_STATES, EC2_STATE_CHANGE } from "../clouds/aws/ec2-events";
+import { EC2_EVENT_PATTERN, EC2_STATE_CHANGE, eventQueueSendPolicy } from "../clouds/aws/ec2-events";
 import { MOTO_CREDENTIALS } from "./moto";
 
 /** The queue and rule the sandbox makes in each region it launches in. */
 export const SANDBOX_EVENTS_QUEUE = "discovery-ec2-events";
 const RULE = "discovery-ec2-state-change";
-
-/** The event pattern of the rule: what a DiscoveryService's rule matches too. */
-export const EC2_EVENT_PATTERN = {
-  source: ["aws.ec2"],
-  "detail-type": [EC2_STATE_CHANGE],
-  detail: { state: [...EC2_EVENT_STATES] },
-};
-
-/** The queue policy that lets EventBridge rules of this account deliver to the queue. */
-export function eventQueuePolicy(queueArn: string, ruleArn: string): string {
-  return JSON.stringify({
-    Version: "2012-10-17",
-    Statement: [
-      {
-        Sid: "EventBridgeDelivers",
-        Effect: "Allow",
-        Principal: { Service: "events.amazonaws.com" },
-        Action: "sqs:SendMessage",
-        Resource: queueArn,
-        Condition: { ArnEquals: { "aws:SourceArn": ruleArn } },
-      },
-    ],
-  });
-}
 
 /** The sandbox's simulated EC2 event source (see the module comment). */
 export class SandboxEventBus {
@@ -79,7 +55,10 @@ export class SandboxEventBus {
         new PutRuleCommand({ Name: RULE, EventPattern: JSON.stringify(EC2_EVENT_PATTERN), State: "ENABLED" }),
       );
       await sqs.send(
-        new SetQueueAttributesCommand({ QueueUrl: url, Attributes: { Policy: eventQueuePolicy(arn, rule.RuleArn!) } }),
+        new SetQueueAttributesCommand({
+          QueueUrl: url,
+          Attributes: { Policy: eventQueueSendPolicy(arn, rule.RuleArn!) },
+        }),
       );
       await events.send(new PutTargetsCommand({ Rule: RULE, Targets: [{ Id: "discovery", Arn: arn }] }));
       return { url, arn };

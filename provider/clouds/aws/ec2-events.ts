@@ -20,6 +20,30 @@ export const SQS_WAIT_SECONDS = 20;
  */
 export const SQS_VISIBILITY_SECONDS = 300;
 
+/** The rule's event pattern: EC2 state changes to pending or running. */
+export const EC2_EVENT_PATTERN = {
+  source: ["aws.ec2"],
+  "detail-type": [EC2_STATE_CHANGE],
+  detail: { state: [...EC2_EVENT_STATES] },
+};
+
+/** The queue policy: EventBridge may send to the queue, for this rule only. */
+export function eventQueueSendPolicy(queueArn: string, ruleArn: string): string {
+  return JSON.stringify({
+    Version: "2012-10-17",
+    Statement: [
+      {
+        Sid: "EventBridgeDelivers",
+        Effect: "Allow",
+        Principal: { Service: "events.amazonaws.com" },
+        Action: "sqs:SendMessage",
+        Resource: queueArn,
+        Condition: { ArnEquals: { "aws:SourceArn": ruleArn } },
+      },
+    ],
+  });
+}
+
 const INSTANCE_ID_RE = /^i-([0-9a-f]{8}|[0-9a-f]{17})$/;
 const ACCOUNT_RE = /^\d{12}$/;
 const INSTANCE_ARN_RE = /^arn:aws(?:-[a-z]+)*:ec2:([a-z0-9-]+):(\d{12}):instance\/(i-[0-9a-f]+)$/;
@@ -87,7 +111,7 @@ export function sqsQueueProblem(err: unknown, queue: AwsEventQueue): QueueProble
   else if (DENIED.test(code))
     fix =
       "allow sqs:ReceiveMessage, sqs:DeleteMessage and sqs:GetQueueAttributes on the queue to the runtime's role " +
-      "(`discovery policy aws` prints the statement), and kms:Decrypt if the queue is encrypted with a customer key";
+      "(the SDK's aws.eventQueuePolicy builds the statement), and kms:Decrypt if the queue uses a customer KMS key";
   return { code, message, fix };
 }
 
