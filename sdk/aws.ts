@@ -1,7 +1,7 @@
 /** AWS pieces for Pulumi programs: the SSM installer document resource and the IAM policy builders. */
 import * as pulumi from "@pulumi/pulumi";
 import { thinProvider } from "../provider/pulumi/thin-provider";
-import type { PolicyDocument } from "../provider/clouds/aws/policy";
+import { eventQueuePolicy as eventQueuePolicyOf, type PolicyDocument } from "../provider/clouds/aws/policy";
 import type { awsPolicies } from "../provider/clouds/policies";
 import { AwsMatcherArgs, DiscoveryConfigPolicyArgs, policyOutput } from "./policy-config";
 
@@ -90,4 +90,18 @@ export function discoveryPolicy(config: AwsPolicyInput): PolicyDocument {
 /** The enrolled instances' instance-profile policy (`discovery policy aws`'s `instance`), as a plain object. */
 export function instancePolicy(config: AwsPolicyInput): PolicyDocument {
   return (policyOutput("aws", config) as ReturnType<typeof awsPolicies>).instance;
+}
+
+/**
+ * The runtime role's policy for reading EC2 state-change events (`discoveryService.events.aws`): sqs:ReceiveMessage,
+ * sqs:DeleteMessage and sqs:GetQueueAttributes on these queue ARNs only. DiscoveryService's aws target with
+ * `aws.ec2Events` attaches it for the queue it creates.
+ */
+export function eventQueuePolicy(queueArns: string[]): PolicyDocument {
+  for (const [i, arn] of queueArns.entries())
+    if (!/^arn:aws(-[a-z]+)*:sqs:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,80}(\.fifo)?$/.test(arn))
+      throw new Error(
+        `queueArns[${i}]: must be an SQS queue ARN such as arn:aws:sqs:us-east-1:123456789012:q, not ${arn}`,
+      );
+  return eventQueuePolicyOf(queueArns);
 }

@@ -3,7 +3,8 @@ import { Command } from "commander";
 import { AzureLaunchOptionError, parseAzureLaunchOptions } from "../sandbox/azure-launch-options";
 import { GcpLaunchOptionError, parseGcpLaunchOptions } from "../sandbox/gcp-launch-options";
 import { LaunchOptionError, parseLaunchOptions, parseTagList } from "../sandbox/launch-options";
-import { runSandboxDaemon } from "../sandbox/sandbox";
+import { runSandboxDaemon, type SandboxOptions } from "../sandbox/sandbox";
+import { parseDuration } from "../model";
 import { launchInSandbox, startSandbox, stopSandbox } from "../sandbox/sandbox-client";
 import { sandboxPaths } from "../sandbox/sandbox-control";
 import { createSandboxAccount } from "../sandbox/organization";
@@ -210,6 +211,14 @@ function launchCommand(): Command {
     });
 }
 
+/** The runtime options of `sandbox start`, checked: a bad --poll-interval is refused before anything starts. */
+function sandboxOptions(opts: { events?: boolean; pollInterval: string }): SandboxOptions {
+  const ms = parseDuration(opts.pollInterval);
+  if (ms === undefined || ms <= 0)
+    throw new Error(`--poll-interval: "${opts.pollInterval}" is not a duration; write it like 15s or 5m`);
+  return { events: opts.events === true, pollInterval: opts.pollInterval };
+}
+
 /** `discovery sandbox start|stop|launch`: a whole local world (moto, simulated fleet, SSM, runtime) on loopback. */
 export function sandboxCommand(): Command {
   const cmd = new Command("sandbox").description(
@@ -219,8 +228,10 @@ export function sandboxCommand(): Command {
     new Command("start")
       .description("start the sandbox in the background and write DIR/env.sh and DIR/runtime.yaml")
       .requiredOption("--dir <dir>", "where the sandbox keeps its state, logs and instances")
-      .action(async (opts: { dir: string }) => {
-        const { state, alreadyRunning } = await startSandbox(opts.dir);
+      .option("--events", "the runtime enrolls launches at once from the EC2 state-change queue (us-east-1)")
+      .option("--poll-interval <duration>", "the runtime's poll_interval, e.g. 5m", "15s")
+      .action(async (opts: { dir: string; events?: boolean; pollInterval: string }) => {
+        const { state, alreadyRunning } = await startSandbox(opts.dir, sandboxOptions(opts));
         const env = sandboxPaths(state.dir).env;
         process.stdout.write(
           (alreadyRunning
@@ -262,7 +273,11 @@ export function sandboxCommand(): Command {
   cmd.addCommand(
     new Command("_daemon")
       .requiredOption("--dir <dir>", "the sandbox directory")
-      .action(async (opts: { dir: string }) => runSandboxDaemon(opts.dir)),
+      .option("--events")
+      .option("--poll-interval <duration>", "", "15s")
+      .action(async (opts: { dir: string; events?: boolean; pollInterval: string }) =>
+        runSandboxDaemon(opts.dir, sandboxOptions(opts)),
+      ),
     { hidden: true },
   );
   return cmd;

@@ -3,8 +3,9 @@
  * error; `undefined` is a cloud this build does not implement yet (its matchers report `cloud_unavailable`).
  * Adding a cloud is a folder under provider/clouds/ exporting a CloudPlugin, and its line here.
  */
-import { CLOUDS, type Cloud, type DiscoveryServiceSection } from "../model";
+import { CLOUDS, type Cloud, type DiscoveryServiceSection, type EventsSection } from "../model";
 import type { CloudEnrollment } from "../enroll/clouds";
+import type { EventQueue } from "../enroll/events";
 import { AWS_PLUGIN } from "./aws";
 import { AZURE_PLUGIN } from "./azure";
 import { GCP_PLUGIN } from "./gcp";
@@ -30,6 +31,11 @@ export function cloudPlugin(name: string): CloudPlugin | undefined {
 /** The fetcher and installer of a cloud, if this build has it. */
 export function cloudEnrollment(name: string): CloudEnrollment | undefined {
   return cloudPlugin(name)?.enrollment;
+}
+
+/** Every state-change event queue `discovery_service.events` names, over the implemented clouds. */
+export function cloudEventQueues(events: EventsSection): EventQueue[] {
+  return implementedClouds().flatMap(({ plugin }) => plugin.eventQueues?.(events) ?? []);
 }
 
 /** The implemented clouds with their plugins, in model.CLOUDS order. */

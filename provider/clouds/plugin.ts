@@ -4,7 +4,8 @@
  */
 import type { CloudEnrollment, FailureClass } from "../enroll/clouds";
 import type { JoinMethodDefinition } from "../join/methods";
-import type { Token } from "../model";
+import type { EventsSection, Token } from "../model";
+import type { EventQueue } from "../enroll/events";
 
 /** How a node that joined as one of the cloud's instances says which instance it is, and what it is named. */
 export interface NodeIdentity {
@@ -54,6 +55,8 @@ export interface CloudPlugin<M = unknown> {
   /** The join methods that prove an instance of this cloud, by method name (`iam`, `ec2`, `gcp`, ...). */
   joinMethods: Record<string, CloudJoinMethod>;
   identity: NodeIdentity;
+  /** The state-change event queues `discovery_service.events` names for this cloud; absent: no events. */
+  eventQueues?(events: EventsSection): EventQueue[];
   /** The task issue type and fix of a failed scan of one scope; undefined (or absent) for `fetch-failure`. */
   scopeProblem?(e: { code: string; message: string }): { issueType: string; fix: string } | undefined;
 }

@@ -47,17 +47,28 @@ export interface ExistenceQuery {
   instanceIds: string[];
 }
 
+/** The most instance ids one fetchInstances query holds (EC2 takes at most 200 values in one filter). */
+export const EVENT_BATCH = 200;
+
 /** One `kebab-case` failure class an installer reports. */
 export interface FailureClass {
   /** Whether a failure of this class means a command reached the instance (counted in a pass's `commandsSent`). */
   commandSent: boolean;
   /** What the class means, in a sentence (for docs and operators; each outcome carries its own remediation). */
   summary: string;
+  /** An instance that has just started may show this for a while (an agent not up yet): events look again soon. */
+  notReadyAtBoot?: boolean;
 }
 
 /** A cloud's part of enrollment: list what a matcher selects, and install on candidates. */
 export interface CloudEnrollment<M = unknown> {
   fetch(matcher: M, ctx: EnrollContext): Promise<FetchResult>;
+  /**
+   * What `fetch` would find among these instances only (a state-change event named them): the matcher's own scan
+   * narrowed to them, so an instance it does not select is not a candidate. Optional: a cloud without it has no
+   * event-driven enrollment. At most EVENT_BATCH ids per query.
+   */
+  fetchInstances?(matcher: M, query: ExistenceQuery, ctx: EnrollContext): Promise<FetchResult>;
   install(candidates: Candidate[], matcher: M, ctx: EnrollContext): Promise<InstallOutcome[]>;
   /**
    * Checks made before anything is sent (AWS: the matcher's SSM document exists in each account and region): a

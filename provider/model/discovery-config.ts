@@ -16,6 +16,7 @@ import {
 } from "./common";
 import { awsRegion, azureRegion, gcpLocation } from "./regions";
 import { JoinMethod } from "./token";
+import { eventsSection } from "./events";
 
 /** Clouds a discovery_config can match instances in. */
 export const CLOUDS = ["aws", "gcp", "azure"] as const;
@@ -314,6 +315,7 @@ export const discoveryServiceSection = z
     discovery_group: discoveryGroup.optional(),
     poll_interval: duration.optional(),
     stale_node_grace: duration.optional(),
+    events: eventsSection,
     ...matchers,
   })
   .strict()
@@ -328,6 +330,7 @@ export const discoveryServiceSection = z
     dynamic: s.discovery_group !== undefined,
     poll_interval: s.poll_interval ?? DEFAULT_POLL_INTERVAL,
     stale_node_grace: s.stale_node_grace ?? DEFAULT_STALE_NODE_GRACE,
+    events: s.events,
     aws: s.aws ?? [],
     gcp: s.gcp ?? [],
     azure: s.azure ?? [],

@@ -4,6 +4,7 @@ export * from "./case";
 export * from "./token";
 export * from "./installer";
 export * from "./discovery-config";
+export * from "./events";
 export * from "./document";
 export * from "./sdk-problems";
 export * from "./regions";

@@ -7,6 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type * as awsTypes from "@pulumi/aws";
 import type { AwsMatcher } from "../model";
+import { deployEc2Events } from "./service-aws-events";
 import {
   publicAddress,
   requirePeer,
@@ -45,6 +46,12 @@ export interface AwsTargetArgs {
   rootVolumeSize?: number;
   /** Tags for every resource. */
   tags?: Record<string, string>;
+  /**
+   * Enroll new instances of the runtime's region at once: an EventBridge rule for EC2 state changes, an SQS queue
+   * it fills, read access to that queue for the runtime, and the queue in its `discovery_service.events`. The poll
+   * stays the safety net (and covers other regions). Default false.
+   */
+  ec2Events?: boolean;
 }
 
 type Aws = typeof awsTypes;
@@ -149,6 +156,7 @@ export function deployAws(plan: VmPlan, args: AwsTargetArgs, discoveryPolicy: ob
     },
     opts,
   );
+  const wire = args.ec2Events ? deployEc2Events(aws, { name, parent, region, role, wire: plan.wire, tags }) : undefined;
   const profile = new aws.iam.InstanceProfile(`${name}-profile`, { role: role.name, tags }, opts);
 
   const ingress = [
@@ -229,6 +237,7 @@ export function deployAws(plan: VmPlan, args: AwsTargetArgs, discoveryPolicy: ob
         address,
         secrets.name.apply((n) => ({ source: "aws-ssm" as const, region, name: n })),
         { AWS_REGION: region },
+        wire,
       ),
       // cloud-init runs user data on the first boot only: a new config needs a new instance.
       userDataReplaceOnChange: true,

@@ -79,12 +79,15 @@ export function vmBootScript(
   publicAddr: pulumi.Output<string>,
   secrets: pulumi.Output<SecretSource>,
   serviceEnv: Record<string, string> = {},
+  /** The config with fields only known once resources exist (the event queue's URL); default `plan.wire`. */
+  wireOutput: pulumi.Input<WireRuntimeConfig> = plan.wire,
 ): pulumi.Output<string> {
-  return pulumi.all([publicAddr, keys.tlsCert, keys.tlsPin, secrets]).apply(([addr, tlsCert, tlsPin, source]) =>
+  const all = pulumi.all([publicAddr, keys.tlsCert, keys.tlsPin, secrets, wireOutput]);
+  return all.apply(([addr, tlsCert, tlsPin, source, wire]) =>
     bootstrapScript({
       packageSpec: plan.packageSpec,
       nodeMajor: plan.nodeMajor,
-      configYaml: "# written by DiscoveryService\n" + stringify(vmWireConfig(plan.wire, addr, plan.port)),
+      configYaml: "# written by DiscoveryService\n" + stringify(vmWireConfig(wire, addr, plan.port)),
       tlsCert,
       tlsPin,
       port: plan.port,

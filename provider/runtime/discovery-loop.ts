@@ -13,6 +13,8 @@ import type { Logger } from "pino";
 import { canonicalJson, type Cloud, CLOUDS, DiscoveryConfig, DiscoveryServiceSection, parseDuration } from "../model";
 import { storeBackend } from "../enroll/backend";
 import type { CloudEnrollment } from "../enroll/clouds";
+import { cloudEnrollment } from "../clouds";
+import { type CloudLookup, type InstanceEvent, targetedClouds } from "../enroll/events";
 import { PassResult, runEnrollmentPass } from "../enroll/pass";
 import type { RuntimeEndpoint, ScopeReport } from "../enroll/types";
 import type { DiscoveryStatus, Store } from "./store/types";
@@ -229,11 +231,36 @@ export class DiscoveryLoop {
     this.debounceTimer = setTimeout(() => void this.runNow(), this.o.debounceMs ?? 500);
   }
 
-  /** One pass over `matchers` (the static ones, or the config `config`'s): one log line, and its metrics. */
+  /**
+   * A targeted pass over just these instances (state-change events named them), at once and beside any pass in
+   * progress (claims keep one install per instance): the static matchers and each scanned config look at them by
+   * their own rules, so an instance none selects is left alone. It writes no status, records no scope results and
+   * checks no stale nodes; the poll does those. `retryFailed`: a look again at instances that were not ready.
+   */
+  enrollInstances(instances: InstanceEvent[], opts: { retryFailed?: boolean } = {}): Promise<PassResult[]> {
+    const clouds = targetedClouds(instances, this.o.clouds ?? cloudEnrollment);
+    const s = this.o.section;
+    const sets: [Pick<DiscoveryServiceSection, Cloud>, string | undefined][] = [
+      ...(CLOUDS.some((c) => s[c].length > 0) ? [[s, undefined] as [typeof s, undefined]] : []),
+      ...[...this.configs].map(([name, { spec }]): [Spec, string] => [spec, name]),
+    ];
+    return Promise.all(sets.map(([m, name]) => this.pass(m, opts.retryFailed ?? false, name, clouds)));
+  }
+
+  /** The clouds' fetchers and installers this loop uses (tests pass fakes). */
+  get clouds(): CloudLookup {
+    return this.o.clouds ?? cloudEnrollment;
+  }
+
+  /**
+   * One pass over `matchers` (the static ones, or the config `config`'s): one log line, and its metrics. With
+   * `targeted` (clouds narrowed to some instances) it is an event's pass: no scope results, no stale-node check.
+   */
   private async pass(
     matchers: Pick<DiscoveryServiceSection, Cloud>,
     retryFailed: boolean,
     config?: string,
+    targeted?: CloudLookup,
   ): Promise<PassResult> {
     const now = () => new Date();
     const started = performance.now();
@@ -243,20 +270,21 @@ export class DiscoveryLoop {
         matchers,
         backend: storeBackend(this.o.store, now),
         runtime: this.o.endpoint,
-        clouds: this.o.clouds,
+        clouds: targeted ?? this.o.clouds,
         discoveredBy: this.o.runtimeId,
         joinTimeoutMs: this.o.joinTimeoutMs,
-        staleNodeGraceMs: parseDuration(this.o.section.stale_node_grace),
+        staleNodeGraceMs: targeted ? undefined : parseDuration(this.o.section.stale_node_grace),
         retryFailed,
         now,
         onProgress: (e) => this.o.logger.debug({ progress: e, config }, "discovery progress"),
         ...(this.leases && { acquireScope: (s) => this.leases!.acquire(s) }),
       });
-      // A scope left to another replica says nothing about its errors: that replica records them.
-      await this.o.store.recordScopeResults(
-        result.scopes.filter((s) => !s.held),
-        now(),
-      );
+      // A targeted pass (events) and a scope left to another replica say nothing of a scope's errors.
+      if (!targeted)
+        await this.o.store.recordScopeResults(
+          result.scopes.filter((s) => !s.held),
+          now(),
+        );
     } catch (err) {
       this.o.metrics?.passFinished(undefined, (performance.now() - started) / 1000);
       throw err;
@@ -265,7 +293,11 @@ export class DiscoveryLoop {
     this.o.metrics?.passFinished(result, ms / 1000);
     const { fields, message } = summarizePass(result, ms);
     // Static matchers have no config name; a config's pass carries it.
-    const which = { ...(config !== undefined && { config }), ...(retryFailed && { retry_failed: true }) };
+    const which = {
+      ...(config !== undefined && { config }),
+      ...(retryFailed && { retry_failed: true }),
+      ...(targeted && { event: true }),
+    };
     this.o.logger.info({ ...which, ...fields }, message);
     return result;
   }

@@ -19,6 +19,8 @@ import { LogSampler } from "./log-sampler";
 import { RuntimeMetrics } from "./metrics";
 import { CLOUDS, DEFAULT_POLL_INTERVAL, parseDuration } from "../model";
 import { DiscoveryLoop, DiscoveryLoopOptions } from "./discovery-loop";
+import { EventConsumer } from "./events";
+import { cloudEventQueues } from "../clouds";
 import { openStore } from "./store";
 import type { Store } from "./store/types";
 import { loadOrCreateTls, TlsMaterial } from "./tls";
@@ -327,6 +329,17 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
     "discovery runtime listening",
   );
   loop?.start();
+  // The queues of discovery_service.events: a new instance is enrolled at once, the poll stays the safety net.
+  const queues = loop && ds ? cloudEventQueues(ds.events) : [];
+  const events =
+    loop && queues.length > 0
+      ? new EventConsumer({
+          queues,
+          target: loop,
+          logger: logger.child({ component: "events" }),
+        })
+      : undefined;
+  events?.start();
   return {
     url,
     store,
@@ -337,6 +350,7 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
     loop,
     runtimeId,
     close: async () => {
+      await events?.stop();
       await loop?.stop();
       await app.close();
       await housekeeping.stop();

@@ -63,6 +63,8 @@ export interface FleetOptions {
   dir: string;
   accounts: MotoAccounts;
   signer: TestSigner;
+  /** The simulated control plane's EC2 state-change events (pending, running) for each instance launched running. */
+  events?: { emit(account: string, region: string, instanceIds: string[], states: string[]): Promise<void> };
 }
 
 const SETUP_CONCURRENCY = 16;
@@ -131,6 +133,14 @@ export class Fleet {
       );
       const failure = made.find((m): m is PromiseRejectedResult => m.status === "rejected");
       if (failure) throw failure.reason;
+      // As AWS does once the instances boot: events for running ones, which EventBridge rules route on.
+      if (opts.state !== "stopped")
+        await this.opts.events?.emit(
+          opts.account,
+          opts.region,
+          launched.map((i) => i.InstanceId!),
+          ["pending", "running"],
+        );
       return made.map((m) => (m as PromiseFulfilledResult<FleetInstance>).value);
     } finally {
       ec2.destroy();

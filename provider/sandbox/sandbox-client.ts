@@ -9,7 +9,7 @@ import type { GcpVmView } from "./gcp-world";
 import { LaunchOptionError, LaunchOptions } from "./launch-options";
 import { callControl, readSandboxState, sandboxPaths, SandboxState } from "./sandbox-control";
 import { isAlive, packageBin } from "../deploy/local-process";
-import { isolatedEnv } from "./sandbox";
+import { isolatedEnv, type SandboxOptions } from "./sandbox";
 
 const START_TIMEOUT_MS = 180_000;
 const STOP_TIMEOUT_MS = 30_000;
@@ -81,7 +81,10 @@ export async function runningSandbox(dir: string): Promise<SandboxState | undefi
  * Starts the sandbox daemon for `dir` in its own session (it outlives this process) and returns once it answers,
  * or the sandbox already running there.
  */
-export async function startSandbox(dirArg: string): Promise<{ state: SandboxState; alreadyRunning: boolean }> {
+export async function startSandbox(
+  dirArg: string,
+  options: SandboxOptions = {},
+): Promise<{ state: SandboxState; alreadyRunning: boolean }> {
   const dir = path.resolve(dirArg);
   fs.mkdirSync(dir, { recursive: true });
   const p = sandboxPaths(dir);
@@ -94,7 +97,11 @@ export async function startSandbox(dirArg: string): Promise<{ state: SandboxStat
     fs.rmSync(p.pid, { force: true });
     fs.rmSync(p.state, { force: true });
     const log = fs.openSync(p.log, "a");
-    const child = spawn(process.execPath, [packageBin(), "sandbox", "_daemon", "--dir", dir], {
+    const flags = [
+      ...(options.events ? ["--events"] : []),
+      ...(options.pollInterval ? ["--poll-interval", options.pollInterval] : []),
+    ];
+    const child = spawn(process.execPath, [packageBin(), "sandbox", "_daemon", "--dir", dir, ...flags], {
       cwd: dir,
       detached: true, // a session of its own: not ended with this shell, and its pid names its process group
       stdio: ["ignore", log, log],

@@ -25,6 +25,8 @@ export interface SandboxState {
   runtime: { url: string; pin: string; certFile: string; adminTokenFile: string };
   /** The organization seeded in moto's default account, for iam tokens with `aws_organization_id`. */
   organizationId?: string;
+  /** The SQS queue moto's EventBridge fills with us-east-1's EC2 state-change events (other regions: same name). */
+  events?: { queueUrl: string; region: string };
   /** The fake Google APIs (Compute, Resource Manager, OAuth2, the issuer's JWKS) and the env that points at them. */
   gcp?: { endpoint: string; jwksUrl: string; env: Record<string, string> };
   /** The fake ARM and Entra ID (HTTPS), the tenant, the key set, and the env that points at them. */

@@ -15,6 +15,7 @@ import { GcpSandbox, startGcpSandbox } from "./gcp-sandbox";
 import { loadOrCreateCa } from "./iid-signer";
 import { freePort, Moto, MOTO_CREDENTIALS, startMoto } from "./moto";
 import { MotoAccounts } from "./moto-accounts";
+import { SandboxEventBus } from "./ec2-events";
 import { readSandboxState, sandboxPaths, SandboxState, startControlApi } from "./sandbox-control";
 import { startSsmSimulator } from "./ssm-simulator";
 
@@ -47,6 +48,14 @@ async function seedMoto(moto: Moto, logger: Logger): Promise<string | undefined>
   }
 }
 
+/** How `discovery sandbox start` shapes the sandbox runtime's discovery loop. */
+export interface SandboxOptions {
+  /** The runtime reads us-east-1's EC2 state-change queue (`discovery_service.events`). */
+  events?: boolean;
+  /** The runtime's poll_interval; default 15s. */
+  pollInterval?: string;
+}
+
 interface RuntimeProcess {
   child: ChildProcess;
   url: string;
@@ -64,6 +73,7 @@ async function startRuntimeProcess(
   gcp: GcpSandbox,
   azure: AzureSandbox,
   logger: Logger,
+  options: SandboxOptions & { eventsQueueUrl: string },
 ): Promise<RuntimeProcess> {
   const p = sandboxPaths(dir);
   const port = await freePort();
@@ -85,7 +95,12 @@ async function startRuntimeProcess(
       rate_limit: { requests_per_minute: 6000, burst: 1000 },
     },
     // The runtime scans every discovery_config applied with group `sandbox`, so applying one enrolls by itself.
-    discovery_service: { discovery_group: "sandbox", poll_interval: "15s" },
+    discovery_service: {
+      discovery_group: "sandbox",
+      poll_interval: options.pollInterval ?? "15s",
+      // `--events`: launches are enrolled at once from us-east-1's EC2 state-change queue.
+      ...(options.events && { events: { aws: [{ sqs_queue_url: options.eventsQueueUrl, region: "us-east-1" }] } }),
+    },
   };
   fs.writeFileSync(
     p.runtimeConfig,
@@ -156,6 +171,7 @@ function writeEnvFile(state: SandboxState): void {
     ["NODE_EXTRA_CA_CERTS", state.caBundle ?? state.runtime.certFile],
     ["DISCOVERY_CA_PIN", state.runtime.pin],
     ...(state.organizationId ? [["DISCOVERY_SANDBOX_ORGANIZATION_ID", state.organizationId] as [string, string]] : []),
+    ...(state.events ? [["DISCOVERY_SANDBOX_EVENTS_QUEUE_URL", state.events.queueUrl] as [string, string]] : []),
     ...Object.entries(state.gcp?.env ?? {}),
     ...Object.entries(state.azure?.env ?? {}),
   ];
@@ -193,7 +209,7 @@ function claimPidFile(file: string): boolean {
  * the SSM simulator and the control API, until SIGTERM, SIGINT or POST /v1/stop. Logs go to stdout (the CLI
  * points it at DIR/sandbox.log); DIR/sandbox.json appears, last, once everything answers.
  */
-export async function runSandboxDaemon(dirArg: string): Promise<void> {
+export async function runSandboxDaemon(dirArg: string, options: SandboxOptions = {}): Promise<void> {
   const dir = path.resolve(dirArg);
   fs.mkdirSync(dir, { recursive: true });
   const p = sandboxPaths(dir);
@@ -237,9 +253,15 @@ export async function runSandboxDaemon(dirArg: string): Promise<void> {
     const azure = await startAzureSandbox(dir, p.instances);
     cleanups.push({ name: "azure", run: () => azure.stop() });
     logger.info({ arm: azure.armEndpoint, entra: azure.authorityHost }, "fake Azure ready");
-    const runtime = await startRuntimeProcess(dir, moto, `http://127.0.0.1:${ssmPort}`, gcp, azure, logger);
+    // EC2 state-change events of launches, routed by moto's EventBridge to a queue per region (us-east-1's now).
+    const events = new SandboxEventBus(moto.endpoint);
+    const eventsQueue = await events.queue("us-east-1");
+    const runtime = await startRuntimeProcess(dir, moto, `http://127.0.0.1:${ssmPort}`, gcp, azure, logger, {
+      ...options,
+      eventsQueueUrl: eventsQueue.url,
+    });
     cleanups.push({ name: "runtime", run: () => runtime.stop() });
-    const fleet = new Fleet({ dir: p.instances, accounts, signer });
+    const fleet = new Fleet({ dir: p.instances, accounts, signer, events });
     cleanups.push({ name: "fleet", run: () => fleet.stop() });
     const ssm = await startSsmSimulator({
       fleet,
@@ -281,6 +303,7 @@ export async function runSandboxDaemon(dirArg: string): Promise<void> {
         adminTokenFile: runtime.adminTokenFile,
       },
       organizationId,
+      events: { queueUrl: eventsQueue.url, region: "us-east-1" },
       gcp: { endpoint: gcp.api.endpoint, jwksUrl: gcp.api.jwksUrl, env: gcp.env },
       azure: {
         armEndpoint: azure.armEndpoint,

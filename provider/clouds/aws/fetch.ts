@@ -8,7 +8,7 @@ import { OrganizationsClient } from "@aws-sdk/client-organizations";
 import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
 import type { AwsMatcher } from "../../model";
 import type { Candidate, FetchResult, ScopeReport } from "../../enroll/types";
-import { AcquireScope, scopeLeftToOthers } from "../../enroll/clouds";
+import { AcquireScope, type ExistenceQuery, scopeLeftToOthers } from "../../enroll/clouds";
 import { listOrganizationAccounts } from "./fetch-organizations";
 import { enabledRegions, LISTING_REGION } from "./fetch-regions";
 import { concurrencyLimit } from "../../util/concurrency";
@@ -35,6 +35,11 @@ export interface FetchOptions {
   roleSessionName?: string;
   /** Asked before each region's DescribeInstances: a region another replica holds is reported, not listed. */
   acquireScope?: AcquireScope;
+  /**
+   * Only these instances of one account and region (an event named them): the scan is the matcher's own, narrowed
+   * by an `instance-id` filter, and nothing when the matcher does not cover that account or region.
+   */
+  only?: ExistenceQuery;
 }
 
 /** A {@link FetchResult} with the total of API calls, including those no single scope owns (organization walk). */
@@ -143,8 +148,12 @@ class FetchRun {
  */
 export async function fetchEc2(matcher: AwsMatcher, opts: FetchOptions = {}): Promise<Ec2FetchResult> {
   const run = new FetchRun(opts);
-  const targets = await accountTargets(matcher, run);
+  const only = opts.only;
+  const covered = !only || matcher.regions.includes("*") || matcher.regions.includes(only.region);
+  if (!covered || only?.instanceIds.length === 0) return { candidates: [], scopes: [], apiCalls: 0 };
+  const targets = (await accountTargets(matcher, run)).filter((t) => !only || t.account === only.account);
   const filters = ec2InstanceFilters(matcher.tags);
+  if (only) filters.push({ Name: "instance-id", Values: [...new Set(only.instanceIds)] });
   await Promise.all(targets.map((t) => scanAccount(t, matcher, filters, run)));
   sortFetchResult(run);
   return { candidates: run.candidates, scopes: run.scopes, apiCalls: run.apiCalls() };
@@ -211,9 +220,12 @@ async function scanAccount(target: AccountTarget, matcher: AwsMatcher, filters: 
       }
       const wildcard = matcher.regions.length === 1 && matcher.regions[0] === "*";
       doing = `listing the enabled regions of account ${account}`;
-      const regions = wildcard
-        ? await enabledRegions(account, (r) => run.config(r, credentials), caller)
-        : [...new Set(matcher.regions)];
+      // An event's region is the one to scan: the cloud just reported an instance there.
+      const regions = run.opts.only
+        ? [run.opts.only.region]
+        : wildcard
+          ? await enabledRegions(account, (r) => run.config(r, credentials), caller)
+          : [...new Set(matcher.regions)];
       return { credentials, regions };
     } catch (err) {
       const error = scopeError(err, doing);

@@ -6,6 +6,7 @@ import { attestEc2 } from "./attest-ec2";
 import { attestIam, checkIamJoinRequest, OrganizationCache } from "./attest-iam";
 import { accountCredentials } from "./credentials";
 import { existingInstances } from "./existing";
+import { sqsEventQueue } from "./ec2-events";
 import { fetchEc2 } from "./fetch";
 import { AWS_NODE_IDENTITY } from "./identity";
 import { installViaSsm } from "./install-ssm";
@@ -96,10 +97,14 @@ export const AWS_PLUGIN: CloudPlugin<AwsMatcher> = {
   joinMethods: { iam: iamMethod, ec2: ec2Method },
   identity: AWS_NODE_IDENTITY,
   scopeProblem: awsScopeProblem,
+  eventQueues: (events) => events.aws.map((q) => sqsEventQueue(q)),
   enrollment: {
     failureClasses: SSM_FAILURE_CLASSES,
     fetch: (matcher, ctx) =>
       fetchEc2(matcher, { onScope: ctx.onScope, retry: { onRetry: ctx.onRetry }, acquireScope: ctx.acquireScope }),
+    // An event's instances are looked at whichever replica leases their scope: SQS hands each message to one.
+    fetchInstances: (matcher, only, ctx) =>
+      fetchEc2(matcher, { only, onScope: ctx.onScope, retry: { onRetry: ctx.onRetry } }),
     existing: (matcher, query) => existingInstances(matcher, query),
     preflight: (candidates, matcher, ctx) =>
       missingSsmDocuments(candidates, {

@@ -154,3 +154,17 @@ export function instancePolicy(input: PolicyInput): PolicyDocument {
   const Statement = awsMatchers(input).length > 0 ? [statement("SsmAgentCore", SSM_AGENT_CORE, ["*"])] : [];
   return { Version: "2012-10-17", Statement };
 }
+
+/** The SQS actions the runtime uses on an EC2 state-change event queue (`discovery_service.events.aws`). */
+export const EVENT_QUEUE_ACTIONS = ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"];
+
+/** ARN of the SQS queue a `discovery_service.events.aws` entry names. */
+export function eventQueueArn(q: { region: string; account: string; queue_name: string }): string {
+  return `arn:${partitionOf(q.region)}:sqs:${q.region}:${q.account}:${q.queue_name}`;
+}
+
+/** The runtime role's policy for reading EC2 state-change events: receive and delete on these queues only. */
+export function eventQueuePolicy(queueArns: readonly string[]): PolicyDocument {
+  if (queueArns.length === 0) return { Version: "2012-10-17", Statement: [] };
+  return { Version: "2012-10-17", Statement: [statement("ReadEc2StateChangeEvents", EVENT_QUEUE_ACTIONS, queueArns)] };
+}

@@ -13,8 +13,16 @@ export type SsmFailureClass =
 
 /** Every class, with whether a command was sent: the first three and the last are found before any SendCommand. */
 export const SSM_FAILURE_CLASSES: Record<SsmFailureClass, FailureClass> = {
-  "ssm-agent-not-registered": { commandSent: false, summary: "the instance is not registered with SSM" },
-  "ssm-agent-connection-lost": { commandSent: false, summary: "the instance's SSM agent is not online" },
+  "ssm-agent-not-registered": {
+    commandSent: false,
+    summary: "the instance is not registered with SSM",
+    notReadyAtBoot: true,
+  },
+  "ssm-agent-connection-lost": {
+    commandSent: false,
+    summary: "the instance's SSM agent is not online",
+    notReadyAtBoot: true,
+  },
   "unsupported-os": { commandSent: false, summary: "the instance does not run Linux" },
   "script-failure": { commandSent: true, summary: "the installer ran and exited non-zero" },
   "invocation-failure": { commandSent: true, summary: "SSM did not run the command to completion" },
