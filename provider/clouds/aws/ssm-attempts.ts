@@ -35,12 +35,21 @@ const CUT_OFF = /^(ECONNRESET|ETIMEDOUT|EPIPE|ECONNABORTED|TimeoutError|RequestT
 /** How a failed SSM call reads: SSM throttled it, could not be reached, or answered (or may have, `uncertain`). */
 export type CallFailure = "throttled" | "unreachable" | "uncertain" | "answered";
 
-/** The socket error code of a failed call (Node's `code`, or a nested cause's), if there is one. */
+/**
+ * The socket error code of a failed call (Node's `code`, or a nested cause's), if there is one. The SDK wraps an
+ * error it does not recognise as one ("AWS SDK error wrapper for Error: connect ECONNREFUSED ..."): then the
+ * code is read from the message.
+ */
 function socketCode(e: unknown): string | undefined {
   const err = e as { code?: unknown; cause?: { code?: unknown }; errors?: { code?: unknown }[] };
   const code = err?.code ?? err?.cause?.code ?? err?.errors?.[0]?.code;
-  return typeof code === "string" ? code : undefined;
+  if (typeof code === "string") return code;
+  return /\b(E[A-Z]{4,}|UND_ERR_[A-Z_]+)\b/.exec(errMessage(e))?.[1];
 }
+
+/** What a failed call said, without the SDK's wrapper words. */
+const said = (e: unknown) =>
+  errMessage(e).replace(/^AWS SDK error wrapper for (Error: )?/, "") || socketCode(e) || errName(e);
 
 /** Reads a failed SSM call (see {@link CallFailure}). */
 export function callFailure(e: unknown): CallFailure {
@@ -77,15 +86,14 @@ export function notSentFailure(
 ): InstallOutcome {
   const where = `account ${c.account} (${c.region})`;
   const failureClass: SsmFailureClass = kind === "throttled" ? "throttled" : "endpoint-unreachable";
-  const said = errMessage(e) || socketCode(e) || errName(e);
   return {
     ...only(c),
     status: "failed",
     failureClass,
     reason:
       kind === "throttled"
-        ? `${action} was throttled in ${where} past the retries (${errName(e)}: ${said}); nothing was sent`
-        : `${action} could not reach SSM at ${endpoint} for ${where}: ${said}; nothing was sent`,
+        ? `${action} was throttled in ${where} past the retries (${errName(e)}: ${said(e)}); nothing was sent`
+        : `${action} could not reach SSM at ${endpoint} for ${where}: ${said(e)}; nothing was sent`,
     remediation:
       kind === "throttled"
         ? "nothing to do: the next pass tries again without backing off; if it persists, another client is " +
