@@ -255,6 +255,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
             c,
             { ...only(c), status: "failed", failureClass: "invocation-failure", attempt: c.attempt },
             reason,
+            { backoff: false },
           );
     }
   }
