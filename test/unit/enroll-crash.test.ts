@@ -11,6 +11,7 @@ import { runEnrollmentPass } from "../../provider/enroll/pass";
 import type { EnrollmentDetail } from "../../provider/enroll/rules";
 import type { Candidate, InstallOutcome, ScopeReport } from "../../provider/enroll/types";
 import { awsMatcher } from "../../provider/model";
+import { parseRuntimeConfig } from "../../provider/runtime/config";
 import { SqliteStore } from "../../provider/runtime/store";
 import { storeDocuments, tokenDocument } from "../fixtures/store-documents";
 
@@ -196,5 +197,22 @@ describe("enrollment passes across crashes and faults", () => {
     const again = await pass("rt/a", "boot-1");
     expect(again.instances.map((i) => i.status)).toEqual(["enrolled", "enrolled", "enrolled"]);
     expect(cloud.perInstance()).toEqual({ "i-01": 1, "i-02": 1, "i-03": 1 });
+  });
+});
+
+describe("discovery_service.claim_timeout", () => {
+  const runtimeConfig = (line: string) =>
+    `version: v1\ncluster_name: c.test\npublic_addr: https://127.0.0.1:3080\ndiscovery_service:\n${line}  aws: [{regions: [us-east-1]}]\n`;
+
+  it.each([
+    ["claim_timeout: soon", /discovery_service\.claim_timeout: "soon" is not a duration; write it like 5m/],
+    ["claim_timeout: 0s", /discovery_service\.claim_timeout: duration must be greater than zero/],
+    ["claim_timout: 1m", /discovery_service\.claim_timout: .*did you mean "claim_timeout"/],
+  ])("refuses %s, naming the field", (line, message) => {
+    expect(() => parseRuntimeConfig(runtimeConfig(`  ${line}\n`), "runtime.yaml")).toThrow(message);
+  });
+
+  it("defaults to 15m, longer than an install and its join wait", () => {
+    expect(parseRuntimeConfig(runtimeConfig(""), "runtime.yaml").discoveryService?.claim_timeout).toBe("15m");
   });
 });

@@ -13,7 +13,7 @@ export type SsmFailureClass =
   | "endpoint-unreachable"
   | "throttled";
 
-/** Every class, with whether a command was sent: the first three and the last are found before any SendCommand. */
+/** Every class, with whether a command was sent: only script-failure, invocation-failure and permission-denied may follow a SendCommand. */
 export const SSM_FAILURE_CLASSES: Record<SsmFailureClass, FailureClass> = {
   "ssm-agent-not-registered": { commandSent: false, summary: "the instance is not registered with SSM" },
   "ssm-agent-connection-lost": { commandSent: false, summary: "the instance's SSM agent is not online" },
