@@ -25,12 +25,13 @@ metadata: {name: restart-tolerant}
 spec:
   script: |
     #!/bin/sh
+    addr={{ .PublicProxyAddr }}
     sleep 3
     i=0
-    until curl -sS -k --max-time 2 -o /dev/null "https://{{ .PublicProxyAddr }}/webapi/ping"; do
+    until curl -sS -k --max-time 2 -o /dev/null "https://$addr/webapi/ping"; do
       i=$((i+1)); [ "$i" -lt 120 ] || exit 1; sleep 1
     done
-    installer="$(curl -sS --fail -k --pinnedpubkey "$DISCOVERY_CA_PIN" "https://{{ .PublicProxyAddr }}/webapi/scripts/installer/default-installer")" && printf '%s\\n' "$installer" | sh
+    installer="$(curl -sS --fail -k --pinnedpubkey "$DISCOVERY_CA_PIN" "https://$addr/webapi/scripts/installer/default-installer")" && printf '%s\\n' "$installer" | sh
 `;
 const TOKEN = `kind: token
 version: v2
