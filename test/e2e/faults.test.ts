@@ -195,7 +195,10 @@ describe("faults during a pass", () => {
         return st?.state === "error" ? st : undefined;
       });
       expect(status.error_message).toContain(`ECONNREFUSED 127.0.0.1:${ec2Proxy.port}`);
-      expect(status.error_message).toMatch(/DescribeInstances in account 123456789012, region us-east-1/);
+      // And what the scan was doing: its first call, finding the account, or listing the region.
+      expect(status.error_message).toMatch(
+        /sts:GetCallerIdentity: connect ECONNREFUSED|DescribeInstances in account 123456789012, region us-east-1/,
+      );
 
       await ec2Proxy.up();
       await ssmProxy.up();
@@ -210,18 +213,29 @@ describe("faults during a pass", () => {
 
   it("every call throttled for a while: errors name throttling, then every instance is enrolled exactly once", async () => {
     const ids = await launch("throttle", 3);
-    ec2Proxy.throttleFor(6_000);
-    ssmProxy.throttleFor(20_000);
     const rt = await serve("throttle", "throttle");
-    await apply(rt, [TOKEN, config("throttle", "throttle", "throttle")]);
+    await apply(rt, [TOKEN]);
+    // From the first pass on: EC2 (and STS) throttled through a couple of scans; SSM long enough that the first
+    // install after them outlasts its retries (at most about 8 s) whatever their jitter.
+    ec2Proxy.throttleFor(10_000);
+    ssmProxy.throttleFor(40_000);
+    await apply(rt, [config("throttle", "throttle", "throttle")]);
     const status = await eventually("a status naming EC2's throttling", 60, async () => {
       const st = (await rt.api("GET", "/v1/resources/discovery_config/throttle")).body.status;
       return st?.state === "error" ? st : undefined;
     });
-    expect(status.error_message).toMatch(/RequestLimitExceeded/);
+    expect(status.error_message).toMatch(/RequestLimitExceeded|Throttling/);
+    const seen: string[] = [];
     const throttled = await eventually("instances failed as throttled", 60, async () => {
       const e = await enrollments(rt, ids);
+      seen.push(JSON.stringify(e.map((x) => [x.status, x.detail?.failureClass, x.reason])));
       return e.some((x) => x.detail?.failureClass === "throttled") ? e : undefined;
+    }).catch((err: Error) => {
+      const passes = rt
+        .log()
+        .split("\n")
+        .filter((l) => /discovery pass/.test(l));
+      throw new Error(`${err.message}\nenrollments seen: ${seen.join("\n")}\npasses: ${passes.join("\n")}`);
     });
     const one = throttled.find((x) => x.detail?.failureClass === "throttled")!;
     expect(one.reason).toMatch(
