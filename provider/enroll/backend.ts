@@ -2,7 +2,7 @@ import type { Token } from "../model";
 import type { EnrollmentRecord, NodeStalenessChanges, NodeStalenessUpdate, Store } from "../runtime/store/types";
 import { outdatedNodes } from "../runtime/rotation";
 import { storedToken, tokenKey } from "../join/tokens";
-import { busyReason, EnrollmentDetail } from "./rules";
+import { busyReason, ClaimOptions, EnrollmentDetail, unfinishedAttempt } from "./rules";
 
 /** A joined node as enrollment sees it. */
 export interface KnownNode {
@@ -22,7 +22,7 @@ export interface EnrollmentBackend {
    * Records `e` (status installing) unless another pass holds the instance or it is backing off after a failure
    * (unless `retryFailed`); false when it may not be claimed.
    */
-  claim(e: EnrollmentRecord, staleMs: number, opts?: { retryFailed?: boolean }): Promise<boolean>;
+  claim(e: EnrollmentRecord, staleMs: number, opts?: Pick<ClaimOptions, "retryFailed" | "self">): Promise<boolean>;
   record(e: EnrollmentRecord): Promise<void>;
   /** Applies a pass's verdicts on nodes whose instances it checked; every change is audited. */
   updateStaleness(u: NodeStalenessUpdate): Promise<NodeStalenessChanges>;
@@ -62,7 +62,13 @@ export function storeBackend(store: Store, now: () => Date = () => new Date()): 
     enrollments: () => store.listEnrollments(),
     claim: (e, staleMs, opts) => {
       const rotation = (e.detail as EnrollmentDetail | undefined)?.rotation;
-      return store.claimEnrollment(e, (cur) => busyReason(cur, now(), staleMs, { ...opts, rotation }) === undefined);
+      return store.claimEnrollment(e, (cur) => {
+        if (busyReason(cur, now(), staleMs, { ...opts, rotation }) !== undefined) return false;
+        // Decided inside the claim's transaction: an attempt the current record leaves unfinished is continued.
+        const unfinished = unfinishedAttempt(cur);
+        if (unfinished && e.detail) (e.detail as EnrollmentDetail).attempt = unfinished;
+        return true;
+      });
     },
     record: (e) => store.upsertEnrollment(e),
     updateStaleness: (u) => applyNodeStaleness(store, u, "discovery"),

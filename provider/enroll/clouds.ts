@@ -58,6 +58,11 @@ export interface FailureClass {
   summary: string;
   /** An instance that has just started may show this for a while (an agent not up yet): events look again soon. */
   notReadyAtBoot?: boolean;
+  /**
+   * The cloud could not be asked (unreachable, throttled past the retries), so nothing was sent and the instance
+   * itself is fine: it does not back off, the next pass tries again.
+   */
+  transient?: boolean;
 }
 
 /** A cloud's part of enrollment: list what a matcher selects, and install on candidates. */
@@ -93,4 +98,10 @@ export interface CloudEnrollment<M = unknown> {
 export function commandWasSent(impl: CloudEnrollment, outcome: InstallOutcome): boolean {
   if (outcome.status === "skipped") return false;
   return !outcome.failureClass || (impl.failureClasses?.[outcome.failureClass]?.commandSent ?? true);
+}
+
+/** Whether a failure should back off: not when it was transient, nor when the next pass resumes its attempt. */
+export function failureBacksOff(impl: CloudEnrollment, outcome: InstallOutcome): boolean {
+  if (outcome.attempt) return false;
+  return !(outcome.failureClass && impl.failureClasses?.[outcome.failureClass]?.transient);
 }

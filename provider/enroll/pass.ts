@@ -1,10 +1,11 @@
+import { randomBytes } from "crypto";
 import { cloudEnrollment, cloudJoinMethods, nodeInstance } from "../clouds";
 import { CLOUDS, type Cloud, type DiscoveryServiceSection } from "../model";
 import type { EnrollmentRecord } from "../runtime/store/types";
 import { EnrollmentBackend, KnownNode } from "./backend";
-import { AcquireScope, CloudEnrollment, commandWasSent, EnrollContext } from "./clouds";
+import { AcquireScope, CloudEnrollment, commandWasSent, EnrollContext, failureBacksOff } from "./clouds";
 import { AllowCheck, tokenChecks } from "./preflight";
-import { backoffMs, busyReason, EnrollmentDetail } from "./rules";
+import { backoffMs, busyReason, Claimant, EnrollmentDetail, unfinishedAttempt } from "./rules";
 import { REINSTALL } from "./reinstall";
 import { reconcileStaleNodes, ScannedScopes, StaleReport } from "./stale";
 import type { Candidate, InstallOutcome, RuntimeEndpoint, ScopeReport } from "./types";
@@ -46,6 +47,11 @@ export interface PassOptions {
   clouds?: (name: string) => CloudEnrollment | undefined;
   /** Recorded with each claim so the join can label the node `discovery/discovered-by`. */
   discoveredBy?: string;
+  /**
+   * This start of the runtime (with `discoveredBy`, its id): recorded with each claim, so that after a crash the
+   * restarted runtime takes its own dead claims over at once instead of waiting `staleMs`.
+   */
+  boot?: string;
   /** When set, nodes of terminated instances are marked stale, and removed after this long (see stale.ts). */
   staleNodeGraceMs?: number;
   /** Instances backing off after a failure are installed on now (`--retry-failed`, `POST /v1/enrollments/retry`). */
@@ -77,6 +83,7 @@ export interface PassResult {
   nodes?: StaleReport;
 }
 
+const only = (c: Candidate) => ({ instanceId: c.instanceId, account: c.account, region: c.region });
 const key = (c: { cloud: string; account: string; region: string; instanceId: string }) =>
   `${c.cloud}/${c.account}/${c.region}/${c.instanceId}`;
 /** An instance within one cloud's outcomes (which carry no cloud). */
@@ -158,6 +165,10 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
   // Enrolled nodes an open CA rotation has not reached: their installer runs again (seed 000, Teleport's rotation).
   const rotating = await o.backend.rotationPending();
   const previous = new Map((await o.backend.enrollments()).map((e) => [key(e), e]));
+  // This pass's install attempt: its commands name it, so a pass that takes an instance over can find them.
+  const passAttempt = randomBytes(8).toString("hex");
+  const self: Claimant | undefined =
+    o.boot !== undefined && o.discoveredBy !== undefined ? { by: o.discoveredBy, boot: o.boot } : undefined;
   const results = new Map<string, InstanceResult>();
   const base = (c: Candidate) => ({
     cloud: c.cloud,
@@ -193,9 +204,15 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
       const prev = previous.get(key(c));
       const prevDetail = (prev?.detail ?? {}) as EnrollmentDetail;
       if (prev?.status === REINSTALL || prevDetail.rejoin) c.rejoin = true;
+      // An attempt whose command may exist is continued (and its command looked up), never started over.
+      const unfinished = unfinishedAttempt(prev);
+      c.attempt = unfinished ?? passAttempt;
+      c.resume = unfinished !== undefined;
       const detail: EnrollmentDetail = {
         attempts: prevDetail.attempts ?? 0,
+        attempt: c.attempt,
         ...(o.discoveredBy !== undefined && { discoveredBy: o.discoveredBy }),
+        ...(o.boot !== undefined && { boot: o.boot }),
         // Kept through the install so a failure that repeats keeps the task's first_seen.
         ...(prev?.status === "failed" && { firstFailedAt: prevDetail.firstFailedAt ?? prev.updatedAt }),
         ...(c.rejoin && !c.rotation && { rejoin: true }),
@@ -211,8 +228,12 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         detail: detail as Record<string, unknown>,
         updatedAt: now().toISOString(),
       };
-      if (await o.backend.claim(claim, staleMs, { retryFailed: o.retryFailed })) claimed.push(c);
-      else {
+      if (await o.backend.claim(claim, staleMs, { retryFailed: o.retryFailed, self })) {
+        // The store may have found an unfinished attempt the snapshot above did not show (see storeBackend).
+        const got = detail.attempt;
+        if (got !== c.attempt) [c.attempt, c.resume] = [got, true];
+        claimed.push(c);
+      } else {
         const cur = (await o.backend.enrollments()).find((e) => key(e) === key(c));
         const curDetail = (cur?.detail ?? {}) as EnrollmentDetail;
         // Still failing, only not retried yet: noted as seen, so its task stays open while the instance exists.
@@ -221,12 +242,32 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         results.set(key(c), {
           ...base(c),
           status: "skipped",
-          reason: busyReason(cur, now(), staleMs, { retryFailed: o.retryFailed }) ?? "another pass holds this instance",
+          reason:
+            busyReason(cur, now(), staleMs, { retryFailed: o.retryFailed, self }) ?? "another pass holds this instance",
           ...(cur?.status === "failed" && { failure_class: curDetail.failureClass }),
         });
       }
     }
     if (claimed.length === 0) continue;
+    try {
+      await installClaimed(w, claimed);
+    } catch (err) {
+      // Whatever broke (the store, a cloud's surprise), no claim is left to go stale: each is released as failed
+      // with the cause, keeping its attempt (a command may have gone out) so the next pass looks before sending.
+      const reason = `the pass failed while installing: ${(err as Error).message ?? String(err)}`;
+      for (const c of claimed)
+        if (!results.has(key(c)) && !installed.some((i) => i.c === c))
+          await fail(
+            c,
+            { ...only(c), status: "failed", failureClass: "invocation-failure", attempt: c.attempt },
+            reason,
+            { backoff: false },
+          );
+    }
+  }
+
+  /** Checks, then installs on one matcher's claimed candidates; successes wait for their join below. */
+  async function installClaimed(w: (typeof work)[number], claimed: Candidate[]) {
     const impl = clouds(w.cloud)!;
     const ctx = ctxOf(w.cloud, "install");
     // Checked before anything is sent: the token, then the cloud's own (AWS: the SSM document). Refusals cost the
@@ -239,7 +280,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
       if (x) await fail(c, x, x.reason, { backoff: false });
     }
     const ready = claimed.filter((c) => !refused.has(outcomeKey(c)));
-    if (ready.length === 0) continue;
+    if (ready.length === 0) return;
     o.onProgress?.({ type: "install", cloud: w.cloud, instances: ready.length });
     const startedAt = now().toISOString();
     const outcomes = await impl.install(ready, w.matcher, ctx);
@@ -258,7 +299,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
         statsOf(w.cloud).commandsSent++;
       }
       if (outcome.status === "succeeded") installed.push({ c, outcome, startedAt });
-      else await fail(c, outcome);
+      else await fail(c, outcome, undefined, { backoff: failureBacksOff(impl, outcome) });
     }
   }
 
@@ -275,6 +316,7 @@ export async function runEnrollmentPass(o: PassOptions): Promise<PassResult> {
     const at = now().toISOString();
     const detail: EnrollmentDetail = {
       attempts,
+      ...(outcome.attempt && { attempt: outcome.attempt }),
       discoveredBy: o.discoveredBy,
       firstFailedAt: prev?.status === "failed" ? (prevDetail?.firstFailedAt ?? prev.updatedAt) : at,
       lastSeenAt: at,

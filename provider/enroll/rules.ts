@@ -27,6 +27,20 @@ export interface EnrollmentDetail {
   rejoin?: boolean;
   /** The install re-runs the installer on an enrolled node for a CA rotation. */
   rotation?: boolean;
+  /**
+   * The install attempt this claim (or a failure whose command's fate is unknown) belongs to: the installer names
+   * it in the command it sends (the SSM Comment), so a pass that takes the instance over finds that command and
+   * follows it instead of sending a second one.
+   */
+  attempt?: string;
+  /** The process (one start of a runtime) that made the claim: a restarted runtime takes its dead claims over at once. */
+  boot?: string;
+}
+
+/** Who claims: a runtime's id (`discoveredBy`) and this start of it. */
+export interface Claimant {
+  by: string;
+  boot: string;
 }
 
 /** What may override the claim rule: a CA rotation re-runs an enrolled node's installer, a retry skips a backoff. */
@@ -34,6 +48,26 @@ export interface ClaimOptions {
   rotation?: boolean;
   /** `discovery enroll --retry-failed`, `POST /v1/enrollments/retry`: a failed instance is retried now. */
   retryFailed?: boolean;
+  /**
+   * The claiming runtime: an "installing" claim that the same runtime made in an earlier start (same id, another
+   * boot) is free at once, as the process that held it is gone (each runtime has its own data dir and id).
+   */
+  self?: Claimant;
+}
+
+/** Whether `current` is a claim the claimant itself made before a restart: its holder is dead. */
+export function deadOwnClaim(current: EnrollmentRecord, self: Claimant | undefined): boolean {
+  const d = (current.detail ?? {}) as EnrollmentDetail;
+  return !!self && current.status === "installing" && !!d.boot && d.discoveredBy === self.by && d.boot !== self.boot;
+}
+
+/**
+ * The attempt a new claim continues, when the previous record leaves a command's fate unknown: a claim whose
+ * holder died (it may have sent), or a failure that said so. Undefined: the claim starts a new attempt.
+ */
+export function unfinishedAttempt(prev: EnrollmentRecord | undefined): string | undefined {
+  if (!prev || (prev.status !== "installing" && prev.status !== "failed")) return undefined;
+  return ((prev.detail ?? {}) as EnrollmentDetail).attempt;
 }
 
 /**
@@ -45,11 +79,12 @@ export function busyReason(
   current: EnrollmentRecord | undefined,
   now: Date,
   staleMs: number,
-  { rotation = false, retryFailed = false }: ClaimOptions = {},
+  { rotation = false, retryFailed = false, self }: ClaimOptions = {},
 ): string | undefined {
   if (!current) return undefined;
   const detail = (current.detail ?? {}) as EnrollmentDetail;
   if (current.status === "enrolled" && !rotation) return "already enrolled";
+  if (deadOwnClaim(current, self)) return undefined;
   if (current.status === "installing" && now.getTime() - Date.parse(current.updatedAt) < staleMs)
     return `an install is in flight since ${current.updatedAt}`;
   if (retryFailed) return undefined;

@@ -28,6 +28,13 @@ export interface Candidate {
   rejoin?: boolean;
   /** Set by the pass: the node exists but holds credentials from a CA key being rotated out; it joins again. */
   rotation?: boolean;
+  /** Set by the pass: the install attempt its claim records; an installer that can names it in what it sends. */
+  attempt?: string;
+  /**
+   * Set by the pass when `attempt` was begun by an earlier pass that may have sent a command (it died, or could
+   * not tell): an installer that can look sent commands up follows that attempt's command instead of sending.
+   */
+  resume?: boolean;
 }
 
 /** What one account × region (or project × zone) scan found, or why it failed. */
@@ -78,6 +85,12 @@ export interface InstallOutcome {
   stderrTail?: string;
   stdoutTail?: string;
   commandId?: string;
+  /**
+   * Set on a failure when a command of the candidate's attempt may have been sent and its result is unknown (SSM
+   * unreachable after the send, no result by the deadline): the next pass resumes the attempt, so it neither backs
+   * off nor sends a second command before looking for this one.
+   */
+  attempt?: string;
 }
 
 /** How installers reach the runtime. */

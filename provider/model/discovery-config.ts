@@ -38,6 +38,11 @@ export const DEFAULT_SSHD_CONFIG = "/etc/ssh/sshd_config";
 export const DEFAULT_POLL_INTERVAL = "5m";
 /** How long a node of a terminated instance stays listed as stale before it is removed. */
 export const DEFAULT_STALE_NODE_GRACE = "24h";
+/**
+ * How long an install claim holds before another runtime may take the instance over (following the command the
+ * claim sent, if any): longer than an install and its join wait (10 + 2 minutes) take.
+ */
+export const DEFAULT_CLAIM_TIMEOUT = "15m";
 const MATCH_ALL = { "*": "*" } as Record<string, string | string[]>;
 
 function installSchema(cloud: Cloud) {
@@ -316,6 +321,7 @@ export const discoveryServiceSection = z
     poll_interval: duration.optional(),
     stale_node_grace: duration.optional(),
     events: eventsSection,
+    claim_timeout: duration.optional(),
     ...matchers,
   })
   .strict()
@@ -331,6 +337,7 @@ export const discoveryServiceSection = z
     poll_interval: s.poll_interval ?? DEFAULT_POLL_INTERVAL,
     stale_node_grace: s.stale_node_grace ?? DEFAULT_STALE_NODE_GRACE,
     events: s.events,
+    claim_timeout: s.claim_timeout ?? DEFAULT_CLAIM_TIMEOUT,
     aws: s.aws ?? [],
     gcp: s.gcp ?? [],
     azure: s.azure ?? [],

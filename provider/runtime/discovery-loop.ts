@@ -9,6 +9,7 @@
  * replica's apply within about a second without LISTEN/NOTIFY's extra connection per replica, and SQLite needs
  * nothing different.
  */
+import { randomBytes } from "crypto";
 import type { Logger } from "pino";
 import { canonicalJson, type Cloud, CLOUDS, DiscoveryConfig, DiscoveryServiceSection, parseDuration } from "../model";
 import { storeBackend } from "../enroll/backend";
@@ -105,6 +106,8 @@ export class DiscoveryLoop {
   private readonly pollMs: number;
   /** With a discovery_group: the leases through which the group's replicas share its scopes. */
   readonly leases?: ScopeLeaseKeeper;
+  /** This start of the runtime: its claims carry it, so the next start knows they are dead (see rules.ts). */
+  private readonly boot = randomBytes(6).toString("hex");
   /** Passes finished since start (for tests and metrics). */
   passes = 0;
 
@@ -272,6 +275,8 @@ export class DiscoveryLoop {
         runtime: this.o.endpoint,
         clouds: targeted ?? this.o.clouds,
         discoveredBy: this.o.runtimeId,
+        boot: this.boot,
+        staleMs: parseDuration(this.o.section.claim_timeout),
         joinTimeoutMs: this.o.joinTimeoutMs,
         staleNodeGraceMs: targeted ? undefined : parseDuration(this.o.section.stale_node_grace),
         retryFailed,

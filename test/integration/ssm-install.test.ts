@@ -46,6 +46,8 @@ interface Scenario {
   pageSize?: number;
   /** How many first polls of each invocation answer InvocationDoesNotExist, as SSM does right after a send. */
   unrecordedPolls?: number;
+  /** Action -> how many calls answer 500 InternalServerError (after SendCommand's, the command is recorded). */
+  serverErrors?: Record<string, number>;
 }
 /** A request the fake saw. */
 interface Seen {
@@ -65,7 +67,10 @@ const SUCCESS: Invocation = {
 /** A minimal SSM endpoint (awsJson1_1, X-Amz-Target: AmazonSSM.<Action>) that answers one scenario. */
 class FakeSsm {
   readonly seen: Seen[] = [];
-  readonly commands = new Map<string, { ids: string[]; document: string; parameters: Record<string, string[]> }>();
+  readonly commands = new Map<
+    string,
+    { ids: string[]; document: string; parameters: Record<string, string[]>; comment?: string }
+  >();
   private polls = new Map<string, number>();
   private server = http.createServer((req, res) => this.handle(req, res));
   url = "";
@@ -129,8 +134,24 @@ class FakeSsm {
     if (action === "SendCommand") {
       if (body.InstanceIds.length > 50) return error("ValidationException", "at most 50 instance ids");
       const id = `cmd-${this.commands.size + 1}`;
-      this.commands.set(id, { ids: body.InstanceIds, document: body.DocumentName, parameters: body.Parameters });
+      const { InstanceIds: ids, DocumentName: document, Parameters: parameters, Comment: comment } = body;
+      this.commands.set(id, { ids, document, parameters, comment });
+      // As SSM may: the command is recorded, then the answer is lost to a server error.
+      if (this.calls(action).length <= (this.scenario.serverErrors?.[action] ?? 0))
+        return [500, { __type: "InternalServerError", message: "internal error" }];
       return [200, { Command: { CommandId: id, DocumentName: body.DocumentName, InstanceIds: body.InstanceIds } }];
+    }
+    if (action === "ListCommandInvocations") {
+      // Newest first, as SSM lists them; one command per page, to make the installer follow NextToken.
+      const mine = [...this.commands].reverse().filter(([, c]) => c.ids.includes(body.InstanceId));
+      const from = Number(body.NextToken ?? 0);
+      const page = mine.slice(from, from + 1).map(([id, c]) => ({
+        CommandId: id,
+        InstanceId: body.InstanceId,
+        Comment: c.comment,
+        Status: "InProgress",
+      }));
+      return [200, { CommandInvocations: page, ...(from + 1 < mine.length && { NextToken: String(from + 1) }) }];
     }
     if (action === "GetCommandInvocation") {
       const command = this.commands.get(body.CommandId);
@@ -443,15 +464,19 @@ describe("installViaSsm against a scenario SSM endpoint", () => {
     expect(fake.commands.size).toBe(2);
   });
 
-  it("a throttled call that never recovers becomes an invocation-failure, not a crash", async () => {
+  it("a throttled call that never recovers fails as throttled, saying nothing was sent, not a crash", async () => {
     const list = ids(2);
-    const { outcomes } = await install({ managed: linux(list), throttle: { SendCommand: 100 } }, candidates(list), {
-      retry: { attempts: 3, baseDelayMs: 1 },
-    });
-    expect(outcomes.map((o) => o.failureClass)).toEqual(["invocation-failure", "invocation-failure"]);
-    expect(outcomes[0].reason).toMatch(
-      /^ssm:SendCommand failed in account 123456789012 \(us-east-1\): ThrottlingException/,
+    const { fake, outcomes } = await install(
+      { managed: linux(list), throttle: { SendCommand: 100 } },
+      candidates(list),
+      { retry: { attempts: 3, baseDelayMs: 1 } },
     );
+    expect(outcomes.map((o) => o.failureClass)).toEqual(["throttled", "throttled"]);
+    expect(outcomes[0].reason).toMatch(
+      /^ssm:SendCommand was throttled in account 123456789012 \(us-east-1\) past the retries \(ThrottlingException: Rate exceeded\); nothing was sent$/,
+    );
+    expect(outcomes[0].attempt).toBeUndefined();
+    expect(fake.commands.size).toBe(0);
   });
 
   it("custom document: token, scriptName, proxyAddr, joinMethod, caPin and sshdConfigPath; each step read by plugin name", async () => {
@@ -552,6 +577,132 @@ describe("installViaSsm against a scenario SSM endpoint", () => {
       expect(c.region).toBe(expected[0].region);
       expect(c.body.InstanceIds).toEqual(expected.map((x) => x.instanceId));
     }
+  });
+});
+
+describe("installViaSsm: exactly once across crashes and faults (attempts)", () => {
+  const attempted = (list: string[], attempt: string, resume = false) =>
+    candidates(list).map((c) => ({ ...c, attempt, resume }));
+
+  it("names the attempt in the command's Comment, first, so SSM's 100-character cut keeps it", async () => {
+    const list = ids(2);
+    const long = "x".repeat(63);
+    const matcher = awsMatcher.parse({ regions: [REGION], tags: { env: "prod" }, install: { script_name: long } });
+    const { fake } = await install({ managed: linux(list) }, attempted(list, "0123456789abcdef"), { matcher });
+    const [command] = [...fake.commands.values()];
+    expect(command.comment).toBe(`pulumi-discovery attempt 0123456789abcdef: install ${long}`.slice(0, 100));
+    expect(command.comment).toMatch(/^pulumi-discovery attempt 0123456789abcdef: install x+$/);
+  });
+
+  it("a resumed attempt whose command SSM has is followed, not sent again (the runtime died after sending)", async () => {
+    const list = ids(3);
+    fake = await new FakeSsm({ managed: linux(list) }).start();
+    // The dead runtime's command for attempt A, then an unrelated later one of another attempt.
+    fake.commands.set("cmd-A", {
+      ids: list.slice(0, 2),
+      document: "AWS-RunShellScript",
+      parameters: {},
+      comment: "pulumi-discovery attempt aaaaaaaaaaaaaaaa: install default-installer",
+    });
+    fake.commands.set("cmd-B", {
+      ids: list.slice(0, 1),
+      document: "AWS-RunShellScript",
+      parameters: {},
+      comment: "pulumi-discovery attempt bbbbbbbbbbbbbbbb: install default-installer",
+    });
+    const outcomes = await installViaSsm(attempted(list, "aaaaaaaaaaaaaaaa", true), {
+      matcher: awsMatcher.parse({ regions: [REGION], tags: { env: "prod" } }),
+      endpoint: { proxyAddr: "runtime.internal:3080", caPin: PIN },
+      client: { endpoint: fake.url, credentials: async () => MOTO_CREDENTIALS },
+      pollIntervalMs: 5,
+      retry: { baseDelayMs: 1 },
+    });
+    expect(outcomes.map((o) => [o.status, o.commandId])).toEqual([
+      ["succeeded", "cmd-A"],
+      ["succeeded", "cmd-A"],
+      // The third was claimed but the runtime died before sending: it is sent now, under the same attempt.
+      ["succeeded", "cmd-3"],
+    ]);
+    expect(fake.calls("SendCommand").map((c) => c.body.InstanceIds)).toEqual([[list[2]]]);
+    expect(fake.commands.get("cmd-3")?.comment).toBe(
+      "pulumi-discovery attempt aaaaaaaaaaaaaaaa: install default-installer",
+    );
+  });
+
+  it("a SendCommand answered 500 is not retried blindly: the failure keeps its attempt, and resuming it follows the recorded command", async () => {
+    const list = ids(2);
+    const first = await install(
+      { managed: linux(list), serverErrors: { SendCommand: 1 } },
+      attempted(list, "c0ffee00c0ffee00"),
+    );
+    expect(first.fake.calls("SendCommand")).toHaveLength(1);
+    expect(first.outcomes.map((o) => [o.failureClass, o.attempt])).toEqual([
+      ["invocation-failure", "c0ffee00c0ffee00"],
+      ["invocation-failure", "c0ffee00c0ffee00"],
+    ]);
+    expect(first.outcomes[0].reason).toMatch(
+      /^ssm:SendCommand failed in account 123456789012 \(us-east-1\): InternalServerError/,
+    );
+    // The next pass resumes the attempt against the same SSM: it finds the command and sends nothing.
+    const outcomes = await installViaSsm(attempted(list, "c0ffee00c0ffee00", true), {
+      matcher: awsMatcher.parse({ regions: [REGION], tags: { env: "prod" } }),
+      endpoint: { proxyAddr: "runtime.internal:3080", caPin: PIN },
+      client: { endpoint: first.fake.url, credentials: async () => MOTO_CREDENTIALS },
+      pollIntervalMs: 5,
+      retry: { baseDelayMs: 1 },
+    });
+    expect(outcomes.map((o) => [o.status, o.commandId])).toEqual([
+      ["succeeded", "cmd-1"],
+      ["succeeded", "cmd-1"],
+    ]);
+    expect(first.fake.calls("SendCommand")).toHaveLength(1);
+  });
+
+  it("SSM unreachable: endpoint-unreachable names the endpoint and the socket error; nothing was sent", async () => {
+    const list = ids(1);
+    fake = await new FakeSsm({ managed: linux(list) }).start();
+    const url = fake.url;
+    await fake.stop();
+    fake = undefined;
+    const outcomes = await installViaSsm(attempted(list, "dddddddddddddddd"), {
+      matcher: awsMatcher.parse({ regions: [REGION], tags: { env: "prod" } }),
+      endpoint: { proxyAddr: "runtime.internal:3080", caPin: PIN },
+      client: { endpoint: url, credentials: async () => MOTO_CREDENTIALS },
+      retry: { baseDelayMs: 1 },
+    });
+    expect(outcomes[0]).toMatchObject({ status: "failed", failureClass: "endpoint-unreachable" });
+    expect(outcomes[0].reason).toBe(
+      `ssm:DescribeInstanceInformation could not reach SSM at ${url} for account ${ACCOUNT} (${REGION}): ` +
+        `connect ECONNREFUSED ${url.replace("http://", "")}; nothing was sent`,
+    );
+    expect(outcomes[0].attempt).toBeUndefined();
+  });
+
+  it("SSM unreachable while resuming: the lookup failure keeps the attempt, so nothing is sent blind", async () => {
+    const list = ids(1);
+    fake = await new FakeSsm({ managed: linux(list) }).start();
+    const url = fake.url;
+    await fake.stop();
+    fake = undefined;
+    const outcomes = await installViaSsm(attempted(list, "eeeeeeeeeeeeeeee", true), {
+      matcher: awsMatcher.parse({ regions: [REGION], tags: { env: "prod" } }),
+      endpoint: { proxyAddr: "runtime.internal:3080", caPin: PIN },
+      client: { endpoint: url, credentials: async () => MOTO_CREDENTIALS },
+      retry: { baseDelayMs: 1 },
+    });
+    expect(outcomes[0]).toMatchObject({ failureClass: "endpoint-unreachable", attempt: "eeeeeeeeeeeeeeee" });
+    expect(outcomes[0].reason).toMatch(/^ssm:ListCommandInvocations could not reach SSM at /);
+  });
+
+  it("GetCommandInvocation throttled past the retries keeps watching the sent command: no failure, no second send", async () => {
+    const list = ids(2);
+    const { fake, outcomes } = await install(
+      { managed: linux(list), throttle: { GetCommandInvocation: 12 } },
+      attempted(list, "ffffffffffffffff"),
+      { retry: { attempts: 2, baseDelayMs: 1 } },
+    );
+    expect(outcomes.map((o) => o.status)).toEqual(["succeeded", "succeeded"]);
+    expect(fake.calls("SendCommand")).toHaveLength(1);
   });
 });
 

@@ -13,12 +13,13 @@ import {
 } from "@aws-sdk/client-ssm";
 import { DEFAULT_SSM_DOCUMENT, type AwsMatcher } from "../../model";
 import type { Candidate, InstallOutcome, RuntimeEndpoint } from "../../enroll/types";
-import type { SsmFailureClass } from "./ssm-failure-classes";
 import { mapLimit } from "../../util/concurrency";
 import { realSleep } from "../../util/retry";
 import { documentArn, instanceArn } from "./policy";
 import { INSTALLER_STEPS, InstallerArgs, installerParameters, proxyHost, refusedParameter } from "./ssm-document";
 import { errMessage, errName, ssmCall, ssmClient, SsmClientOptions, SsmRetry } from "./ssm-client";
+import { apiFailure, classify, failed, precheck } from "./ssm-outcomes";
+import { attemptComment, callFailure, findAttemptCommand, notSentFailure, ssmEndpoint } from "./ssm-attempts";
 
 export type { AwsCredentials, SsmClientOptions, SsmRetry } from "./ssm-client";
 
@@ -42,23 +43,11 @@ export interface SsmInstallRequest {
   retry?: SsmRetry;
 }
 
-const POLICY_HINT = "`discovery policy aws --config FILE` prints the policy the discovery role needs";
-const PROFILE_HINT =
-  "attach an instance profile with AmazonSSMManagedInstanceCore (or `discovery policy aws`'s instance policy), " +
-  "check the SSM agent is installed and running (systemctl status amazon-ssm-agent), and that the instance " +
-  "reaches the ssm, ssmmessages and ec2messages endpoints (internet, NAT gateway or VPC endpoints)";
-
 // Terminal statuses (Status) and details (StatusDetails) of a command invocation; anything else is still running.
 const TERMINAL_STATUS = new Set(["Success", "Failed", "Cancelled", "TimedOut"]);
 const TERMINAL_DETAILS = new Set(["DeliveryTimedOut", "Undeliverable", "Terminated", "ExecutionTimedOut"]);
-const DENIED = /^AccessDenied(Exception)?$/;
 
-/** The last `maxLines` lines of `text`, at most `maxChars` characters: the part of a log that says why. */
-export function outputTail(text: string | undefined, maxLines = 20, maxChars = 2048): string {
-  const lines = (text ?? "").replace(/\s+$/, "").split("\n");
-  const tail = lines.slice(-maxLines).join("\n");
-  return tail.length > maxChars ? tail.slice(tail.length - maxChars) : tail;
-}
+export { outputTail } from "./ssm-outcomes";
 
 /** One account × region's worth of candidates and the client that reaches them. */
 interface Scope {
@@ -66,110 +55,20 @@ interface Scope {
   region: string;
   client: SSMClient;
   retry: SsmRetry;
+  /** The SSM endpoint the client calls, named in "could not reach" failures. */
+  endpoint: string;
 }
 
 const call = <T>(scope: Scope, fn: () => Promise<T>): Promise<T> => ssmCall(scope.retry, fn);
 
-// Spreading a Candidate would bring its other fields along; keep only what an outcome carries.
-const only = (c: Candidate) => ({ instanceId: c.instanceId, account: c.account, region: c.region });
-
-function failed(c: Candidate, failureClass: SsmFailureClass, reason: string, remediation: string): InstallOutcome {
-  return { ...only(c), status: "failed", failureClass, reason, remediation };
-}
-
-/** The outcome of an API error: permission-denied names the action and account; anything else is an invocation failure. */
-function apiFailure(c: Candidate, action: string, e: unknown, extraFix = ""): InstallOutcome {
-  const where = `account ${c.account} (${c.region})`;
-  if (DENIED.test(errName(e)))
-    return failed(
-      c,
-      "permission-denied",
-      `${action} was denied in ${where}: ${errMessage(e)}`,
-      `allow ${action} for the discovery role in ${where}${extraFix}; ${POLICY_HINT}`,
-    );
-  return failed(
-    c,
-    "invocation-failure",
-    `${action} failed in ${where}: ${errName(e)}: ${errMessage(e)}`,
-    `retry the next pass; if it persists, check the SSM service in ${c.region} and the request above`,
-  );
-}
-
-/** Why SSM will not run a command on an instance, or undefined when it will. */
-function precheck(c: Candidate, info: InstanceInformation | undefined): InstallOutcome | undefined {
-  if (!info)
-    return failed(
-      c,
-      "ssm-agent-not-registered",
-      `instance ${c.instanceId} is not registered with SSM in account ${c.account} (${c.region})`,
-      PROFILE_HINT,
-    );
-  if (info.PingStatus !== "Online")
-    return failed(
-      c,
-      "ssm-agent-connection-lost",
-      `the SSM agent on ${c.instanceId} is ${info.PingStatus ?? "not online"}` +
-        (info.LastPingDateTime ? ` (last seen ${new Date(info.LastPingDateTime).toISOString()})` : ""),
-      `check the instance is running and its SSM agent is up; then ${PROFILE_HINT}`,
-    );
-  if (info.PlatformType !== "Linux")
-    return failed(
-      c,
-      "unsupported-os",
-      `${c.instanceId} runs ${info.PlatformType ?? "an unknown platform"}` +
-        `${info.PlatformName ? ` (${info.PlatformName} ${info.PlatformVersion ?? ""})`.replace(" )", ")") : ""}; ` +
-        "the installer runs on Linux only",
-      "exclude the instance from the matcher (a tag it lacks), or enroll it another way",
-    );
-  return undefined;
-}
-
-const DETAIL_REASONS: Record<string, [string, string]> = {
-  Undeliverable: [
-    "SSM could not deliver the command: the instance stopped, was terminated, or its agent cannot reach SSM",
-    PROFILE_HINT,
-  ],
-  DeliveryTimedOut: ["the SSM agent did not pick the command up before the delivery timeout", PROFILE_HINT],
-  Terminated: ["the instance was terminated while the command ran", "nothing to do unless the instance comes back"],
-  ExecutionTimedOut: [
-    "the installer ran longer than the command's timeout",
-    "run the installer by hand on the instance to see where it hangs (often: no route to the runtime)",
-  ],
-  Cancelled: ["the command was cancelled", "the next pass sends it again"],
-};
-
-/** The outcome of a finished invocation (or one plugin step of it). */
-function classify(c: Candidate, r: GetCommandInvocationCommandOutput, url: string, step?: string): InstallOutcome {
-  const base = { commandId: r.CommandId, stdoutTail: outputTail(r.StandardOutputContent) };
-  const stderrTail = outputTail(r.StandardErrorContent);
-  const code = r.ResponseCode;
-  // A success keeps its output too: if the node then never joins, that output is the first thing to read.
-  if (r.Status === "Success")
-    return { ...only(c), ...base, ...(stderrTail && { stderrTail }), status: "succeeded", exitCode: code ?? 0 };
-  const download = step === INSTALLER_STEPS[0];
-  // Only a script that ran and failed has an exit code worth reporting; a timed-out run's code is the kill's.
-  if (r.Status === "Failed" && typeof code === "number" && code > 0)
-    return {
-      ...failed(
-        c,
-        "script-failure",
-        download
-          ? `downloading the installer from ${url} failed (step ${INSTALLER_STEPS[0]}, exit code ${code})` +
-              `${stderrTail ? `: ${stderrTail.split("\n").pop()}` : ""}`
-          : `the installer exited with code ${code}${stderrTail ? `: ${stderrTail.split("\n").pop()}` : ""}`,
-        download
-          ? `make ${url} reachable from the instance (security groups, install.proxy_addr); curl's exit code 90 ` +
-              "means the runtime's TLS key does not match the pin (caPin) the document was given"
-          : "read stderrTail; if curl could not reach the runtime, open the path from the instance to it " +
-              "(security groups, install.proxy_addr); rerun the command on the instance to reproduce",
-      ),
-      ...base,
-      exitCode: code,
-      stderrTail,
-    };
-  const detail = r.StatusDetails ?? r.Status ?? "unknown";
-  const [why, fix] = DETAIL_REASONS[detail] ?? [`the command ended ${detail} without an exit code`, PROFILE_HINT];
-  return { ...failed(c, "invocation-failure", `${why} (${detail})`, fix), ...base, stderrTail };
+/**
+ * The outcome of a failed call made before anything was sent: throttled and unreachable are transient classes,
+ * anything else as {@link apiFailure}.
+ */
+function beforeSendFailure(s: Scope, c: Candidate, action: string, e: unknown, attempt?: string): InstallOutcome {
+  const kind = callFailure(e);
+  if (kind === "throttled" || kind === "unreachable") return notSentFailure(c, action, e, kind, s.endpoint, attempt);
+  return { ...apiFailure(c, action, e), ...(attempt && { attempt }) };
 }
 
 type Outcomes = Map<string, InstallOutcome>;
@@ -181,6 +80,10 @@ interface Watch {
   /** Index into INSTALLER_STEPS for custom documents; undefined for the single-step stock document. */
   step?: number;
   lastStatus?: string;
+  /** The attempt the command belongs to: a failure that leaves its result unknown keeps it for the next pass. */
+  attempt?: string;
+  /** Why the last check could not be made (SSM throttled or unreachable): said if the deadline passes. */
+  lastError?: string;
 }
 
 /** Checks one invocation; returns its outcome once finished, undefined while it runs. */
@@ -201,8 +104,18 @@ async function check(scope: Scope, w: Watch, url: string): Promise<InstallOutcom
     } catch (e) {
       // SSM answers this for a moment after SendCommand, before the invocation is recorded.
       if (errName(e) === "InvocationDoesNotExist") return undefined;
-      return { ...apiFailure(w.candidate, "ssm:GetCommandInvocation", e), commandId: w.commandId };
+      // The command was sent: while SSM cannot be asked, keep watching rather than report a result not known.
+      if (callFailure(e) !== "answered") {
+        w.lastError = `ssm:GetCommandInvocation: ${errName(e)}: ${errMessage(e) || "no answer"} (${scope.endpoint})`;
+        return undefined;
+      }
+      return {
+        ...apiFailure(w.candidate, "ssm:GetCommandInvocation", e),
+        commandId: w.commandId,
+        ...(w.attempt && { attempt: w.attempt }),
+      };
     }
+    w.lastError = undefined;
     const done = TERMINAL_STATUS.has(r.Status ?? "") || TERMINAL_DETAILS.has(r.StatusDetails ?? "");
     if (!done) {
       w.lastStatus = r.StatusDetails ?? r.Status;
@@ -244,6 +157,7 @@ async function send(
   document: string,
   args: InstallerArgs,
   out: Outcomes,
+  attempt?: string,
 ): Promise<Watch[]> {
   const watches: Watch[] = [];
   const parameters = installerParameters(document, args);
@@ -262,7 +176,7 @@ async function send(
     try {
       infos = await describeInstances(s, chunk);
     } catch (e) {
-      for (const c of chunk) out.set(c.instanceId, apiFailure(c, "ssm:DescribeInstanceInformation", e));
+      for (const c of chunk) out.set(c.instanceId, beforeSendFailure(s, c, "ssm:DescribeInstanceInformation", e));
       continue;
     }
     const ready = chunk.filter((c) => {
@@ -272,22 +186,33 @@ async function send(
     });
     if (ready.length === 0) continue;
     try {
-      const sent = await call(s, () =>
-        s.client.send(
-          new SendCommandCommand({
-            DocumentName: document,
-            InstanceIds: ready.map((c) => c.instanceId),
-            Parameters: parameters,
-            Comment: `pulumi-discovery: install ${args.scriptName}`.slice(0, 100),
-          }),
-        ),
+      const sent = await ssmCall(
+        s.retry,
+        () =>
+          s.client.send(
+            new SendCommandCommand({
+              DocumentName: document,
+              InstanceIds: ready.map((c) => c.instanceId),
+              Parameters: parameters,
+              Comment: attemptComment(args.scriptName, attempt),
+            }),
+          ),
+        true,
       );
       const commandId = sent.Command?.CommandId ?? "";
       const step = document === DEFAULT_SSM_DOCUMENT ? undefined : 0;
-      for (const c of ready) watches.push({ candidate: c, commandId, step });
+      for (const c of ready) watches.push({ candidate: c, commandId, step, attempt });
     } catch (e) {
       const fix = ` on ${documentArn(s.region, document, s.account)} and ${instanceArn(s.region)}`;
-      for (const c of ready) out.set(c.instanceId, apiFailure(c, "ssm:SendCommand", e, fix));
+      const kind = callFailure(e);
+      for (const c of ready)
+        out.set(
+          c.instanceId,
+          kind === "throttled" || kind === "unreachable"
+            ? notSentFailure(c, "ssm:SendCommand", e, kind, s.endpoint)
+            : // A server error or a cut connection may come after SSM recorded the command: the next pass looks it up.
+              { ...apiFailure(c, "ssm:SendCommand", e, fix), ...(kind === "uncertain" && attempt && { attempt }) },
+        );
     }
   }
   return watches;
@@ -308,11 +233,14 @@ async function watch(s: Scope, watches: Watch[], url: string, req: SsmInstallReq
     const left = deadline - Date.now();
     if (pending.length > 0 && left <= 0) {
       for (const w of pending) {
-        const reason = `no result before the deadline: the command was still ${w.lastStatus ?? "not started"}`;
+        const reason =
+          `no result before the deadline: the command was still ${w.lastStatus ?? "not started"}` +
+          (w.lastError ? `; the last check failed: ${w.lastError}` : "");
         const fix = "the next pass checks again; if it stays pending, check the instance's SSM agent is running";
         out.set(w.candidate.instanceId, {
           ...failed(w.candidate, "invocation-failure", reason, fix),
           commandId: w.commandId,
+          ...(w.attempt && { attempt: w.attempt }),
         });
       }
       return;
@@ -321,11 +249,36 @@ async function watch(s: Scope, watches: Watch[], url: string, req: SsmInstallReq
   }
 }
 
+/**
+ * Candidates resuming an attempt whose command may exist: those whose command SSM has (to be watched, not sent
+ * again), and the rest to send. When SSM cannot be asked, the candidate fails keeping its attempt, unsent.
+ */
+async function resumeAttempts(s: Scope, all: Candidate[], out: Outcomes) {
+  const found: [Candidate, string][] = [];
+  const toSend: Candidate[] = [];
+  await mapLimit(all, 8, async (c) => {
+    if (!c.resume || !c.attempt) return void toSend.push(c);
+    try {
+      const commandId = await findAttemptCommand(s.client, s.retry, c.instanceId, c.attempt);
+      if (commandId) found.push([c, commandId]);
+      else toSend.push(c);
+    } catch (e) {
+      out.set(c.instanceId, beforeSendFailure(s, c, "ssm:ListCommandInvocations", e, c.attempt));
+    }
+  });
+  return { found, toSend };
+}
+
 /** Installs on one account × region's candidates; returns outcomes keyed by instance id. */
-async function installScope(candidates: Candidate[], req: SsmInstallRequest, scope: Omit<Scope, "client">) {
+async function installScope(
+  candidates: Candidate[],
+  req: SsmInstallRequest,
+  scope: Omit<Scope, "client" | "endpoint">,
+) {
   const out: Outcomes = new Map();
   const all = [...new Map(candidates.map((c) => [c.instanceId, c])).values()];
   const { client, credentials } = ssmClient(req.client, scope.account, scope.region);
+  const endpoint = ssmEndpoint(req.client?.endpoint, scope.region);
   try {
     await credentials?.();
   } catch (e) {
@@ -345,12 +298,18 @@ async function installScope(candidates: Candidate[], req: SsmInstallRequest, sco
   };
   const url = `https://${args.proxyAddr}/webapi/scripts/installer/${args.scriptName}`;
   try {
-    const s: Scope = { ...scope, client };
-    // Instances of a forced reinstall get an installer told to join again; the rest the ordinary one.
-    const watches: Watch[] = [];
-    for (const rejoin of [false, true]) {
-      const group = all.filter((c) => !!c.rejoin === rejoin);
-      if (group.length) watches.push(...(await send(s, group, matcher.ssm.document_name, { ...args, rejoin }, out)));
+    const s: Scope = { ...scope, client, endpoint };
+    const document = matcher.ssm.document_name;
+    const step = document === DEFAULT_SSM_DOCUMENT ? undefined : 0;
+    const { found, toSend } = await resumeAttempts(s, all, out);
+    const watches: Watch[] = found.map(([c, commandId]) => ({ candidate: c, commandId, step, attempt: c.attempt }));
+    // One command per attempt, and a forced reinstall's instances get an installer told to join again.
+    const groups = new Map<string, Candidate[]>();
+    for (const c of toSend)
+      groups.set(`${!!c.rejoin}/${c.attempt ?? ""}`, [...(groups.get(`${!!c.rejoin}/${c.attempt ?? ""}`) ?? []), c]);
+    for (const group of groups.values()) {
+      const { rejoin, attempt } = group[0];
+      watches.push(...(await send(s, group, document, { ...args, rejoin: !!rejoin }, out, attempt)));
     }
     await watch(s, watches, url, req, out);
   } finally {

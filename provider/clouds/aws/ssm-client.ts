@@ -34,22 +34,29 @@ export const errName = (e: unknown) => (e as { name?: string }).name ?? "Error";
 /** The message of an SDK error. */
 export const errMessage = (e: unknown) => (e as { message?: string }).message ?? String(e);
 
+/** Whether SSM throttled the call: the request was refused, so nothing it asked for happened. */
+export function isThrottledSsm(e: unknown): boolean {
+  const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode ?? 0;
+  return THROTTLED.test(errName(e)) || status === 429;
+}
+
 /** Whether SSM answered "later": throttled, or a server-side error. */
 function retryableSsmError(e: unknown): boolean {
   const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode ?? 0;
-  return THROTTLED.test(errName(e)) || status === 429 || status >= 500;
+  return isThrottledSsm(e) || status >= 500;
 }
 
 /**
  * One SSM call, retried with full jitter while SSM answers "later". The SDK's own retries are off (maxAttempts 1,
- * see ssmClient) so throttling backs off here, once.
+ * see ssmClient) so throttling backs off here, once. A call that must not run twice (SendCommand) passes
+ * `onlyThrottling`: a server error may come after SSM acted, so it is not retried blindly.
  */
-export function ssmCall<T>(retry: SsmRetry, fn: () => Promise<T>): Promise<T> {
+export function ssmCall<T>(retry: SsmRetry, fn: () => Promise<T>, onlyThrottling = false): Promise<T> {
   return withRetries(() => fn(), {
     maxAttempts: retry.attempts ?? 6,
     baseMs: retry.baseDelayMs ?? 250,
     capMs: 20_000,
-    isRetryable: retryableSsmError,
+    isRetryable: onlyThrottling ? isThrottledSsm : retryableSsmError,
     onRetry: () => retry.onRetry?.(),
   });
 }

@@ -9,9 +9,11 @@ export type SsmFailureClass =
   | "script-failure"
   | "invocation-failure"
   | "permission-denied"
-  | "ssm-document-missing";
+  | "ssm-document-missing"
+  | "endpoint-unreachable"
+  | "throttled";
 
-/** Every class, with whether a command was sent: the first three and the last are found before any SendCommand. */
+/** Every class, with whether a command was sent: only script-failure, invocation-failure and permission-denied may follow a SendCommand. */
 export const SSM_FAILURE_CLASSES: Record<SsmFailureClass, FailureClass> = {
   "ssm-agent-not-registered": {
     commandSent: false,
@@ -30,5 +32,15 @@ export const SSM_FAILURE_CLASSES: Record<SsmFailureClass, FailureClass> = {
   "ssm-document-missing": {
     commandSent: false,
     summary: "the matcher's SSM document does not exist in the instance's account and region",
+  },
+  "endpoint-unreachable": {
+    commandSent: false,
+    transient: true,
+    summary: "SSM could not be reached (connection refused, no route, DNS) before anything was sent",
+  },
+  throttled: {
+    commandSent: false,
+    transient: true,
+    summary: "SSM kept throttling the calls past the retries, before anything was sent",
   },
 };
