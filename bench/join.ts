@@ -7,13 +7,19 @@
  * `--storm N`: N joins at once from one account and region against the benchmark control plane
  * (bench/control-plane.ts: EC2 with 50 ms per call and AWS's token buckets). First the instance checks alone,
  * naive (one DescribeInstances per join, as Teleport does) beside ours (coalesced, paced), with the bound the
- * API allows; then N real joins through the runtime. `--json` prints one JSON object instead of the tables.
+ * API allows; then N real joins through the runtime.
+ *
+ * `--rates 500,1000,2000 [--seconds 5]`: ordinary load, open loop: each rate offered for that many seconds over
+ * `--concurrency` keep-alive HTTPS connections, against the control plane; joins/s achieved, p50 and p99 from the
+ * scheduled send time. In every mode the clients run in a worker thread (bench/join-client.js), off the runtime's
+ * event loop, and `--json` prints one JSON object instead of the tables.
  */
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as https from "https";
 import * as os from "os";
 import * as path from "path";
+import { Worker } from "worker_threads";
 import pino from "pino";
 import sshpk from "sshpk";
 import { stringify } from "yaml";
@@ -36,10 +42,12 @@ const STORM = arg("storm", 0);
 const CONCURRENCY = arg("concurrency", STORM ? 256 : 64);
 const LATENCY_MS = arg("latency-ms", 50);
 const JSON_OUT = process.argv.includes("--json");
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
+const RATES_AT = process.argv.indexOf("--rates");
+const RATES = RATES_AT > 0 ? process.argv[RATES_AT + 1].split(",").map(Number) : [];
+const SECONDS = arg("seconds", 5);
+const SQLITE = { type: "sqlite", path: "./data/discovery.db" };
+if (RATES.some((r) => !(r > 0)))
+  throw new Error("--rates takes joins a second, comma-separated, e.g. --rates 500,1000");
 
 function rsaVerifyRate(seconds = 2): number {
   const { publicKey, privateKey } = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -54,8 +62,14 @@ function rsaVerifyRate(seconds = 2): number {
   return n / seconds;
 }
 
-async function run(backend: string, storage: object, iids: string[], hostKeys: string[], caFile: string) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pd-bench-${backend}-`));
+/** One step of load: `bodies` sent closed loop at `concurrency`, or open loop at `rate` a second. */
+type Step = { bodies: string[]; concurrency?: number; rate?: number };
+/** What bench/join-client.js reports for a step. */
+type StepResult = { joins: number; failed: number; seconds: number; rate: number; p50: number; p99: number };
+
+/** Runs `steps` against a fresh runtime on `storage`, the clients in a worker thread over `sockets` keep-alive connections. */
+async function run(storage: object, caFile: string, steps: Step[], sockets: number): Promise<StepResult[]> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-bench-join-"));
   const port = await freePort();
   const cfg = {
     version: "v1",
@@ -69,68 +83,45 @@ async function run(backend: string, storage: object, iids: string[], hostKeys: s
   const runtime = await startRuntime(parseRuntimeConfig(stringify(cfg), path.join(dir, "runtime.yaml")), {
     logger: pino({ level: "silent" }),
   });
-  const agent = new https.Agent({ keepAlive: true, maxSockets: CONCURRENCY, ca: runtime.tls.cert });
-  const post = (p: string, body: object, admin = false) =>
-    new Promise<number>((resolve, reject) => {
-      const req = https.request(
-        `${runtime.url}${p}`,
-        {
-          method: p === "/v1/resources" ? "PUT" : "POST",
-          agent,
-          headers: {
-            "content-type": "application/json",
-            ...(admin ? { authorization: `Bearer ${runtime.adminToken}` } : {}),
-          },
-        },
-        (res) => {
-          res.resume();
-          res.on("end", () => resolve(res.statusCode ?? 0));
-        },
-      );
-      req.on("error", reject);
-      req.end(JSON.stringify(body));
+  try {
+    const token = {
+      kind: "token",
+      version: "v2",
+      metadata: { name: "ec2" },
+      spec: { roles: ["Node"], join_method: "ec2", allow: [{ aws_account: "123456789012" }] },
+    };
+    const put = await fetchTls(`${runtime.url}/v1/resources`, runtime.tls.cert, runtime.adminToken, token);
+    if (put !== 200) throw new Error(`could not apply the token: HTTP ${put}`);
+    const workerData = { url: runtime.url, ca: runtime.tls.cert, sockets, steps };
+    const worker = new Worker(path.join(__dirname, "join-client.js"), { workerData });
+    return await new Promise<StepResult[]>((resolve, reject) => {
+      const results: StepResult[] = [];
+      worker.on("message", (r: StepResult) => results.push(r) === steps.length && resolve(results));
+      worker.on("error", reject);
+      worker.on("exit", (code) => results.length < steps.length && reject(new Error(`client exited ${code}`)));
     });
-  const token = {
-    kind: "token",
-    version: "v2",
-    metadata: { name: "ec2" },
-    spec: { roles: ["Node"], join_method: "ec2", allow: [{ aws_account: "123456789012" }] },
-  };
-  if ((await post("/v1/resources", token, true)) !== 200) throw new Error("could not apply the token");
-  const latencies: number[] = [];
-  let next = 0;
-  let failed = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      for (let i = next++; i < iids.length; i = next++) {
-        const t = performance.now();
-        const status = await post("/v1/join", {
-          method: "ec2",
-          token: "ec2",
-          host_public_key: hostKeys[i],
-          iid: iids[i],
-        });
-        latencies.push(performance.now() - t);
-        if (status !== 200) failed++;
-      }
-    }),
-  );
-  const seconds = (performance.now() - started) / 1000;
-  agent.destroy();
-  await runtime.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-  latencies.sort((a, b) => a - b);
-  return {
-    backend,
-    joins: iids.length - failed,
-    failed,
-    seconds,
-    rate: (iids.length - failed) / seconds,
-    p50: percentile(latencies, 50),
-    p99: percentile(latencies, 99),
-  };
+  } finally {
+    await runtime.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
+
+/** A PUT with the admin token (applying the bench's join token). */
+function fetchTls(url: string, ca: string, adminToken: string, body: object): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const headers = { "content-type": "application/json", authorization: `Bearer ${adminToken}` };
+    const req = https.request(url, { method: "PUT", ca, headers }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("error", reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+/** The JSON bodies of ec2 joins. */
+const joinBodies = (iids: string[], hostKeys: string[]) =>
+  iids.map((iid, i) => JSON.stringify({ method: "ec2", token: "ec2", host_public_key: hostKeys[i], iid }));
 
 /** What N ec2 joins send: identity documents signed by a test CA (trusted through `caFile`) and host keys. */
 async function joinRequests(ids: string[]) {
@@ -197,18 +188,24 @@ async function storm() {
 
     const { caFile, iids, hostKeys } = await joinRequests(ids);
     cp.reset();
-    const joins = await run("sqlite", { type: "sqlite", path: "./data/discovery.db" }, iids, hostKeys, caFile);
+    const steps = [{ bodies: joinBodies(iids, hostKeys), concurrency: CONCURRENCY }];
+    const [joins] = await run(SQLITE, caFile, steps, CONCURRENCY);
     const joinCalls = cp.stats();
     fs.rmSync(caFile, { force: true });
     const result = {
       bench: "join --storm",
       n: STORM,
       latency_ms: LATENCY_MS,
-      cores: os.cpus().length,
-      node: process.version,
+      ...machine(),
       bound_seconds: boundSeconds,
       checks: checks.map((c) => ({ ...c, ratio_to_bound: c.seconds / boundSeconds })),
-      joins: { ...joins, concurrency: CONCURRENCY, describe_calls: joinCalls.calls, throttled: joinCalls.throttled },
+      joins: {
+        backend: "sqlite",
+        ...joins,
+        concurrency: CONCURRENCY,
+        describe_calls: joinCalls.calls,
+        throttled: joinCalls.throttled,
+      },
     };
     if (JSON_OUT) {
       console.log(JSON.stringify(result));
@@ -217,7 +214,7 @@ async function storm() {
     const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(10) : x.padStart(12))).join("");
     console.log(
       `\nbench/join --storm ${STORM}: one account and region, EC2 at ${LATENCY_MS} ms a call with AWS's buckets, ` +
-        `${os.cpus().length} cores, node ${process.version}`,
+        `${os.cpus().length} cores, node ${process.version}, load average ${result.load_average.join(" ")}`,
     );
     console.log(line(["checks", "done", "failed", "seconds", "calls", "throttled", "÷ bound"]));
     for (const c of result.checks)
@@ -235,8 +232,53 @@ async function storm() {
   }
 }
 
+/**
+ * Ordinary load: open-loop steps at each of `--rates` joins a second for `--seconds` each, one account and region
+ * against the control plane (EC2 at `--latency-ms` a call, AWS's buckets), over `--concurrency` keep-alive HTTPS
+ * connections; each join a distinct instance, so every one is a first join.
+ */
+async function load() {
+  const cp = await startControlPlane({ latencyMs: LATENCY_MS });
+  const counts = RATES.map((r) => Math.round(r * SECONDS));
+  const ids = cp.addInstances(
+    "us-east-1",
+    counts.reduce((a, b) => a + b, 0),
+  );
+  Object.assign(process.env, { AWS_ENDPOINT_URL: cp.endpoint, AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing" }); // prettier-ignore
+  try {
+    const { caFile, iids, hostKeys } = await joinRequests(ids);
+    const bodies = joinBodies(iids, hostKeys);
+    let at = 0;
+    const steps = RATES.map((rate, i) => ({ rate, bodies: bodies.slice(at, (at += counts[i])) }));
+    const before = machine();
+    const results = await run(SQLITE, caFile, steps, CONCURRENCY);
+    fs.rmSync(caFile, { force: true });
+    const rows = results.map((r, i) => ({ offered: RATES[i], ...r }));
+    const result = { bench: "join --rates", seconds_per_step: SECONDS, latency_ms: LATENCY_MS, connections: CONCURRENCY, ...before, steps: rows, describe_calls: cp.stats().calls }; // prettier-ignore
+    if (JSON_OUT) return console.log(JSON.stringify(result));
+    const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(10) : x.padStart(12))).join("");
+    console.log(
+      `\nbench/join --rates: open loop, ${SECONDS} s a step, ${CONCURRENCY} keep-alive HTTPS connections, EC2 at ` +
+        `${LATENCY_MS} ms a call, ${before.cores} cores, node ${process.version}, load average ${before.load_average.join(" ")}`,
+    );
+    console.log(line(["offered/s", "joins", "failed", "seconds", "joins/s", "p50 ms", "p99 ms"]));
+    for (const r of rows)
+      console.log(line([String(r.offered), String(r.joins), String(r.failed), r.seconds.toFixed(2), r.rate.toFixed(0), r.p50.toFixed(1), r.p99.toFixed(1)])); // prettier-ignore
+  } finally {
+    await cp.close();
+  }
+}
+
+/** The machine a figure was measured on; the load average shows whether other work shared it. */
+const machine = () => ({
+  cores: os.cpus().length,
+  node: process.version,
+  load_average: os.loadavg().map((l) => Number(l.toFixed(2))),
+});
+
 async function main() {
   if (STORM > 0) return storm();
+  if (RATES.length) return load();
   const moto = await startMoto();
   const pg = await startPostgres();
   Object.assign(process.env, {
@@ -257,11 +299,17 @@ async function main() {
     }
     const { caFile, iids, hostKeys } = await joinRequests(ids);
     const verifyRate = rsaVerifyRate();
+    const steps = [{ bodies: joinBodies(iids, hostKeys), concurrency: CONCURRENCY }];
     const rows = [
-      await run("sqlite", { type: "sqlite", path: "./data/discovery.db" }, iids, hostKeys, caFile),
-      await run("postgres", { type: "postgres", url: pg.url }, iids, hostKeys, caFile),
+      { backend: "sqlite", ...(await run(SQLITE, caFile, steps, CONCURRENCY))[0] },
+      { backend: "postgres", ...(await run({ type: "postgres", url: pg.url }, caFile, steps, CONCURRENCY))[0] },
     ];
     fs.rmSync(caFile, { force: true });
+    if (JSON_OUT) {
+      const out = { bench: "join", n: JOINS, concurrency: CONCURRENCY, ...machine(), verify_per_second: verifyRate };
+      console.log(JSON.stringify({ ...out, backends: rows }));
+      return;
+    }
     const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(10) : x.padStart(12))).join("");
     console.log(`\nbench/join: ${JOINS} ec2 joins, ${CONCURRENCY} concurrent clients, ${os.cpus().length} cores`);
     console.log(line(["backend", "joins", "failed", "seconds", "joins/s", "p50 ms", "p99 ms", "÷ verify/s"]));
