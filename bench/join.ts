@@ -9,6 +9,9 @@
  * naive (one DescribeInstances per join, as Teleport does) beside ours (coalesced, paced), with the bound the
  * API allows; then N real joins through the runtime.
  *
+ * `--verify`: the CPU cost of verifying one identity document, with its BER parse and RSA verify, beside asn1js's
+ * parse alone.
+ *
  * `--rates 500,1000,2000 [--seconds 5]`: ordinary load, open loop: each rate offered for that many seconds over
  * `--concurrency` keep-alive HTTPS connections, against the control plane; joins/s achieved, p50 and p99 from the
  * scheduled send time. In every mode the clients run in a worker thread (bench/join-client.js), off the runtime's
@@ -24,7 +27,10 @@ import pino from "pino";
 import sshpk from "sshpk";
 import { stringify } from "yaml";
 import { DescribeImagesCommand, DescribeInstancesCommand, EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
+import * as asn1js from "asn1js";
+import { verifyInstanceIdentity } from "../provider/clouds/aws/attest-ec2";
 import { sdkInstanceApi } from "../provider/clouds/aws/instance-lookup";
+import { parseBer } from "../provider/util/ber";
 import { EC2_UNFILTERED } from "../provider/clouds/aws/rate-limits";
 import { ControlPlane, startControlPlane } from "./control-plane";
 import { parseRuntimeConfig } from "../provider/runtime/config";
@@ -276,7 +282,36 @@ const machine = () => ({
   load_average: os.loadavg().map((l) => Number(l.toFixed(2))),
 });
 
+/**
+ * `--verify`: the CPU cost of checking one identity document, ours beside its parts and beside what a library
+ * parse alone costs: asn1js.fromBER of the same bytes (pkijs builds its objects on top of that tree).
+ */
+async function verifyCost() {
+  const ca = await testCa();
+  const docs = 200;
+  const ids = Array.from({ length: docs }, (_, i) => `i-${(0x10000000 + i).toString(16)}00000`);
+  const iids = await Promise.all(ids.map((id) => signIdentityDocument(identityDocument({ instanceId: id }), ca)));
+  const ders = iids.map((t) => new Uint8Array(Buffer.from(t, "base64")));
+  const opts = { extraCaPems: [ca.certPem], now: new Date(), ttlMs: 5 * 60_000 };
+  const perDoc = (f: (i: number) => unknown, n = 20_000) => {
+    for (let i = 0; i < 2000; i++) f(i % docs);
+    const t = performance.now();
+    for (let i = 0; i < n; i++) f(i % docs);
+    return ((performance.now() - t) * 1000) / n;
+  };
+  const rows = [
+    { what: "verifyInstanceIdentity", us: perDoc((i) => verifyInstanceIdentity(iids[i], opts)) },
+    { what: "  of which BER parse", us: perDoc((i) => parseBer(ders[i])) },
+    { what: "  of which RSA verify", us: 1e6 / rsaVerifyRate(1) },
+    { what: "asn1js.fromBER alone", us: perDoc((i) => asn1js.fromBER(ders[i]), 5000) },
+  ];
+  if (JSON_OUT) return console.log(JSON.stringify({ bench: "join --verify", ...machine(), rows }));
+  console.log(`\nbench/join --verify: one ${ders[0].length}-byte document, one core, load average ${machine().load_average.join(" ")}`); // prettier-ignore
+  for (const r of rows) console.log(`${r.what.padEnd(26)}${r.us.toFixed(1).padStart(10)} µs${(1e6 / r.us).toFixed(0).padStart(12)}/s`); // prettier-ignore
+}
+
 async function main() {
+  if (process.argv.includes("--verify")) return verifyCost();
   if (STORM > 0) return storm();
   if (RATES.length) return load();
   const moto = await startMoto();
