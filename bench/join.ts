@@ -12,9 +12,9 @@
  * `--verify`: the CPU cost of verifying one identity document, with its BER parse and RSA verify, beside asn1js's
  * parse alone.
  *
- * `--rates 500,1000,2000 [--seconds 5]`: ordinary load, open loop: each rate offered for that many seconds over
- * `--concurrency` keep-alive HTTPS connections, against the control plane; joins/s achieved, p50 and p99 from the
- * scheduled send time. In every mode the clients run in a worker thread (bench/join-client.js), off the runtime's
+ * `--rates 500,1000,2000 [--seconds 5] [--regions 1]`: ordinary load, open loop: each rate offered for that many
+ * seconds over `--concurrency` keep-alive HTTPS connections, against the control plane, the instances spread over
+ * `--regions` regions (each with its own EC2 buckets); joins/s achieved, p50 and p99 from the scheduled send time. In every mode the clients run in a worker thread (bench/join-client.js), off the runtime's
  * event loop, and `--json` prints one JSON object instead of the tables.
  */
 import * as crypto from "crypto";
@@ -51,6 +51,9 @@ const JSON_OUT = process.argv.includes("--json");
 const RATES_AT = process.argv.indexOf("--rates");
 const RATES = RATES_AT > 0 ? process.argv[RATES_AT + 1].split(",").map(Number) : [];
 const SECONDS = arg("seconds", 5);
+// Ordinary load comes from many regions (and accounts): each region has its own EC2 buckets.
+const LOAD_REGIONS = ["us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-north-1", "ap-south-1", "ap-northeast-1", "ap-northeast-2", "ap-southeast-1", "ap-southeast-2", "ca-central-1", "sa-east-1"]; // prettier-ignore
+const REGIONS = Math.min(LOAD_REGIONS.length, arg("regions", 1));
 const SQLITE = { type: "sqlite", path: "./data/discovery.db" };
 if (RATES.some((r) => !(r > 0)))
   throw new Error("--rates takes joins a second, comma-separated, e.g. --rates 500,1000");
@@ -130,11 +133,13 @@ const joinBodies = (iids: string[], hostKeys: string[]) =>
   iids.map((iid, i) => JSON.stringify({ method: "ec2", token: "ec2", host_public_key: hostKeys[i], iid }));
 
 /** What N ec2 joins send: identity documents signed by a test CA (trusted through `caFile`) and host keys. */
-async function joinRequests(ids: string[]) {
+async function joinRequests(ids: string[], regionOf: (i: number) => string = () => "us-east-1") {
   const ca = await testCa();
   const caFile = path.join(os.tmpdir(), `pd-bench-ca-${process.pid}.pem`);
   fs.writeFileSync(caFile, ca.certPem);
-  const iids = await Promise.all(ids.map((id) => signIdentityDocument(identityDocument({ instanceId: id }), ca)));
+  const iids = await Promise.all(
+    ids.map((id, i) => signIdentityDocument(identityDocument({ instanceId: id, region: regionOf(i) }), ca)),
+  );
   const hostKeys = ids.map(() => {
     const { publicKey } = crypto.generateKeyPairSync("ed25519");
     return sshpk.parseKey(publicKey.export({ type: "spki", format: "pem" }) as string, "pem").toString("ssh");
@@ -246,13 +251,14 @@ async function storm() {
 async function load() {
   const cp = await startControlPlane({ latencyMs: LATENCY_MS });
   const counts = RATES.map((r) => Math.round(r * SECONDS));
-  const ids = cp.addInstances(
-    "us-east-1",
-    counts.reduce((a, b) => a + b, 0),
-  );
+  const total = counts.reduce((a, b) => a + b, 0);
+  // Round robin over the regions, so consecutive joins (and each step) spread over every region's bucket.
+  const regions = LOAD_REGIONS.slice(0, REGIONS);
+  const perRegion = regions.map((r, k) => cp.addInstances(r, Math.ceil((total - k) / regions.length)));
+  const ids = Array.from({ length: total }, (_, i) => perRegion[i % regions.length][Math.floor(i / regions.length)]);
   Object.assign(process.env, { AWS_ENDPOINT_URL: cp.endpoint, AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing" }); // prettier-ignore
   try {
-    const { caFile, iids, hostKeys } = await joinRequests(ids);
+    const { caFile, iids, hostKeys } = await joinRequests(ids, (i) => regions[i % regions.length]);
     const bodies = joinBodies(iids, hostKeys);
     let at = 0;
     const steps = RATES.map((rate, i) => ({ rate, bodies: bodies.slice(at, (at += counts[i])) }));
@@ -260,12 +266,12 @@ async function load() {
     const results = await run(SQLITE, caFile, steps, CONCURRENCY);
     fs.rmSync(caFile, { force: true });
     const rows = results.map((r, i) => ({ offered: RATES[i], ...r }));
-    const result = { bench: "join --rates", seconds_per_step: SECONDS, latency_ms: LATENCY_MS, connections: CONCURRENCY, ...before, steps: rows, describe_calls: cp.stats().calls }; // prettier-ignore
+    const result = { bench: "join --rates", seconds_per_step: SECONDS, latency_ms: LATENCY_MS, regions: regions.length, connections: CONCURRENCY, ...before, steps: rows, ...cp.stats() }; // prettier-ignore
     if (JSON_OUT) return console.log(JSON.stringify(result));
     const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(10) : x.padStart(12))).join("");
     console.log(
-      `\nbench/join --rates: open loop, ${SECONDS} s a step, ${CONCURRENCY} keep-alive HTTPS connections, EC2 at ` +
-        `${LATENCY_MS} ms a call, ${before.cores} cores, node ${process.version}, load average ${before.load_average.join(" ")}`,
+      `\nbench/join --rates: open loop, ${SECONDS} s a step, ${CONCURRENCY} keep-alive HTTPS connections, ` +
+        `${regions.length} region(s), EC2 at ${LATENCY_MS} ms a call (${result.calls} calls, ${result.throttled} throttled), ${before.cores} cores, node ${process.version}, load average ${before.load_average.join(" ")}`,
     );
     console.log(line(["offered/s", "joins", "failed", "seconds", "joins/s", "p50 ms", "p99 ms"]));
     for (const r of rows)
