@@ -5,7 +5,8 @@
  * workerData: { url, ca, sockets, steps }. Each step sends `bodies` to POST /v1/join over keep-alive HTTPS,
  * either closed loop (`concurrency` clients, each sending its next request when the last one answers) or open
  * loop (`rate` requests a second on a fixed schedule whatever the answers; latency is measured from the
- * scheduled send time, so a server that falls behind is charged for the queue it builds). Posts one result a step.
+ * scheduled send time, so a server that falls behind is charged for the queue it builds). Posts one result a step,
+ * with this thread's CPU time per join (the clients' own cost).
  */
 const https = require("https");
 const { parentPort, workerData } = require("worker_threads");
@@ -61,13 +62,17 @@ async function main() {
       if (status !== 200) failed++;
     };
     const started = performance.now();
+    const cpu = process.threadCpuUsage();
     if (step.rate) await openLoop(step.bodies, step.rate, record);
     else await closedLoop(step.bodies, step.concurrency, record);
     const seconds = (performance.now() - started) / 1000;
     latencies.sort((a, b) => a - b);
     const at = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))];
     const joined = step.bodies.length - failed;
-    parentPort.postMessage({ joins: joined, failed, seconds, rate: joined / seconds, p50: at(50), p99: at(99) });
+    const used = process.threadCpuUsage(cpu);
+    const clientCpuMs = (used.user + used.system) / 1000 / step.bodies.length;
+    const result = { joins: joined, failed, seconds, rate: joined / seconds, p50: at(50), p99: at(99) };
+    parentPort.postMessage({ ...result, client_cpu_ms_per_join: clientCpuMs });
   }
   agent.destroy();
 }

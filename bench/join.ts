@@ -74,7 +74,11 @@ function rsaVerifyRate(seconds = 2): number {
 /** One step of load: `bodies` sent closed loop at `concurrency`, or open loop at `rate` a second. */
 type Step = { bodies: string[]; concurrency?: number; rate?: number };
 /** What bench/join-client.js reports for a step. */
-type StepResult = { joins: number; failed: number; seconds: number; rate: number; p50: number; p99: number };
+type StepResult = { joins: number; failed: number; seconds: number; rate: number; p50: number; p99: number } & {
+  /** CPU time of the runtime's thread (the server; the control plane shares it) per join, in ms. */
+  server_cpu_ms_per_join: number;
+  client_cpu_ms_per_join: number;
+};
 
 /** Runs `steps` against a fresh runtime on `storage`, the clients in a worker thread over `sockets` keep-alive connections. */
 async function run(storage: object, caFile: string, steps: Step[], sockets: number): Promise<StepResult[]> {
@@ -105,7 +109,14 @@ async function run(storage: object, caFile: string, steps: Step[], sockets: numb
     const worker = new Worker(path.join(__dirname, "join-client.js"), { workerData });
     return await new Promise<StepResult[]>((resolve, reject) => {
       const results: StepResult[] = [];
-      worker.on("message", (r: StepResult) => results.push(r) === steps.length && resolve(results));
+      // The runtime runs on this thread: its CPU time per join is what bounds one runtime, however loaded the machine.
+      let cpu = process.threadCpuUsage();
+      worker.on("message", (r: StepResult) => {
+        const used = process.threadCpuUsage(cpu);
+        cpu = process.threadCpuUsage();
+        const server = (used.user + used.system) / 1000 / steps[results.length].bodies.length;
+        if (results.push({ ...r, server_cpu_ms_per_join: server }) === steps.length) resolve(results);
+      });
       worker.on("error", reject);
       worker.on("exit", (code) => results.length < steps.length && reject(new Error(`client exited ${code}`)));
     });
@@ -233,11 +244,12 @@ async function storm() {
         line([c.how, String(c.checks - c.failed), String(c.failed), c.seconds.toFixed(2), String(c.calls), String(c.throttled), c.ratio_to_bound.toFixed(1)]), // prettier-ignore
       );
     console.log(line(["bound", String(STORM), "", boundSeconds.toFixed(2), String(needed), "0", "1.0"]));
-    console.log(line(["joins", "joined", "failed", "seconds", "joins/s", "p50 ms", "p99 ms", "calls"]));
+    console.log(line(["joins", "joined", "failed", "seconds", "joins/s", "p50 ms", "p99 ms", "calls", "server ms"])); // prettier-ignore
     const j = result.joins;
     console.log(
-      line(["ours", String(j.joins), String(j.failed), j.seconds.toFixed(2), j.rate.toFixed(0), j.p50.toFixed(1), j.p99.toFixed(1), String(j.describe_calls)]), // prettier-ignore
+      line(["ours", String(j.joins), String(j.failed), j.seconds.toFixed(2), j.rate.toFixed(0), j.p50.toFixed(1), j.p99.toFixed(1), String(j.describe_calls), j.server_cpu_ms_per_join.toFixed(3)]), // prettier-ignore
     );
+    console.log("(server ms: CPU time per join of the runtime's thread)");
   } finally {
     await cp.close();
   }
@@ -273,9 +285,10 @@ async function load() {
       `\nbench/join --rates: open loop, ${SECONDS} s a step, ${CONCURRENCY} keep-alive HTTPS connections, ` +
         `${regions.length} region(s), EC2 at ${LATENCY_MS} ms a call (${result.calls} calls, ${result.throttled} throttled), ${before.cores} cores, node ${process.version}, load average ${before.load_average.join(" ")}`,
     );
-    console.log(line(["offered/s", "joins", "failed", "seconds", "joins/s", "p50 ms", "p99 ms"]));
+    console.log(line(["offered/s", "joins", "failed", "seconds", "joins/s", "p50 ms", "p99 ms", "server ms", "client ms"])); // prettier-ignore
     for (const r of rows)
-      console.log(line([String(r.offered), String(r.joins), String(r.failed), r.seconds.toFixed(2), r.rate.toFixed(0), r.p50.toFixed(1), r.p99.toFixed(1)])); // prettier-ignore
+      console.log(line([String(r.offered), String(r.joins), String(r.failed), r.seconds.toFixed(2), r.rate.toFixed(0), r.p50.toFixed(1), r.p99.toFixed(1), r.server_cpu_ms_per_join.toFixed(3), r.client_cpu_ms_per_join.toFixed(3)])); // prettier-ignore
+    console.log("(server ms, client ms: CPU time per join of the runtime's thread and of the clients' thread)");
   } finally {
     await cp.close();
   }
