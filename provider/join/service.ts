@@ -291,11 +291,11 @@ export class JoinService {
   private async token(method: string, name: string): Promise<Token> {
     const stored = await this.opts.store.getResource("token", tokenKey(method, name));
     // One refusal for "no such token" and "wrong method", so names can't be probed.
-    const denied = new JoinRefusal("token_not_allowed", `no token of that name allows join method ${method}`);
-    if (!stored) throw denied;
+    const denied = () => new JoinRefusal("token_not_allowed", `no token of that name allows join method ${method}`);
+    if (!stored) throw denied();
     // Secret tokens are stored with their name masked; the caller just proved it knows the name.
     const resource = storedToken(stored.doc, name);
-    if (!resource || resource.spec.join_method !== method) throw denied;
+    if (!resource || resource.spec.join_method !== method) throw denied();
     const expires = resource.metadata.expires;
     if (expires && Date.parse(expires) <= this.now().getTime())
       throw new JoinRefusal("token_expired", `the token expired at ${expires}`);

@@ -1,7 +1,5 @@
 import * as crypto from "crypto";
 import { isIPv4 } from "net";
-import * as asn1js from "asn1js";
-import * as pkijs from "pkijs";
 import { JoinRefusal } from "../../join/errors";
 import { DEFAULT_AWS_IID_TTL, parseDuration, type Token } from "../../model";
 import {
@@ -15,6 +13,17 @@ import {
 } from "./instance-lookup";
 import { awsRegionCertificate } from "./region-certs";
 import { ec2NodeName } from "./identity";
+import { BerError, BerNode, contentOf, oidText } from "../../util/ber";
+import {
+  certificateIssuerAndSerial,
+  certificateNames,
+  CmsError,
+  CmsSignedData,
+  CmsSignerInfo,
+  ContentInfo,
+  readContentInfo,
+  readSignedData,
+} from "../../util/cms";
 
 export type { AwsCredentials } from "./credentials";
 
@@ -30,6 +39,7 @@ const OID = {
   contentType: "1.2.840.113549.1.9.3",
   messageDigest: "1.2.840.113549.1.9.4",
 } as const;
+const OCTET_STRING = 0x04;
 const [SHA2, PKCS1] = ["2.16.840.1.101.3.4.2.", "1.2.840.113549.1.1."];
 const DIGESTS: Record<string, string> = { [`${SHA2}1`]: "sha256", [`${SHA2}2`]: "sha384", [`${SHA2}3`]: "sha512" };
 // rsaEncryption (what AWS writes) leaves the hash to digestAlgorithm; the combined OIDs must agree with it.
@@ -92,25 +102,36 @@ function decodeBase64(pkcs7: unknown): Uint8Array {
   return new Uint8Array(Buffer.from(b64, "base64"));
 }
 
-function parseSignedData(der: Uint8Array): pkijs.SignedData {
-  const asn1 = asn1js.fromBER(der);
-  if (asn1.offset === -1 || asn1.offset !== der.byteLength) throw malformed("not a BER-encoded PKCS7 structure");
-  const info = parsed(() => new pkijs.ContentInfo({ schema: asn1.result }), "not a PKCS7 ContentInfo");
+type SignedData = { sd: CmsSignedData; der: Uint8Array };
+
+// Read straight from the BER tree (provider/util/cms.ts): no object per field, so a join storm is not spent parsing.
+function parseSignedData(der: Uint8Array): SignedData {
+  let info: ContentInfo;
+  try {
+    info = readContentInfo(der);
+  } catch (err) {
+    if (err instanceof BerError) throw malformed(`not a BER-encoded PKCS7 structure (${err.message})`);
+    if (err instanceof CmsError) throw malformed(`not a PKCS7 ContentInfo (${err.message})`);
+    throw err;
+  }
   if (info.contentType !== OID.signedData)
     throw iid("iid_not_signed_data", `PKCS7 content type ${info.contentType} is not SignedData`, 400);
-  return parsed(() => new pkijs.SignedData({ schema: info.content }), "SignedData does not parse");
+  try {
+    return { sd: readSignedData(info), der };
+  } catch (err) {
+    if (err instanceof CmsError) throw malformed(`SignedData does not parse (${err.message})`);
+    throw err;
+  }
 }
 
 // The encapsulated content is the only source of the identity: nothing outside the signature is ever read.
-function signedContent(sd: pkijs.SignedData): Uint8Array {
-  const { eContentType, eContent } = sd.encapContentInfo;
-  if (eContentType !== OID.data) throw malformed(`encapsulated content type ${eContentType} is not data`);
-  if (!(eContent instanceof asn1js.OctetString)) throw malformed("SignedData carries no content");
-  if (!eContent.idBlock.isConstructed) return eContent.valueBlock.valueHexView;
-  const pieces = eContent.valueBlock.value;
-  if (!pieces.every((p) => p instanceof asn1js.OctetString && !p.idBlock.isConstructed))
-    throw malformed("content is not a simple OCTET STRING");
-  return Buffer.concat(pieces.map((p) => (p as asn1js.OctetString).valueBlock.valueHexView));
+function signedContent({ sd, der }: SignedData): Uint8Array {
+  if (sd.eContentType !== OID.data) throw malformed(`encapsulated content type ${sd.eContentType} is not data`);
+  const eContent = sd.eContent;
+  if (!eContent) throw malformed("SignedData carries no content");
+  if (eContent.children.length === 0) return contentOf(der, eContent);
+  if (!eContent.children.every((p) => p.tag === OCTET_STRING)) throw malformed("content is not a simple OCTET STRING");
+  return Buffer.concat(eContent.children.map((p) => contentOf(der, p)));
 }
 
 function parseJsonObject(content: Uint8Array): Record<string, unknown> {
@@ -121,7 +142,14 @@ function parseJsonObject(content: Uint8Array): Record<string, unknown> {
   return doc as Record<string, unknown>;
 }
 
-type Cert = { x509: crypto.X509Certificate; pki: pkijs.Certificate };
+type Names = { issuer: Uint8Array; serial: Uint8Array };
+// The public key and validity are kept beside the certificate: X509Certificate makes a new KeyObject per access.
+type Cert = Names & { x509: crypto.X509Certificate; key: crypto.KeyObject; from: number; to: number };
+
+function certOf(x509: crypto.X509Certificate, names: Names): Cert {
+  const [from, to] = [Date.parse(x509.validFrom), Date.parse(x509.validTo)];
+  return { ...names, x509, key: x509.publicKey, from, to };
+}
 
 // Parsed certificates by PEM: the region certificates and extra CAs are the same few for every join.
 const parsedPems = new Map<string, Cert[]>();
@@ -142,30 +170,22 @@ function parsePem(pem: string, what: string): Cert[] {
   if (!blocks) throw new Error(`${what} holds no PEM certificate`);
   return blocks.map((block) => {
     const x509 = new crypto.X509Certificate(block);
-    return { x509, pki: pkijs.Certificate.fromBER(x509.raw) };
+    return certOf(x509, certificateNames(new Uint8Array(x509.raw)));
   });
 }
 
-function derOf(name: pkijs.RelativeDistinguishedNames): Buffer {
-  return Buffer.from(name.valueBeforeDecode.byteLength ? name.valueBeforeDecode : name.toSchema().toBER(false));
-}
-
 // Issuer and serial, compared byte for byte: the SignerInfo names its certificate, and only that one may verify.
-function isNamedBy(cert: pkijs.Certificate, sid: pkijs.IssuerAndSerialNumber): boolean {
-  return (
-    derOf(cert.issuer).equals(derOf(sid.issuer)) &&
-    Buffer.from(cert.serialNumber.valueBlock.valueHexView).equals(Buffer.from(sid.serialNumber.valueBlock.valueHexView))
-  );
-}
+const isNamedBy = (cert: Names, sid: Names) =>
+  Buffer.compare(cert.issuer, sid.issuer) === 0 && Buffer.compare(cert.serial, sid.serial) === 0;
 
-const validAt = (c: crypto.X509Certificate, now: Date) => new Date(c.validFrom) <= now && now <= new Date(c.validTo);
-const issuedBy = (child: crypto.X509Certificate, parent: crypto.X509Certificate, now: Date) =>
-  parent.ca && validAt(parent, now) && child.checkIssued(parent) && child.verify(parent.publicKey);
+const validAt = (c: Cert, now: Date) => c.from <= now.getTime() && now.getTime() <= c.to;
+const issuedBy = (child: Cert, parent: Cert, now: Date) =>
+  parent.x509.ca && validAt(parent, now) && child.x509.checkIssued(parent.x509) && child.x509.verify(parent.key);
 
-function chainsTo(leaf: crypto.X509Certificate, bag: crypto.X509Certificate[], anchors: Cert[], now: Date): boolean {
+function chainsTo(leaf: Cert, bag: Cert[], anchors: Cert[], now: Date): boolean {
   let current = leaf;
   for (let depth = 0; depth < MAX_CHAIN_DEPTH; depth++) {
-    if (anchors.some((a) => issuedBy(current, a.x509, now))) return true;
+    if (anchors.some((a) => issuedBy(current, a, now))) return true;
     const next = bag.find((c) => c !== current && issuedBy(current, c, now));
     if (!next) return false;
     current = next;
@@ -173,70 +193,76 @@ function chainsTo(leaf: crypto.X509Certificate, bag: crypto.X509Certificate[], a
   return false;
 }
 
+function bagCertificates({ sd, der }: SignedData): Cert[] {
+  return sd.certificates.flatMap((c) => {
+    try {
+      return [certOf(new crypto.X509Certificate(c.der), certificateIssuerAndSerial(der, c.node))];
+    } catch {
+      return []; // unparseable certificates can't sign anything
+    }
+  });
+}
+
 /**
  * The certificate the SignerInfo names, if it is trusted: AWS's certificate for the document's region, an extra
  * CA itself, or a certificate from the PKCS7's bag that an extra CA issued. A bag certificate is never trusted
  * for merely being there (SPIRE's Azure fix: trust the signer, not the first certificate in the bag).
  */
-function trustedSigner(sd: pkijs.SignedData, info: pkijs.SignerInfo, region: string, opts: VerifyIdentityOptions) {
-  if (!(info.sid instanceof pkijs.IssuerAndSerialNumber))
-    throw iid("iid_untrusted_signer", "the signer must be named by issuer and serial number, as AWS does");
+function trustedSigner(signed: SignedData, info: CmsSignerInfo, region: string, opts: VerifyIdentityOptions): Cert {
   const sid = info.sid;
+  if (!sid) throw iid("iid_untrusted_signer", "the signer must be named by issuer and serial number, as AWS does");
   const regionPem = awsRegionCertificate(region);
   if (!regionPem)
     throw iid("iid_unknown_region", `region ${quote(region)} is not an AWS region with a known signing certificate`);
   const extraCas = certsFromPems(opts.extraCaPems, "extra CA certificate");
   const anchors = [...certsFromPems([regionPem], `AWS certificate of ${region}`), ...extraCas];
-  const anchor = anchors.find((c) => isNamedBy(c.pki, sid))?.x509;
+  const anchor = anchors.find((c) => isNamedBy(c, sid));
   if (anchor && !validAt(anchor, opts.now))
-    throw iid("iid_untrusted_signer", `signing certificate is outside its validity (${anchor.validTo})`);
+    throw iid("iid_untrusted_signer", `signing certificate is outside its validity (${anchor.x509.validTo})`);
   if (anchor) return anchor;
-  const bag = (sd.certificates ?? []).flatMap((c) => {
-    if (!(c instanceof pkijs.Certificate)) return [];
-    try {
-      return [{ pki: c, x509: new crypto.X509Certificate(Buffer.from(c.toSchema().toBER(false))) }];
-    } catch {
-      return []; // unparseable certificates can't sign anything
-    }
-  });
-  const named = bag.find((c) => isNamedBy(c.pki, sid))?.x509;
-  const bagX509 = bag.map((c) => c.x509);
-  if (named && validAt(named, opts.now) && chainsTo(named, bagX509, extraCas, opts.now)) return named;
+  const bag = bagCertificates(signed);
+  const named = bag.find((c) => isNamedBy(c, sid));
+  if (named && validAt(named, opts.now) && chainsTo(named, bag, extraCas, opts.now)) return named;
   const why = named
     ? "its signing certificate (carried in the PKCS7) is not issued by a CA in join.aws.extra_ca_certs"
     : `signed by a certificate that is neither AWS's for region ${region} nor in join.aws.extra_ca_certs`;
   throw iid("iid_untrusted_signer", why);
 }
 
-function singleAttribute(info: pkijs.SignerInfo, type: string): unknown {
+function singleAttribute(info: CmsSignerInfo, type: string): BerNode | undefined {
   const found = (info.signedAttrs?.attributes ?? []).filter((a) => a.type === type);
   return found.length === 1 && found[0].values.length === 1 ? found[0].values[0] : undefined;
 }
 
-function verifySignature(info: pkijs.SignerInfo, content: Uint8Array, signer: crypto.X509Certificate): void {
-  const hash = DIGESTS[info.digestAlgorithm.algorithmId];
-  const sigAlg = info.signatureAlgorithm.algorithmId;
+function isOid(buf: Uint8Array, node: BerNode | undefined, oid: string): boolean {
+  try {
+    return node !== undefined && oidText(buf, node) === oid;
+  } catch {
+    return false; // a malformed OID is no OID
+  }
+}
+
+function verifySignature(signed: SignedData, info: CmsSignerInfo, content: Uint8Array, signer: Cert): void {
+  const hash = DIGESTS[info.digestAlgorithm];
+  const sigAlg = info.signatureAlgorithm;
   const sigHash = Object.hasOwn(RSA_SIGNATURES, sigAlg) ? RSA_SIGNATURES[sigAlg] : undefined;
-  const rsa = signer.publicKey.asymmetricKeyType === "rsa";
+  const rsa = signer.key.asymmetricKeyType === "rsa";
   if (!hash || sigHash === undefined || (sigHash !== null && sigHash !== hash) || !rsa)
-    throw iid(
-      "iid_unsupported_algorithm",
-      `signature ${sigAlg} / ${info.digestAlgorithm.algorithmId} is not RSA, SHA-2`,
-    );
-  let signed = content;
+    throw iid("iid_unsupported_algorithm", `signature ${sigAlg} / ${info.digestAlgorithm} is not RSA, SHA-2`);
+  let data = content;
   if (info.signedAttrs) {
     // With signed attributes the signature covers them, so they must bind the content: type and digest.
-    const type = singleAttribute(info, OID.contentType);
-    if (!(type instanceof asn1js.ObjectIdentifier) || type.valueBlock.toString() !== OID.data)
+    const der = signed.der;
+    if (!isOid(der, singleAttribute(info, OID.contentType), OID.data))
       throw iid("iid_signature_invalid", "signed attributes lack a content type of data");
     const digest = singleAttribute(info, OID.messageDigest);
     const actual = crypto.createHash(hash).update(content).digest();
-    if (!(digest instanceof asn1js.OctetString) || !actual.equals(Buffer.from(digest.valueBlock.valueHexView)))
+    if (digest?.tag !== OCTET_STRING || !actual.equals(contentOf(der, digest)))
       throw iid("iid_signature_invalid", "the signed message digest does not match the content");
-    signed = new Uint8Array(info.signedAttrs.encodedValue);
+    data = info.signedAttrs.der;
   }
-  const key = { key: signer.publicKey, padding: crypto.constants.RSA_PKCS1_PADDING };
-  if (!crypto.verify(hash, signed, key, Buffer.from(info.signature.valueBlock.valueHexView)))
+  const key = { key: signer.key, padding: crypto.constants.RSA_PKCS1_PADDING };
+  if (!crypto.verify(hash, data, key, info.signature))
     throw iid("iid_signature_invalid", "the signature does not verify with the signing certificate");
 }
 
@@ -274,16 +300,16 @@ function identityOf(doc: Record<string, unknown>, region: string): InstanceIdent
  * the identity it signs. Throws {@link JoinRefusal}: 400 for malformed input, 403 for an untrusted or stale one.
  */
 export function verifyInstanceIdentity(pkcs7: string, opts: VerifyIdentityOptions): InstanceIdentity {
-  const sd = parseSignedData(decodeBase64(pkcs7));
-  if (sd.signerInfos.length !== 1)
-    throw iid("iid_signer_count", `${sd.signerInfos.length} signers; AWS signs with exactly one`, 400);
-  const [info] = sd.signerInfos;
-  const content = signedContent(sd);
+  const signed = parseSignedData(decodeBase64(pkcs7));
+  const infos = signed.sd.signerInfos;
+  if (infos.length !== 1) throw iid("iid_signer_count", `${infos.length} signers; AWS signs with exactly one`, 400);
+  const [info] = infos;
+  const content = signedContent(signed);
   // Read before the signature is checked only to pick the certificate; the region is trusted once it verifies.
   const doc = parseJsonObject(content);
   if (typeof doc.region !== "string") throw fieldInvalid("region is missing");
-  const signer = trustedSigner(sd, info, doc.region, opts);
-  verifySignature(info, content, signer);
+  const signer = trustedSigner(signed, info, doc.region, opts);
+  verifySignature(signed, info, content, signer);
   const identity = identityOf(doc, doc.region);
   const age = opts.now.getTime() - identity.pendingTime.getTime();
   const pending = `pendingTime ${identity.pendingTime.toISOString()}`;
