@@ -4,6 +4,7 @@ import { InstanceIdentity, verifyInstanceIdentity } from "../../provider/clouds/
 import { JoinRefusal } from "../../provider/join/errors";
 import * as iidSigner from "../fixtures/iid-signer";
 import { identityDocument as doc, signIdentityDocument, TestSigner } from "../fixtures/iid-signer";
+import { REAL_AWS_IIDS } from "../fixtures/aws-real-iids";
 
 // How the PKCS7 itself is read: every encoding the reader does not expect is refused, with the field at fault.
 // The cases are built with pkijs/asn1js, independently of the reader under test.
@@ -180,5 +181,38 @@ describe("the PKCS7 encoding of an instance identity document", () => {
       const r = refusal(() => verify(b64(original.subarray(0, n))));
       expect(r.code).toBe("iid_malformed");
     }
+  });
+});
+
+describe("identity documents AWS itself signed", () => {
+  const at = (pendingTime: string) => ({
+    extraCaPems: [],
+    now: new Date(Date.parse(pendingTime) + 60_000),
+    ttlMs: 5 * 60_000,
+  });
+
+  it.each(REAL_AWS_IIDS)("verifies $instanceId ($region) against AWS's embedded certificate", (real) => {
+    const id = verifyInstanceIdentity(real.pkcs7, at(real.pendingTime));
+    expect(id).toMatchObject({ accountId: real.accountId, region: real.region, instanceId: real.instanceId });
+    expect(id.pendingTime.toISOString()).toBe(real.pendingTime);
+  });
+
+  it("refuses one of them with a byte of its signed content changed", () => {
+    const real = REAL_AWS_IIDS[0];
+    const der = Buffer.from(real.pkcs7.replace(/\s+/g, ""), "base64");
+    const at0 = der.indexOf(Buffer.from('"t2.medium"'));
+    der[at0 + 2] = "3".charCodeAt(0); // t3.medium
+    const err = refusal(() => verifyInstanceIdentity(der.toString("base64"), at(real.pendingTime)));
+    expect(err.code).toBe("iid_signature_invalid");
+  });
+
+  it("refuses one edited to name another region: that region's certificate is not its signer", () => {
+    const real = REAL_AWS_IIDS[1];
+    const der = Buffer.from(real.pkcs7.replace(/\s+/g, ""), "base64");
+    const text = Buffer.from('"region" : "us-west-1"');
+    der.set(Buffer.from('"region" : "us-west-2"'), der.indexOf(text));
+    expect(refusal(() => verifyInstanceIdentity(der.toString("base64"), at(real.pendingTime))).code).toBe(
+      "iid_untrusted_signer",
+    );
   });
 });
