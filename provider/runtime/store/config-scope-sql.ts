@@ -4,7 +4,7 @@
  * replicas that split the config's scopes each add what they listed, and a scope whose replica is gone stops
  * counting once its row is no longer fresh.
  */
-import type { RunStatement } from "./scope-lease-sql";
+import { iso, type RunStatement } from "./scope-lease-sql";
 import type { ConfigScopeRef, ConfigScopeStatus, ConfigScopeStore, DiscoveryStatus } from "./types";
 
 /** Runs statements in one transaction: all are written or none. */
@@ -26,7 +26,6 @@ const UPSERT = `
     failed = excluded.failed, error = excluded.error, holder = excluded.holder, position = excluded.position,
     last_sync = excluded.last_sync, fresh_until = excluded.fresh_until`;
 
-const iso = (t: unknown) => (t instanceof Date ? t.toISOString() : new Date(String(t)).toISOString());
 const keyOf = (s: ConfigScopeRef) => `${s.cloud}/${s.account}/${s.region}`;
 
 function toConfigScope(r: Record<string, unknown>): ConfigScopeStatus {
