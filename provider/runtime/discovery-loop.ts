@@ -2,7 +2,7 @@
  * The runtime's discovery loop, a control loop in Teleport's manner: it scans the static matchers of its
  * `discovery_service` plus every stored discovery_config of its `discovery_group`, once per poll_interval, and at
  * once (after a short debounce) when one of those configs is applied, changed, moved or deleted. Each scanned
- * config gets a status written beside it.
+ * config gets a status written beside it, over the scopes of every replica of the group (see config-status.ts).
  *
  * Changes are noticed by polling a watermark of the discovery_config table (count, newest write, revision sum) every
  * second, on both backends: one indexed aggregate query, so every replica sharing a PostgreSQL database sees another
@@ -17,14 +17,12 @@ import type { CloudEnrollment } from "../enroll/clouds";
 import { cloudEnrollment } from "../clouds";
 import { type CloudLookup, type InstanceEvent, targetedClouds } from "../enroll/events";
 import { PassResult, runEnrollmentPass } from "../enroll/pass";
-import type { RuntimeEndpoint, ScopeReport } from "../enroll/types";
+import type { RuntimeEndpoint } from "../enroll/types";
 import type { DiscoveryStatus, Store } from "./store/types";
 import { summarizePass } from "./pass-summary";
-import { scopeProblem } from "./tasks";
 import { leaseTtlMs, ScopeLeaseKeeper } from "./scope-leases";
-
-/** Longest error_message kept in a status. */
-export const MAX_STATUS_ERROR = 2000;
+import { configScopesOf, failedPassRow, scopeStatusTtlMs } from "./config-status";
+import { statusOverScopes } from "./store/config-scope-sql";
 
 /** What the loop needs; the clouds and timings are injectable so tests run it in-process with fake clouds. */
 export interface DiscoveryLoopOptions {
@@ -66,31 +64,6 @@ async function configsOfGroup(store: Store, section: DiscoveryServiceSection): P
   return out;
 }
 
-/** A config's status from a finished pass: counts, and the scopes that failed, each with its fix. */
-export function statusOf(result: PassResult, at: Date, runtimeId: string): DiscoveryStatus {
-  const errors = result.scopes.filter(
-    (s): s is ScopeReport & { error: { code: string; message: string } } => !!s.error,
-  );
-  let message = errors
-    .map(
-      (s) =>
-        `${s.cloud} ${s.account}/${s.region}: ${s.error.code}: ${s.error.message}. ${scopeProblem({ cloud: s.cloud, ...s.error }).fix}`,
-    )
-    .join("; ");
-  if (message.length > MAX_STATUS_ERROR) message = message.slice(0, MAX_STATUS_ERROR - 1) + "…";
-  const is = (i: PassResult["instances"][number], ...s: string[]) => s.includes(i.status);
-  return {
-    state: errors.length > 0 ? "error" : "running",
-    error_message: message,
-    last_sync_time: at.toISOString(),
-    found: result.instances.length,
-    enrolled: result.instances.filter((i) => is(i, "enrolled", "already_enrolled")).length,
-    // An instance backing off after a failure is still failing, though this pass left it alone.
-    failed: result.instances.filter((i) => is(i, "failed") || (is(i, "skipped") && !!i.failure_class)).length,
-    discovered_by: runtimeId,
-  };
-}
-
 /** The runtime's discovery loop (see the module comment). */
 export class DiscoveryLoop {
   private configs = new Map<string, { spec: Spec; canon: string }>();
@@ -104,6 +77,8 @@ export class DiscoveryLoop {
   private retryFailedNext = false;
   private stopped = false;
   private readonly pollMs: number;
+  /** How long the scope rows this loop writes for a config's status count (see config-status.ts). */
+  private readonly freshMs: number;
   /** With a discovery_group: the leases through which the group's replicas share its scopes. */
   readonly leases?: ScopeLeaseKeeper;
   /** This start of the runtime: its claims carry it, so the next start knows they are dead (see rules.ts). */
@@ -114,6 +89,7 @@ export class DiscoveryLoop {
   /** A loop over `o.section` and the stored configs of its group. */
   constructor(private readonly o: DiscoveryLoopOptions) {
     this.pollMs = parseDuration(o.section.poll_interval) ?? 300_000;
+    this.freshMs = scopeStatusTtlMs(this.pollMs);
     // Only a named group says that replicas are one service with the same matchers, whose scans may be split.
     if (o.section.dynamic)
       this.leases = new ScopeLeaseKeeper({
@@ -330,25 +306,42 @@ export class DiscoveryLoop {
       if (this.stopped) return;
       // A config deleted or moved away since the pass began is not scanned (nor given a status) any more.
       if (this.configs.get(name)?.spec !== spec) continue;
-      const before = statuses.get(name);
-      const put = (st: DiscoveryStatus) => this.o.store.putDiscoveryStatus(name, st, new Date());
-      await put({
-        ...(before ?? { error_message: "", found: 0, enrolled: 0, failed: 0 }),
-        state: "syncing",
-        discovered_by: this.o.runtimeId,
-      });
-      try {
-        await put(statusOf(await this.pass(spec, retryFailed, name), new Date(), this.o.runtimeId));
-      } catch (err) {
-        this.o.logger.error({ err, config: name }, "discovery pass over a config failed");
-        await put({
-          ...(before ?? { found: 0, enrolled: 0, failed: 0 }),
-          state: "error",
-          error_message: String((err as Error).message ?? err).slice(0, MAX_STATUS_ERROR),
-          last_sync_time: new Date().toISOString(),
-          discovered_by: this.o.runtimeId,
-        });
-      }
+      await this.scanConfig(name, spec, statuses.get(name), retryFailed);
+    }
+  }
+
+  /**
+   * One config's pass and its status: "syncing" while it runs, then the sum over the fresh scope rows of every
+   * replica, this pass's rows included (see config-status.ts).
+   */
+  private async scanConfig(name: string, spec: Spec, before: DiscoveryStatus | undefined, retryFailed: boolean) {
+    const id = this.o.runtimeId;
+    const stamp = (at: Date) => ({ config: name, holder: id, at, freshUntil: new Date(at.getTime() + this.freshMs) });
+    const put = (st: DiscoveryStatus) => this.o.store.putDiscoveryStatus(name, st, new Date());
+    const putOverScopes = async (at: Date) => {
+      const base = { state: "running" as const, error_message: "", last_sync_time: at.toISOString() };
+      const rows = await this.o.store.listConfigScopes(name);
+      await put(statusOverScopes({ ...base, found: 0, enrolled: 0, failed: 0, discovered_by: id }, rows, at));
+    };
+    // This replica's rows stay fresh while it scans again, however long the pass takes.
+    await this.o.store.extendConfigScopes(name, id, stamp(new Date()).freshUntil);
+    await put({
+      ...(before ?? { error_message: "", found: 0, enrolled: 0, failed: 0 }),
+      state: "syncing",
+      discovered_by: id,
+    });
+    try {
+      const result = await this.pass(spec, retryFailed, name);
+      const at = new Date();
+      const { rows, reported } = configScopesOf(result, stamp(at));
+      await this.o.store.putConfigScopes(name, rows, { holder: id, reported, now: at });
+      await putOverScopes(at);
+    } catch (err) {
+      this.o.logger.error({ err, config: name }, "discovery pass over a config failed");
+      // Its rows of the pass before stay (counted while fresh); the failure shows instead of their errors.
+      const at = new Date();
+      await this.o.store.putConfigScopes(name, [failedPassRow(err, stamp(at))]);
+      await putOverScopes(at);
     }
   }
 }

@@ -172,6 +172,29 @@ const DEFINITIONS: { version: number; name: string; sql: (t: ColumnTypes) => str
       );
     `,
   },
+  {
+    version: 8,
+    name: "discovery status per scope",
+    // What each replica's last pass found in each scope of a config (provider/runtime/config-status.ts): the status
+    // a user reads sums the rows still fresh, so replicas that split a config's scopes each add theirs.
+    sql: (t) => `
+      CREATE TABLE discovery_scope_status (
+        config TEXT NOT NULL CHECK (config <> ''),
+        cloud TEXT NOT NULL CHECK (cloud <> ''),
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        found INTEGER NOT NULL,
+        enrolled INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        holder TEXT NOT NULL CHECK (holder <> ''),
+        position INTEGER NOT NULL,
+        last_sync ${t.time} NOT NULL,
+        fresh_until ${t.time} NOT NULL,
+        PRIMARY KEY (config, cloud, account, region)
+      );
+    `,
+  },
 ];
 
 /** The migrations of one dialect, in the order they apply. */

@@ -4,10 +4,12 @@ import { applyPostgresMigrations } from "./migrations";
 import * as Rows from "./rows";
 import { OPTIONAL_AUDIT_FIELDS, rowMappers } from "./rows";
 import { scopeLeaseMethods } from "./scope-lease-sql";
+import { configScopeMethods, statusesOverScopes } from "./config-scope-sql";
 import type {
   AuditEvent,
   CertAuthorityRecord,
   ChallengeRecord,
+  ConfigScopeStore,
   DiscoveryStatus,
   EnrollmentRecord,
   NodeCertificateRecord,
@@ -45,8 +47,8 @@ const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment, toScopeErr
   id: (v) => Number(v),
 });
 
-/** The scope lease methods, mixed in from scope-lease-sql.ts (one implementation for both backends). */
-export interface PostgresStore extends ScopeLeaseStore {}
+/** The scope lease and config scope methods, mixed in from scope-lease-sql.ts and config-scope-sql.ts. */
+export interface PostgresStore extends ScopeLeaseStore, ConfigScopeStore {}
 
 /** The store on PostgreSQL, shared by several replicas; uniqueness and races are settled by the database. */
 export class PostgresStore implements Store {
@@ -59,13 +61,15 @@ export class PostgresStore implements Store {
     // An idle client whose server went away emits here; without a listener that would crash the process. The pool
     // drops the client, and the next query reconnects or fails with a proper error.
     this.pool.on("error", () => undefined);
-    Object.assign(
-      this,
-      scopeLeaseMethods(async (sql, params) => {
-        const r = await this.pool.query(sql, params);
-        return { rows: r.rows, count: r.rowCount ?? 0 };
-      }),
-    );
+    const run = async (sql: string, params: string[]) => {
+      const r = await this.pool.query(sql, params);
+      return { rows: r.rows, count: r.rowCount ?? 0 };
+    };
+    const batch = (statements: { sql: string; params: string[] }[]) =>
+      this.tx(async (c) => {
+        for (const st of statements) await c.query(st.sql, st.params);
+      });
+    Object.assign(this, scopeLeaseMethods(run), configScopeMethods(run, batch));
   }
 
   /** Runs `fn` in BEGIN/COMMIT on one client; any error rolls back everything `fn` wrote. */
@@ -159,7 +163,10 @@ export class PostgresStore implements Store {
         [kind, key, ifRevision ?? null],
       );
       const deleted = (r.rowCount ?? 0) > 0;
-      if (deleted && kind === "discovery_config") await c.query("DELETE FROM discovery_status WHERE name = $1", [key]);
+      if (deleted && kind === "discovery_config") {
+        await c.query("DELETE FROM discovery_status WHERE name = $1", [key]);
+        await c.query("DELETE FROM discovery_scope_status WHERE config = $1", [key]);
+      }
       return deleted;
     });
   }
@@ -407,11 +414,11 @@ export class PostgresStore implements Store {
     );
   }
 
-  async listDiscoveryStatus(): Promise<Map<string, DiscoveryStatus>> {
+  async listDiscoveryStatus(now = new Date()): Promise<Map<string, DiscoveryStatus>> {
     const { rows } = await this.pool.query<{ name: string; status: DiscoveryStatus }>(
       "SELECT name, status FROM discovery_status",
     );
-    return new Map(rows.map((r) => [r.name, r.status]));
+    return statusesOverScopes(new Map(rows.map((r) => [r.name, r.status])), await this.listConfigScopes(), now);
   }
 
   async recordScopeResults(

@@ -25,7 +25,8 @@ const ACQUIRE = `
   WHERE scope_leases.holder = excluded.holder OR scope_leases.expires_at <= excluded.acquired_at
   RETURNING *`;
 
-const iso = (t: unknown) => (t instanceof Date ? t.toISOString() : new Date(String(t)).toISOString());
+/** A time column (a Date from pg, ISO text from SQLite) or parameter as ISO text. */
+export const iso = (t: unknown) => (t instanceof Date ? t.toISOString() : new Date(String(t)).toISOString());
 
 function toLease(r: Record<string, unknown>): ScopeLease {
   return {

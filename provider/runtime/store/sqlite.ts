@@ -5,10 +5,12 @@ import { applySqliteMigrations } from "./migrations";
 import * as Rows from "./rows";
 import { OPTIONAL_AUDIT_FIELDS, rowMappers } from "./rows";
 import { scopeLeaseMethods, sqliteParams } from "./scope-lease-sql";
+import { configScopeMethods, statusesOverScopes } from "./config-scope-sql";
 import type {
   AuditEvent,
   CertAuthorityRecord,
   ChallengeRecord,
+  ConfigScopeStore,
   DiscoveryStatus,
   EnrollmentRecord,
   NodeCertificateRecord,
@@ -45,8 +47,8 @@ const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment, toScopeErr
   id: (v) => v,
 });
 
-/** The scope lease methods, mixed in from scope-lease-sql.ts (one implementation for both backends). */
-export interface SqliteStore extends ScopeLeaseStore {}
+/** The scope lease and config scope methods, mixed in from scope-lease-sql.ts and config-scope-sql.ts. */
+export interface SqliteStore extends ScopeLeaseStore, ConfigScopeStore {}
 
 /**
  * The store on a local SQLite file, for a single replica. better-sqlite3 is synchronous; the async methods only honour
@@ -68,18 +70,23 @@ export class SqliteStore implements Store {
     // WAL lets the status page and the join service read while the scheduler writes.
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("foreign_keys = ON");
-    Object.assign(
-      this,
-      scopeLeaseMethods(async (text, params) => {
-        const { sql, named } = sqliteParams(text, params);
-        const s = this.stmt(sql);
-        if (s.reader) {
-          const rows = s.all(named) as Record<string, unknown>[];
-          return { rows, count: rows.length };
+    const run = async (text: string, params: string[]) => {
+      const { sql, named } = sqliteParams(text, params);
+      const s = this.stmt(sql);
+      if (s.reader) {
+        const rows = s.all(named) as Record<string, unknown>[];
+        return { rows, count: rows.length };
+      }
+      return { rows: [], count: s.run(named).changes };
+    };
+    const batch = async (statements: { sql: string; params: string[] }[]) =>
+      this.write(() => {
+        for (const st of statements) {
+          const { sql, named } = sqliteParams(st.sql, st.params);
+          this.stmt(sql).run(named);
         }
-        return { rows: [], count: s.run(named).changes };
-      }),
-    );
+      });
+    Object.assign(this, scopeLeaseMethods(run), configScopeMethods(run, batch));
   }
 
   private stmt(sql: string): Database.Statement {
@@ -140,10 +147,14 @@ export class SqliteStore implements Store {
   async deleteResource(kind: string, key: string, ifRevision?: number): Promise<boolean> {
     const del = this.stmt("DELETE FROM resources WHERE kind = ? AND key = ? AND (? IS NULL OR revision = ?)");
     const delStatus = this.stmt("DELETE FROM discovery_status WHERE name = ?");
+    const delScopes = this.stmt("DELETE FROM discovery_scope_status WHERE config = ?");
     return this.write(() => {
       const r = ifRevision ?? null;
       const deleted = del.run(kind, key, r, r).changes > 0;
-      if (deleted && kind === "discovery_config") delStatus.run(key);
+      if (deleted && kind === "discovery_config") {
+        delStatus.run(key);
+        delScopes.run(key);
+      }
       return deleted;
     });
   }
@@ -328,9 +339,10 @@ export class SqliteStore implements Store {
     this.write(() => upsert.run(name, JSON.stringify(status), iso(at), name));
   }
 
-  async listDiscoveryStatus(): Promise<Map<string, DiscoveryStatus>> {
+  async listDiscoveryStatus(now = new Date()): Promise<Map<string, DiscoveryStatus>> {
     const rows = this.stmt("SELECT name, status FROM discovery_status").all() as { name: string; status: string }[];
-    return new Map(rows.map((r) => [r.name, JSON.parse(r.status) as DiscoveryStatus]));
+    const stored = new Map(rows.map((r) => [r.name, JSON.parse(r.status) as DiscoveryStatus]));
+    return statusesOverScopes(stored, await this.listConfigScopes(), now);
   }
 
   async recordScopeResults(

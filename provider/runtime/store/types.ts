@@ -173,8 +173,54 @@ export interface NodeCertificateRecord {
   issuedAt: string;
 }
 
+/**
+ * What one replica's last pass over a discovery_config found in one of its scopes (account × region, project ×
+ * zone, subscription). A config's status sums the rows still fresh (see provider/runtime/config-status.ts).
+ */
+export interface ConfigScopeStatus {
+  config: string;
+  /** `*` (with the replica's runtime id as account): the replica's whole pass over the config failed. */
+  cloud: string;
+  account: string;
+  region: string;
+  found: number;
+  enrolled: number;
+  failed: number;
+  /** The scope's errors as the config's error_message shows them, with their fixes; empty when it listed cleanly. */
+  error: string;
+  /** The runtime id of the replica that listed the scope. */
+  holder: string;
+  /** Where the scope came in its holder's pass, so a replica's errors read in the order its pass met them. */
+  position: number;
+  lastSync: string;
+  /** The row counts until this instant, unless its holder writes it again (a replica that died stops counting). */
+  freshUntil: string;
+}
+
+/** One scope of a config, as the rows of ConfigScopeStore name it. */
+export type ConfigScopeRef = Pick<ConfigScopeStatus, "cloud" | "account" | "region">;
+
+/** The status of a discovery_config per scope, written by each replica of its group for the scopes it lists. */
+export interface ConfigScopeStore {
+  /**
+   * Writes `rows` (scopes of `config` one pass listed): one upsert each, the newest writer owning the row. With
+   * `prune`, it also deletes the config's rows of scopes that pass did not report at all (neither listed nor left to
+   * another replica: no longer the config's) if `prune.holder` wrote them or they are no longer fresh at
+   * `prune.now`. One transaction; nothing is kept for a config that does not exist.
+   */
+  putConfigScopes(
+    config: string,
+    rows: ConfigScopeStatus[],
+    prune?: { holder: string; reported: ConfigScopeRef[]; now: Date },
+  ): Promise<void>;
+  /** Keeps the rows `holder` wrote for `config` fresh until `freshUntil`: its pass over the config has begun. */
+  extendConfigScopes(config: string, holder: string, freshUntil: Date): Promise<void>;
+  /** The scope rows of `config`, or of every config, by config, cloud, account, region. */
+  listConfigScopes(config?: string): Promise<ConfigScopeStatus[]>;
+}
+
 /** The store every backend implements. */
-export interface Store extends ScopeLeaseStore {
+export interface Store extends ScopeLeaseStore, ConfigScopeStore {
   /** Applies pending versioned migrations. Safe to call from several replicas at once. */
   migrate(): Promise<void>;
   close(): Promise<void>;
@@ -242,8 +288,11 @@ export interface Store extends ScopeLeaseStore {
   resourceWatermark(kind: string): Promise<ResourceWatermark>;
   /** Writes a discovery_config's status, unless the config is gone; the document (and its revision) is untouched. */
   putDiscoveryStatus(name: string, status: DiscoveryStatus, at: Date): Promise<void>;
-  /** Every stored status by config name (deleting a discovery_config deletes its status in the same transaction). */
-  listDiscoveryStatus(): Promise<Map<string, DiscoveryStatus>>;
+  /**
+   * Every stored status by config name (deleting a discovery_config deletes its status in the same transaction). A
+   * config with scope rows (ConfigScopeStore) shows their sum as of `now` (default: the clock), over all replicas.
+   */
+  listDiscoveryStatus(now?: Date): Promise<Map<string, DiscoveryStatus>>;
 
   /**
    * Records the outcome of the scopes a pass scanned: a failed scope is upserted (its first_seen kept), a scope
