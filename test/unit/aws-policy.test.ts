@@ -1,7 +1,13 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { discoveryPolicy, instancePolicy, PolicyDocument, PolicyStatement } from "../../provider/clouds/aws/policy";
+import {
+  discoveryPolicy,
+  eventQueuePolicy,
+  instancePolicy,
+  PolicyDocument,
+  PolicyStatement,
+} from "../../provider/clouds/aws/policy";
 import { azureDiscoveryRole } from "../../provider/clouds/policies";
 import { policyCommand } from "../../provider/cli/policy";
 import { formatProblem, validateFiles } from "../../provider/cli/validate";
@@ -290,6 +296,42 @@ describe("discovery policy aws|gcp|azure --config FILE", () => {
     });
   });
 
+  it("aws: a runtime config's matchers, and read and delete on its event queues only", async () => {
+    const f = file(
+      "runtime.yaml",
+      "version: v1\ncluster_name: demo\npublic_addr: https://127.0.0.1:3080\ndiscovery_service:\n" +
+        "  aws:\n    - types: [ec2]\n      regions: [us-east-1]\n      tags: {env: prod}\n" +
+        "  events:\n    aws:\n      - sqs_queue_url: https://sqs.us-east-1.amazonaws.com/123456789012/ec2-events\n",
+    );
+    await run("aws", "--config", f);
+    expect(err).toBe("");
+    expect(process.exitCode).toBeUndefined();
+    const printed = JSON.parse(out);
+    expect(printed.discovery).toEqual(
+      doc(
+        DESCRIBE,
+        VERIFY,
+        READ,
+        send("arn:aws:ec2:us-east-1:*:instance/*", "arn:aws:ssm:us-east-1::document/AWS-RunShellScript"),
+      ),
+    );
+    expect(printed.events).toEqual(eventQueuePolicy(["arn:aws:sqs:us-east-1:123456789012:ec2-events"]));
+    expect(printed.events.Statement[0].Action).toEqual([
+      "sqs:DeleteMessage",
+      "sqs:GetQueueAttributes",
+      "sqs:ReceiveMessage",
+    ]);
+  });
+
+  it("aws: a runtime config without aws matchers is refused, naming where they go", async () => {
+    const f = file("runtime.yaml", "version: v1\ncluster_name: demo\npublic_addr: https://127.0.0.1:3080\n");
+    await run("aws", "--config", f);
+    expect(out).toBe("");
+    expect(process.exitCode).toBe(1);
+    expect(err).toContain("no aws matchers: add one under spec.aws of a discovery_config");
+    expect(err).toContain("discovery_service.aws of a teleport.yaml or runtime config");
+  });
+
   it("gcp: prints a custom role for the GCP matchers of every discovery_config", async () => {
     const f = file(
       "configs.yaml",
@@ -337,7 +379,7 @@ describe("discovery policy aws|gcp|azure --config FILE", () => {
     await run("gcp", "--config", f);
     expect(out).toBe("");
     expect(err).toBe(
-      `${f}: no gcp matchers: add one under spec.gcp of a discovery_config (or discovery_service.gcp of a teleport.yaml)\n`,
+      `${f}: no gcp matchers: add one under spec.gcp of a discovery_config (or discovery_service.gcp of a teleport.yaml or runtime config)\n`,
     );
     expect(process.exitCode).toBe(1);
   });
