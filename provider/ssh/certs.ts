@@ -32,8 +32,11 @@ export const USER_CERT_EXTENSIONS = [
 
 /** What to certify. */
 export interface CertificateRequest {
-  /** The subject's public key: one OpenSSH line, e.g. the contents of `/etc/ssh/ssh_host_ed25519_key.pub`. */
-  publicKey: string;
+  /**
+   * The subject's public key: one OpenSSH line, e.g. the contents of `/etc/ssh/ssh_host_ed25519_key.pub`, or that
+   * line as {@link parsePublicKeyLine} decoded it (not decoded again).
+   */
+  publicKey: string | ParsedPublicKey;
   /** Host certificates: node name, private IP and hostnames. User certificates: login names. */
   principals: string[];
   /** Lifetime in whole seconds, at most `MAX_CERT_TTL_SECONDS`. */
@@ -90,13 +93,19 @@ export interface ParsedPublicKey {
   sha256: string;
 }
 
+// The decoded key behind each ParsedPublicKey this module made, so a certificate for it need not decode it again.
+// Only keys decoded here are found: an object built elsewhere with the same fields is decoded from its line.
+const decodedKeys = new WeakMap<ParsedPublicKey, sshpk.Key>();
+
 /** Decodes one OpenSSH public key line; throws {@link CertificateRequestError} `public_key_invalid` otherwise. */
 export function parsePublicKeyLine(publicKey: string): ParsedPublicKey {
   const key = parseSubjectKey(publicKey);
-  return {
+  const parsed = {
     line: key.toString("ssh").split(" ").slice(0, 2).join(" "),
     sha256: key.fingerprint("sha256").hash.toString("hex"),
   };
+  decodedKeys.set(parsed, key);
+  return parsed;
 }
 
 /** Checks principals; an empty list must be refused because OpenSSH reads it as "valid for every name". */
@@ -220,7 +229,9 @@ function sign(ca: CertAuthority, kind: "host" | "user", req: CertificateRequest)
       `is "${ca.type}", but ${kind} certificates must be signed by the ${kind} CA; pass the ${kind} CertAuthorityRecord`,
     );
   }
-  const subjectKey = parseSubjectKey(req.publicKey);
+  const given = req.publicKey;
+  const subjectKey =
+    typeof given === "string" ? parseSubjectKey(given) : (decodedKeys.get(given) ?? parseSubjectKey(given?.line));
   checkPrincipals(req.principals, kind);
   checkTtl(req.ttlSeconds);
   checkKeyId(req.keyId);
