@@ -65,14 +65,18 @@ export class CertificateRequestError extends Error {
 // OpenSSH splits principal lists on commas, and whitespace or control characters cannot survive a config line.
 const BAD_PRINCIPAL_CHARS = /[\s,\x00-\x1f\x7f]/;
 
-/** Parses the subject key, refusing anything that is not a bare public key line (private keys, certificates). */
-function parseSubjectKey(publicKey: string): sshpk.Key {
+/**
+ * Parses the subject key, refusing anything that is not a bare public key line (private keys, certificates); with
+ * the key's own OpenSSH line (type, base64 and sshpk's comment), which the check needs anyway.
+ */
+function decodeSubjectKey(publicKey: string): { key: sshpk.Key; ssh: string } {
   const line = typeof publicKey === "string" ? publicKey.trim() : "";
   try {
     if (line !== "" && !line.includes("\n")) {
       const key = sshpk.parseKey(line, "ssh");
+      const ssh = key.toString("ssh");
       // sshpk reads the type from the blob; a line whose label names another type is inconsistent.
-      if (key.toString("ssh").split(" ")[0] === line.split(/\s+/)[0]) return key;
+      if (ssh.slice(0, ssh.indexOf(" ")) === line.split(/\s+/)[0]) return { key, ssh };
     }
   } catch {
     // Fall through to the one message that tells the caller what to pass instead.
@@ -83,6 +87,11 @@ function parseSubjectKey(publicKey: string): sshpk.Key {
     'is not an OpenSSH public key; pass one line such as "ssh-ed25519 AAAA... comment", ' +
       "e.g. the contents of a .pub file (not the private key, not a certificate)",
   );
+}
+
+/** {@link decodeSubjectKey}'s key alone. */
+function parseSubjectKey(publicKey: string): sshpk.Key {
+  return decodeSubjectKey(publicKey).key;
 }
 
 /** A public key a node presented, decoded: its canonical line (type and base64, no comment) and SHA-256 fingerprint. */
@@ -99,9 +108,9 @@ const decodedKeys = new WeakMap<ParsedPublicKey, sshpk.Key>();
 
 /** Decodes one OpenSSH public key line; throws {@link CertificateRequestError} `public_key_invalid` otherwise. */
 export function parsePublicKeyLine(publicKey: string): ParsedPublicKey {
-  const key = parseSubjectKey(publicKey);
+  const { key, ssh } = decodeSubjectKey(publicKey);
   const parsed = {
-    line: key.toString("ssh").split(" ").slice(0, 2).join(" "),
+    line: ssh.split(" ").slice(0, 2).join(" "),
     sha256: key.fingerprint("sha256").hash.toString("hex"),
   };
   decodedKeys.set(parsed, key);
