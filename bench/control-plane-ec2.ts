@@ -148,6 +148,15 @@ function parseFilters(form: URLSearchParams): Filter[] | string {
   return filters;
 }
 
+/** The values of an `instance-id` filter when none has a wildcard, else undefined. */
+function exactIdFilter(form: URLSearchParams): string[] | undefined {
+  const name = [...form.entries()].find(([k, v]) => /^Filter\.\d+\.Name$/.test(k) && v === "instance-id")?.[0];
+  if (!name) return undefined;
+  const prefix = name.replace(/Name$/, "Value.");
+  const values = [...form.entries()].filter(([k]) => k.startsWith(prefix)).map(([, v]) => v);
+  return values.some((v) => /[*?]/.test(v)) ? undefined : values;
+}
+
 /** Whether a DescribeInstances form is filtered or paginated: AWS counts those against the larger bucket. */
 export function isFilteredOrPaged(form: URLSearchParams): boolean {
   return [...form.keys()].some((k) => k.startsWith("Filter.")) || form.has("MaxResults");
@@ -181,6 +190,11 @@ export function describeInstances(
     if (missing.length)
       return ec2Error(400, "InvalidInstanceID.NotFound", `The instance IDs '${missing.join(", ")}' do not exist`);
     pool = ids.map((id) => byId.get(id)!);
+  } else {
+    // An instance-id filter without wildcards is an index lookup, as at AWS, not a scan of the region's instances:
+    // scanning 10,000s of instances for 200 values a call would charge the runtime's thread for the bench's work.
+    const exact = exactIdFilter(form);
+    if (exact) pool = [...new Set(exact)].map((id) => byId.get(id)!).filter((i) => i && i.account === account && i.region === region); // prettier-ignore
   }
   const matching = filters.length ? pool.filter((i) => filters.every((f) => f(i))) : pool;
   const token = form.get("NextToken");

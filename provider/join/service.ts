@@ -45,8 +45,11 @@ export interface JoinServiceOptions {
   rateLimit: { requestsPerMinute: number; burst: number };
   /** Lifetime of host certificates. */
   certificateTtlSeconds: number;
-  /** Called for every accepted or refused request (audit log, metrics). */
-  onEvent?: (e: JoinEvent) => void | Promise<void>;
+  /**
+   * Called for every accepted or refused request (audit log, metrics). `audited`: the store already holds the
+   * event's audit row, written in the same transaction as the node it accepted.
+   */
+  onEvent?: (e: JoinEvent, audited: boolean) => void | Promise<void>;
   now?: () => Date;
   /** Join methods by name; default the token method and every registered cloud's (tests pass fakes over them). */
   methods?: Record<string, JoinMethodDefinition>;
@@ -173,47 +176,44 @@ export class JoinService {
       const userCa = await this.opts.store.getCertAuthority("user");
       if (!hostCa || !userCa) throw new Error("certificate authorities are not initialized");
       const ttl = this.opts.certificateTtlSeconds;
+      const principals = [...new Set(attested.principals)];
       const hostCertificate = certificateOrRefusal(() =>
-        signHostCertificate(hostCa, {
-          publicKey: hostKey.line,
-          principals: [...new Set(attested.principals)],
-          ttlSeconds: ttl,
-          keyId: attested.nodeName,
-        }),
+        // The key decoded at the edge (hostKeyOf) is signed as is, not decoded a second time.
+        signHostCertificate(hostCa, { publicKey: hostKey, principals, ttlSeconds: ttl, keyId: attested.nodeName }),
       );
       const labels = { ...(await this.discoveredLabels(attested.labels)), "discovery/join-method": method };
-      const inserted = await this.opts.store.insertNode({
-        name: attested.nodeName,
-        labels,
-        joinMethod: method,
-        token: tokenName,
-        hostPublicKey: hostKey.line,
-        principals: attested.principals,
-        joinedAt: this.now().toISOString(),
+      const now = this.now();
+      const at = now.toISOString();
+      const userCaKeys = trustedPublicKeys(userCa);
+      const certificate = { node: node, hostCaKey: hostCa.active.publicKey, userCaKeys, issuedAt: at };
+      const accepted: JoinEvent = { type: "join.accepted", source, method, token: tokenName, node };
+      // The node, its certificate record and the audit row of its join: one transaction, all or nothing.
+      const inserted = await this.opts.store.recordJoin({
+        node: {
+          name: node,
+          labels,
+          joinMethod: method,
+          token: tokenName,
+          hostPublicKey: hostKey.line,
+          principals: attested.principals,
+          joinedAt: at,
+        },
+        certificate,
+        audit: { at, ...accepted },
       });
-      if (
-        inserted === "exists" &&
-        !(await this.reissuesForRotation(attested.nodeName, method, hostKey, hostCa, userCa))
-      )
-        throw new JoinRefusal(
-          "already_joined",
-          `node ${attested.nodeName} has already joined; a second join is refused`,
-        );
-      await this.opts.store.putNodeCertificate({
-        node: attested.nodeName,
-        hostCaKey: hostCa.active.publicKey,
-        userCaKeys: trustedPublicKeys(userCa),
-        issuedAt: this.now().toISOString(),
-      });
-      const type = inserted === "inserted" ? "join.accepted" : "join.reissued";
-      await this.emit({ type, source, method, token: tokenName, node });
+      if (inserted === "exists") {
+        if (!(await this.reissuesForRotation(node, method, hostKey, hostCa, userCa)))
+          throw new JoinRefusal("already_joined", `node ${node} has already joined; a second join is refused`);
+        await this.opts.store.putNodeCertificate(certificate);
+        await this.emit({ type: "join.reissued", source, method, token: tokenName, node });
+      } else await this.emit(accepted, true);
       return {
-        node_name: attested.nodeName,
+        node_name: node,
         labels,
         host_certificate: hostCertificate,
         host_ca_public_keys: trustedPublicKeys(hostCa),
-        user_ca_public_keys: trustedPublicKeys(userCa),
-        expires_at: new Date(this.now().getTime() + ttl * 1000).toISOString(),
+        user_ca_public_keys: userCaKeys,
+        expires_at: new Date(now.getTime() + ttl * 1000).toISOString(),
       };
     } catch (err) {
       if (err instanceof JoinRefusal) {
@@ -319,7 +319,7 @@ export class JoinService {
     return { code: err.code, reason: err.reason, status: err.status };
   }
 
-  private async emit(e: JoinEvent): Promise<void> {
-    await this.opts.onEvent?.(e);
+  private async emit(e: JoinEvent, audited = false): Promise<void> {
+    await this.opts.onEvent?.(e, audited);
   }
 }

@@ -172,7 +172,7 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
     rateLimit: config.join.rateLimit,
     certificateTtlSeconds: config.join.certificateTtlSeconds,
     now,
-    onEvent: async (e) => {
+    onEvent: async (e, audited) => {
       metrics.joinEvent(e);
       if (e.code === "rate_limited") {
         const sample = rateLimitLog.take(e.source);
@@ -187,7 +187,7 @@ export async function startRuntime(config: RuntimeConfig, opts: RuntimeOptions =
       }
       if (e.type.endsWith("refused")) logger.warn({ audit: e }, `${e.type}: ${e.reason}`);
       else logger.info({ audit: e }, e.type);
-      await store.appendAudit({ at: now().toISOString(), ...e });
+      if (!audited) await store.appendAudit({ at: now().toISOString(), ...e });
     },
   });
 

@@ -32,8 +32,11 @@ export const USER_CERT_EXTENSIONS = [
 
 /** What to certify. */
 export interface CertificateRequest {
-  /** The subject's public key: one OpenSSH line, e.g. the contents of `/etc/ssh/ssh_host_ed25519_key.pub`. */
-  publicKey: string;
+  /**
+   * The subject's public key: one OpenSSH line, e.g. the contents of `/etc/ssh/ssh_host_ed25519_key.pub`, or that
+   * line as {@link parsePublicKeyLine} decoded it (not decoded again).
+   */
+  publicKey: string | ParsedPublicKey;
   /** Host certificates: node name, private IP and hostnames. User certificates: login names. */
   principals: string[];
   /** Lifetime in whole seconds, at most `MAX_CERT_TTL_SECONDS`. */
@@ -62,14 +65,18 @@ export class CertificateRequestError extends Error {
 // OpenSSH splits principal lists on commas, and whitespace or control characters cannot survive a config line.
 const BAD_PRINCIPAL_CHARS = /[\s,\x00-\x1f\x7f]/;
 
-/** Parses the subject key, refusing anything that is not a bare public key line (private keys, certificates). */
-function parseSubjectKey(publicKey: string): sshpk.Key {
+/**
+ * Parses the subject key, refusing anything that is not a bare public key line (private keys, certificates); with
+ * the key's own OpenSSH line (type, base64 and sshpk's comment), which the check needs anyway.
+ */
+function decodeSubjectKey(publicKey: string): { key: sshpk.Key; ssh: string } {
   const line = typeof publicKey === "string" ? publicKey.trim() : "";
   try {
     if (line !== "" && !line.includes("\n")) {
       const key = sshpk.parseKey(line, "ssh");
+      const ssh = key.toString("ssh");
       // sshpk reads the type from the blob; a line whose label names another type is inconsistent.
-      if (key.toString("ssh").split(" ")[0] === line.split(/\s+/)[0]) return key;
+      if (ssh.slice(0, ssh.indexOf(" ")) === line.split(/\s+/)[0]) return { key, ssh };
     }
   } catch {
     // Fall through to the one message that tells the caller what to pass instead.
@@ -82,6 +89,11 @@ function parseSubjectKey(publicKey: string): sshpk.Key {
   );
 }
 
+/** {@link decodeSubjectKey}'s key alone. */
+function parseSubjectKey(publicKey: string): sshpk.Key {
+  return decodeSubjectKey(publicKey).key;
+}
+
 /** A public key a node presented, decoded: its canonical line (type and base64, no comment) and SHA-256 fingerprint. */
 export interface ParsedPublicKey {
   /** `<type> <base64>` re-encoded from the decoded key, so two spellings of one key give one line. */
@@ -90,13 +102,19 @@ export interface ParsedPublicKey {
   sha256: string;
 }
 
+// The decoded key behind each ParsedPublicKey this module made, so a certificate for it need not decode it again.
+// Only keys decoded here are found: an object built elsewhere with the same fields is decoded from its line.
+const decodedKeys = new WeakMap<ParsedPublicKey, sshpk.Key>();
+
 /** Decodes one OpenSSH public key line; throws {@link CertificateRequestError} `public_key_invalid` otherwise. */
 export function parsePublicKeyLine(publicKey: string): ParsedPublicKey {
-  const key = parseSubjectKey(publicKey);
-  return {
-    line: key.toString("ssh").split(" ").slice(0, 2).join(" "),
+  const { key, ssh } = decodeSubjectKey(publicKey);
+  const parsed = {
+    line: ssh.split(" ").slice(0, 2).join(" "),
     sha256: key.fingerprint("sha256").hash.toString("hex"),
   };
+  decodedKeys.set(parsed, key);
+  return parsed;
 }
 
 /** Checks principals; an empty list must be refused because OpenSSH reads it as "valid for every name". */
@@ -220,7 +238,9 @@ function sign(ca: CertAuthority, kind: "host" | "user", req: CertificateRequest)
       `is "${ca.type}", but ${kind} certificates must be signed by the ${kind} CA; pass the ${kind} CertAuthorityRecord`,
     );
   }
-  const subjectKey = parseSubjectKey(req.publicKey);
+  const given = req.publicKey;
+  const subjectKey =
+    typeof given === "string" ? parseSubjectKey(given) : (decodedKeys.get(given) ?? parseSubjectKey(given?.line));
   checkPrincipals(req.principals, kind);
   checkTtl(req.ttlSeconds);
   checkKeyId(req.keyId);

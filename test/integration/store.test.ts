@@ -252,6 +252,35 @@ describe.each(backends)("the $name store", (backend) => {
       expect((await store.getNode("n1"))?.hostPublicKey).toBe("ssh-ed25519 B");
     });
 
+    it("record a join's node, certificate record and audit row together, and nothing for a name that joined", async () => {
+      const n = node("n-join", "ssh-ed25519 A");
+      const at = "2026-12-01T10:00:00.000Z";
+      const certificate = { node: "n-join", hostCaKey: "ssh-ed25519 HOSTCA", userCaKeys: ["ssh-ed25519 USERCA"], issuedAt: at }; // prettier-ignore
+      const audit = { at, type: "join.accepted", source: "10.0.0.9", method: "iam", token: "t", node: "n-join" };
+      expect(await store.recordJoin({ node: n, certificate, audit })).toBe("inserted");
+      expect(await store.getNode("n-join")).toEqual(n);
+      expect(await store.getNodeCertificate("n-join")).toMatchObject({ hostCaKey: "ssh-ed25519 HOSTCA" });
+      expect(await store.listAudit(10)).toMatchObject([audit]);
+      const again = { node: { ...n, hostPublicKey: "ssh-ed25519 B" }, certificate: { ...certificate, hostCaKey: "ssh-ed25519 OTHER" }, audit }; // prettier-ignore
+      expect(await store.recordJoin(again)).toBe("exists");
+      expect(await store.getNode("n-join")).toEqual(n);
+      expect(await store.getNodeCertificate("n-join")).toMatchObject({ hostCaKey: "ssh-ed25519 HOSTCA" });
+      expect(await store.listAudit(10)).toHaveLength(1);
+    });
+
+    it("keep none of a join's writes when its last one fails", async () => {
+      const n = node("n-half", "ssh-ed25519 A");
+      const at = "2026-12-01T10:00:00.000Z";
+      const certificate = { node: "n-half", hostCaKey: "ssh-ed25519 HOSTCA", userCaKeys: [], issuedAt: at };
+      // An audit row without a type breaks the table's NOT NULL: the node and certificate writes before it roll back.
+      const audit = { at, type: null as unknown as string };
+      await expect(store.recordJoin({ node: n, certificate, audit })).rejects.toThrow(/NOT NULL|null value/i);
+      expect(await store.getNode("n-half")).toBeUndefined();
+      expect(await store.getNodeCertificate("n-half")).toBeUndefined();
+      expect(await store.listAudit(10)).toEqual([]);
+      expect(await store.recordJoin({ node: n, certificate, audit: { ...audit, type: "join.accepted" } })).toBe("inserted"); // prettier-ignore
+    });
+
     it("let exactly one of 20 concurrent joins of one name from two replicas in", async () => {
       const replicas = [store, await open()];
       const results = await Promise.all(

@@ -82,4 +82,85 @@ describe("Coalescer: single-key lookups answered by batch calls", () => {
       "maxBatch and maxInFlight must be at least 1",
     );
   });
+
+  describe("with admission (a token taken before the batch is formed)", () => {
+    /** An admit whose grants the test hands out one by one, recording how many keys waited at each ask. */
+    function gate(maxBatch: number) {
+      const asks: number[] = [];
+      const grants: ((lane: string) => void)[] = [];
+      let open = 0;
+      let mostOpen = 0;
+      const admit = (waiting: number) => {
+        asks.push(waiting);
+        mostOpen = Math.max(mostOpen, ++open);
+        return new Promise<{ lane: string; maxBatch: number }>((resolve) =>
+          grants.push((lane) => {
+            open--;
+            resolve({ lane, maxBatch });
+          }),
+        );
+      };
+      return { asks, grants, admit, mostOpen: () => mostOpen };
+    }
+    const tick = () => new Promise((r) => setImmediate(r));
+
+    it("puts the keys asked while a call waits for its token into that call, and tells the lookup its lane", async () => {
+      const g = gate(1000);
+      const calls: [number[], string][] = [];
+      const c = new Coalescer(
+        async (keys: number[], lane: string) => {
+          calls.push([keys, lane]);
+          return new Map(keys.map((k) => [k, k]));
+        },
+        { maxBatch: 1000, maxInFlight: 2, admit: g.admit },
+      );
+      const first = c.get(1);
+      await tick();
+      expect(g.asks).toEqual([1]); // asked for a token with one key waiting; no call yet
+      const later = [2, 3, 4].map((k) => c.get(k));
+      await tick();
+      expect(calls).toEqual([]);
+      g.grants[0]("filter");
+      expect(await Promise.all([first, ...later])).toEqual([1, 2, 3, 4]);
+      expect(calls).toEqual([[[1, 2, 3, 4], "filter"]]);
+      expect(g.asks).toEqual([1]); // one token for the four keys
+    });
+
+    it("waits for one token at a time, caps each call at the admitted batch, and admits the rest next", async () => {
+      const g = gate(2);
+      const sizes: number[] = [];
+      const c = new Coalescer(
+        async (keys: number[]) => {
+          sizes.push(keys.length);
+          return new Map(keys.map((k) => [k, k]));
+        },
+        { maxBatch: 1000, maxInFlight: 4, admit: g.admit },
+      );
+      const all = Promise.all([1, 2, 3, 4, 5].map((k) => c.get(k)));
+      for (let i = 0; i < 3; i++) {
+        await tick();
+        g.grants[i]("ids");
+      }
+      expect(await all).toEqual([1, 2, 3, 4, 5]);
+      expect(sizes).toEqual([2, 2, 1]);
+      expect(g.asks).toEqual([5, 3, 1]);
+      expect(g.mostOpen()).toBe(1);
+    });
+
+    it("fails the waiting keys when no token can be had, and admits later keys as usual", async () => {
+      let refuse = true;
+      const c = new Coalescer(async (keys: number[]) => new Map(keys.map((k) => [k, k])), {
+        maxBatch: 10,
+        maxInFlight: 1,
+        admit: async () => {
+          if (refuse) throw new Error("pacing failed");
+          return { lane: undefined, maxBatch: 10 };
+        },
+      });
+      const results = await Promise.allSettled([1, 2].map((k) => c.get(k)));
+      expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+      refuse = false;
+      expect(await c.get(3)).toBe(3);
+    });
+  });
 });

@@ -1,7 +1,13 @@
 import * as http from "http";
 import type { AddressInfo } from "net";
 import { verifyIamInstance } from "../../provider/clouds/aws/iam-instance";
-import { AwsCallError, cachedInstanceApis, sdkInstanceApi } from "../../provider/clouds/aws/instance-lookup";
+import {
+  AwsCallError,
+  cachedInstanceApis,
+  describeLane,
+  sdkInstanceApi,
+} from "../../provider/clouds/aws/instance-lookup";
+import { BucketRegistry, EC2_NON_MUTATING, EC2_UNFILTERED } from "../../provider/clouds/aws/rate-limits";
 import { JoinRefusal } from "../../provider/join/errors";
 
 /**
@@ -36,6 +42,9 @@ const instancesXml = (ids: string[]) =>
         `<item><instanceId>${id}</instanceId><instanceState><name>running</name></instanceState><privateIpAddress>10.0.0.5</privateIpAddress></item>`,
     )
     .join("")}</instancesSet></item></reservationSet></DescribeInstancesResponse>`;
+/** How a DescribeInstances body names its ids. */
+const lane = (body: string) =>
+  body.includes("InstanceId.1=") ? "by id" : body.includes("Filter.1.Name=instance-id") ? "by filter" : "?";
 /** EC2 as it answers DescribeInstances for `known`: by InstanceIds all must exist, a filter leaves unknown ids out. */
 const ec2Knowing = (known: Set<string>) => (body: string) => {
   const byId = params(body, "InstanceId");
@@ -90,10 +99,10 @@ describe("sdkInstanceApi against a stand-in for STS, EC2 and IAM", () => {
     };
     const a = api();
     await expect(a.describeInstance(ID)).resolves.toBeUndefined();
-    // By id first (EC2 refuses the whole call for an unknown id), then by filter, which leaves it out.
-    expect(bodies.map((b) => (b.includes("InstanceId.1=") ? "by id" : "by filter"))).toEqual(["by id", "by filter"]);
+    // A lone id goes by filter, which leaves an unknown id out of the answer.
+    expect(bodies.map(lane)).toEqual(["by filter"]);
     await expect(a.describeInstance("i-not-an-id; DROP")).resolves.toBeUndefined(); // malformed: no call at all
-    expect(seen.filter((x) => x === "DescribeInstances")).toHaveLength(2);
+    expect(seen.filter((x) => x === "DescribeInstances")).toHaveLength(1);
     await expect(a.instanceProfileRoles(`arn:aws:iam::${ACCOUNT}:instance-profile/gone`)).resolves.toBeUndefined();
     a.destroy();
   });
@@ -128,9 +137,7 @@ describe("sdkInstanceApi against a stand-in for STS, EC2 and IAM", () => {
     let throttled = 0;
     answers = {
       DescribeInstances: (body) =>
-        ++throttled <= 2
-          ? { status: 503, body: ec2Error("RequestLimitExceeded") }
-          : { status: 200, body: instancesXml(params(body, "InstanceId")) },
+        ++throttled <= 2 ? { status: 503, body: ec2Error("RequestLimitExceeded") } : ec2Knowing(new Set([ID]))(body),
     };
     const a = sdkInstanceApi({ region: "us-east-1" }, { endpoint, credentials, retry: { baseMs: 1, capMs: 2 } });
     await expect(a.describeInstance(ID)).resolves.toMatchObject({ instanceId: ID, state: "running", ownerId: ACCOUNT });
@@ -166,6 +173,81 @@ describe("sdkInstanceApi against a stand-in for STS, EC2 and IAM", () => {
     expect(byFilter.every((n) => n <= 200)).toBe(true);
     expect(byFilter.reduce((x, y) => x + y, 0)).toBe(2500);
     a.destroy();
+  });
+
+  describe("pacing over EC2's two buckets, on a clock that moves only when a call waits for a token", () => {
+    /** Buckets on a fake clock: a wait for a token moves it on at once, or, after `hold()`, when `release()` is called. */
+    function fakeTime() {
+      let now = 0;
+      const slept: number[] = [];
+      let hold = false;
+      let release: () => void = () => undefined;
+      const sleep = (ms: number) => {
+        slept.push(ms);
+        now += ms;
+        if (!hold) return Promise.resolve();
+        hold = false;
+        return new Promise<void>((r) => (release = r));
+      };
+      const buckets = new BucketRegistry({ clock: () => now, sleep });
+      return { buckets, slept, hold: () => (hold = true), release: () => release() };
+    }
+    const ids = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `i-${(from + i).toString(16).padStart(17, "0")}`); // prettier-ignore
+    const SCOPE = "ec2/runtime/us-east-1";
+
+    it.each([
+      ["one id, both buckets ready", 1, 0, 0, "filter"],
+      ["200 ids, both ready: one filter holds them", 200, 0, 0, "filter"],
+      ["201 ids, both ready: InstanceIds", 201, 0, 0, "ids"],
+      ["many ids, the filter's bucket ready first", 900, 0, 50, "filter"],
+      ["one id, the InstanceIds bucket ready first", 1, 50, 0, "ids"],
+    ] as const)("describeLane: %s", (_, waiting, filterWait, idsWait, expected) => {
+      expect(describeLane(waiting, filterWait, idsWait)).toBe(expected);
+    });
+
+    it("lone lookups spend the filter bucket (100), then the InstanceIds one (50), each less 2 kept in reserve, then wait for the sooner refill", async () => {
+      const t = fakeTime();
+      const all = ids(98 + 48 + 1);
+      answers = { DescribeInstances: ec2Knowing(new Set(all)) };
+      const a = sdkInstanceApi({ region: "us-east-1" }, { endpoint, credentials, buckets: t.buckets });
+      for (const id of all) await expect(a.describeInstance(id)).resolves.toMatchObject({ instanceId: id });
+      const lanes = bodies.map(lane);
+      expect(lanes.slice(0, 98).every((l) => l === "by filter")).toBe(true);
+      expect(lanes.slice(98, 146).every((l) => l === "by id")).toBe(true);
+      // Both at their reserve: the filter bucket refills a token in 50 ms (20/s), the InstanceIds one in 100 ms (10/s).
+      expect(lanes[146]).toBe("by filter");
+      expect(t.slept).toEqual([50]);
+      expect(bodies[0]).toContain("MaxResults=1000");
+      a.destroy();
+    });
+
+    it("asks EC2 again for an id it answered a moment ago: every join is proved by a live call", async () => {
+      answers = { DescribeInstances: ec2Knowing(new Set([ID])) };
+      const a = sdkInstanceApi({ region: "us-east-1" }, { endpoint, credentials, buckets: fakeTime().buckets });
+      for (let i = 0; i < 3; i++) await expect(a.describeInstance(ID)).resolves.toMatchObject({ state: "running" });
+      expect(seen.filter((x) => x === "DescribeInstances")).toHaveLength(3);
+      a.destroy();
+    });
+
+    it("takes the token before forming the batch: ids asked while a call waits for it go in that call", async () => {
+      const t = fakeTime();
+      for (let i = 0; i < EC2_NON_MUTATING.capacity; i++) await t.buckets.take(SCOPE, EC2_NON_MUTATING);
+      for (let i = 0; i < EC2_UNFILTERED.capacity; i++) await t.buckets.take(SCOPE, EC2_UNFILTERED);
+      const all = ids(10);
+      answers = { DescribeInstances: ec2Knowing(new Set(all)) };
+      const a = sdkInstanceApi({ region: "us-east-1" }, { endpoint, credentials, buckets: t.buckets });
+      t.hold();
+      const first = a.describeInstance(all[0]);
+      while (t.slept.length === 0) await new Promise((r) => setImmediate(r)); // the call waits for its token
+      const later = all.slice(1).map((id) => a.describeInstance(id));
+      await new Promise((r) => setImmediate(r));
+      t.release();
+      const found = await Promise.all([first, ...later]);
+      expect(found.map((f) => f?.instanceId)).toEqual(all);
+      expect(bodies.map(lane)).toEqual(["by filter"]);
+      expect(params(bodies[0], "Filter\\.1\\.Value")).toEqual(all);
+      a.destroy();
+    });
   });
 
   it("keeps one client set per region and role, assuming the role once for many joins", async () => {

@@ -1,6 +1,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import type Database from "better-sqlite3";
 import { JoinRefusal } from "../../provider/join/errors";
 import { Attested, JoinSettings, JoinMethodDefinition } from "../../provider/join/methods";
 import { JoinService } from "../../provider/join/service";
@@ -131,6 +132,32 @@ describe("JoinService: what a refused join leaves untouched", () => {
     };
     expect(await refusal(iamJoin())).toEqual({ code: "iam_no_matching_rule", status: 403 });
     expect(await store.listNodes()).toEqual([]);
+  });
+
+  it("an accepted join stores its node, certificate record and audit row", async () => {
+    const joined = await iamJoin();
+    expect(joined.node_name).toBe("123456789012-i-0abc");
+    expect(await store.getNode("123456789012-i-0abc")).toMatchObject({ joinMethod: "iam", token: "iam-token" });
+    expect(await store.getNodeCertificate("123456789012-i-0abc")).toMatchObject({
+      userCaKeys: joined.user_ca_public_keys,
+    });
+    expect(await store.listAudit(10)).toMatchObject([
+      { type: "join.accepted", source: "test", method: "iam", node: "123456789012-i-0abc" },
+    ]);
+  });
+
+  it("a join whose writes fail part-way leaves no node, certificate record or audit row, and may be retried", async () => {
+    // A trigger on the store's own connection makes the audit insert fail, as a full disk would: after the node and
+    // certificate writes of the same transaction.
+    const db = (store as unknown as { db: Database.Database }).db;
+    db.exec("CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+    await expect(iamJoin()).rejects.toThrow("disk full");
+    expect(await store.listNodes()).toEqual([]);
+    expect(await store.getNodeCertificate("123456789012-i-0abc")).toBeUndefined();
+    expect(await store.listAudit(10)).toEqual([]);
+    db.exec("DROP TRIGGER no_audit");
+    ({ challenge } = await service.challenge({ method: "iam", token: "iam-token" }, "test"));
+    expect((await iamJoin()).node_name).toBe("123456789012-i-0abc"); // not "already joined"
   });
 
   it("token method: the node is named after the decoded key, whatever its comment or spacing", async () => {

@@ -40,6 +40,20 @@ describe("TokenBucket", () => {
     expect(t.now).toBe(1000);
   });
 
+  it("with a reserve, keeps that many tokens back: the burst is smaller, the sustained rate the same", async () => {
+    const { t, clock, sleep } = fakeTime();
+    const bucket = new TokenBucket(EC2_UNFILTERED, clock, sleep);
+    expect(bucket.waitMs(2)).toBe(0);
+    for (let i = 0; i < 48; i++) await bucket.take(2);
+    expect(t.sleeps).toEqual([]);
+    expect(bucket.available()).toBe(2);
+    expect(bucket.waitMs(2)).toBe(100);
+    expect(bucket.waitMs()).toBe(0); // a caller without a reserve may still take the two
+    for (let i = 0; i < 10; i++) await bucket.take(2);
+    expect(t.sleeps).toEqual(Array(10).fill(100));
+    expect(t.now).toBe(1000);
+  });
+
   it("refills with time up to its capacity and no further", async () => {
     const { t, clock, sleep } = fakeTime();
     const bucket = new TokenBucket(EC2_UNFILTERED, clock, sleep);

@@ -40,6 +40,22 @@ const INSTANCE_ID = /^i-[0-9a-f]{8}([0-9a-f]{9})?$/;
 /** DescribeInstances takes at most 1000 InstanceIds, and at most 200 values in one filter. */
 const IDS_PER_CALL = 1000;
 const VALUES_PER_FILTER = 200;
+/** Tokens a scope's joins leave in each EC2 bucket (see TokenBucket.take). */
+const RESERVE = 2;
+
+/** How a DescribeInstances call names its ids: `InstanceIds` (unpaginated bucket) or an `instance-id` filter. */
+export type DescribeLane = "ids" | "filter";
+
+/**
+ * The lane of the next DescribeInstances call of a scope, given the ids waiting and how long each lane's bucket
+ * would make the call wait. EC2 counts the two in separate buckets (by filter: non-mutating, 100 and 20/s; by
+ * InstanceIds: unpaginated, 50 and 10/s), so using both gives a scope about 30 calls a second: the lane whose
+ * token comes first, and when both are ready, a filter for up to its 200 values and InstanceIds for more.
+ */
+export function describeLane(waiting: number, filterWaitMs: number, idsWaitMs: number): DescribeLane {
+  if (filterWaitMs !== idsWaitMs) return filterWaitMs < idsWaitMs ? "filter" : "ids";
+  return waiting <= VALUES_PER_FILTER ? "filter" : "ids";
+}
 
 /** Names and addresses of a running instance, for the host certificate's principals. */
 export type InstanceAddresses = Partial<Record<"privateDnsName" | "publicDnsName" | "privateIp" | "publicIp", string>>;
@@ -146,16 +162,19 @@ export function sdkInstanceApi(scope: InstanceScope, opts: Ec2CheckOptions = {})
   let ec2: EC2Client | undefined;
   let iam: IAMClient | undefined;
   // Joins of one scope share their DescribeInstances calls (see Coalescer): a storm of N joins costs about N / 1000
-  // calls, paced by the scope's bucket, with throttling retried after a backoff instead of refusing the joins.
-  const pacer = new PacedCaller(opts.buckets ?? new BucketRegistry(), opts.retry ?? { maxAttempts: 8, capMs: 2000 });
+  // calls, paced by the scope's buckets, with throttling retried after a backoff instead of refusing the joins.
+  const buckets = opts.buckets ?? new BucketRegistry();
+  const pacer = new PacedCaller(buckets, opts.retry ?? { maxAttempts: 8, capMs: 2000 });
   const bucketScope = `ec2/${scope.roleArn ?? "runtime"}/${scope.region}`;
-  const describe = async (input: DescribeInstancesCommandInput, profile: typeof EC2_NON_MUTATING) => {
+  const byFilter = buckets.get(bucketScope, EC2_NON_MUTATING);
+  const byId = buckets.get(bucketScope, EC2_UNFILTERED);
+  const describe = async (input: DescribeInstancesCommandInput, profile: typeof EC2_NON_MUTATING, prepaid = false) => {
     ec2 ??= new EC2Client({ ...base, ...auth });
     const client = ec2;
-    return pacer.call(bucketScope, profile, () => client.send(new DescribeInstancesCommand(input)));
+    return pacer.call(bucketScope, profile, () => client.send(new DescribeInstancesCommand(input)), prepaid);
   };
-  const lookup = new Coalescer<string, DescribedInstance>(
-    async (ids) => {
+  const lookup = new Coalescer<string, DescribedInstance, DescribeLane>(
+    async (ids, lane) => {
       const found = new Map<string, DescribedInstance>();
       const wanted = new Set(ids);
       const collect = (out: Awaited<ReturnType<typeof describe>>) => {
@@ -175,29 +194,47 @@ export function sdkInstanceApi(scope: InstanceScope, opts: Ec2CheckOptions = {})
                 },
               });
       };
-      try {
-        try {
-          // By id: up to 1000 at once, unpaginated, so counted against EC2's smaller bucket.
-          collect(await describe({ InstanceIds: ids }, EC2_UNFILTERED));
-        } catch (err) {
-          // One unknown id fails the whole call; a filter leaves unknown ids out instead (200 values a filter).
-          if (!/^InvalidInstanceID\./.test(awsErrorCode(err))) throw err;
-          for (let i = 0; i < ids.length; i += VALUES_PER_FILTER) {
-            const Filters = [{ Name: "instance-id", Values: ids.slice(i, i + VALUES_PER_FILTER) }];
-            let NextToken: string | undefined;
-            do {
-              const out = await describe({ Filters, MaxResults: 1000, NextToken }, EC2_NON_MUTATING);
-              collect(out);
-              NextToken = out.NextToken;
-            } while (NextToken);
-          }
+      // By filter: paginated, so counted against EC2's non-mutating bucket; unknown ids are left out of the answer.
+      const byFilters = async (firstPrepaid: boolean) => {
+        let prepaid = firstPrepaid;
+        for (let i = 0; i < ids.length; i += VALUES_PER_FILTER) {
+          const Filters = [{ Name: "instance-id", Values: ids.slice(i, i + VALUES_PER_FILTER) }];
+          let NextToken: string | undefined;
+          do {
+            const out = await describe({ Filters, MaxResults: 1000, NextToken }, EC2_NON_MUTATING, prepaid);
+            prepaid = false;
+            collect(out);
+            NextToken = out.NextToken;
+          } while (NextToken);
         }
+      };
+      try {
+        if (lane === "filter") await byFilters(true);
+        else
+          try {
+            // By id: up to 1000 at once, unpaginated, so counted against EC2's smaller bucket.
+            collect(await describe({ InstanceIds: ids }, EC2_UNFILTERED, true));
+          } catch (err) {
+            // One unknown id fails the whole call; a filter leaves unknown ids out instead (200 values a filter).
+            if (!/^InvalidInstanceID\./.test(awsErrorCode(err))) throw err;
+            await byFilters(false);
+          }
       } catch (err) {
         throw new AwsCallError("ec2:DescribeInstances", err);
       }
       return found;
     },
-    { maxBatch: IDS_PER_CALL, maxInFlight: 2 },
+    {
+      maxBatch: IDS_PER_CALL,
+      maxInFlight: 4,
+      // The token is taken before the batch is formed: ids that arrive while the call waits for it go with it. A
+      // token is kept in reserve, so calls sent at the full rate still find one at AWS when they arrive unevenly.
+      admit: async (waiting) => {
+        const lane = describeLane(waiting, byFilter.waitMs(RESERVE), byId.waitMs(RESERVE));
+        await (lane === "filter" ? byFilter : byId).take(RESERVE);
+        return { lane, maxBatch: lane === "filter" ? VALUES_PER_FILTER : IDS_PER_CALL };
+      },
+    },
   );
   return {
     async describeInstance(instanceId) {

@@ -52,13 +52,24 @@ export class TokenBucket {
     this.last = clock();
   }
 
-  /** Takes one token, waiting for the refill when none is left. */
-  async take(): Promise<void> {
+  /**
+   * Takes one token, waiting for the refill when none is left. With a `reserve`, it also waits until that many
+   * tokens are left after it: a caller running at the bucket's full rate keeps that margin, so the few
+   * milliseconds its calls take to reach AWS (more for one, less for the next) do not find AWS's bucket empty.
+   */
+  async take(reserve = 0): Promise<void> {
     this.refill();
     // Going below zero reserves a future token, so concurrent callers queue up instead of all waking at once.
     this.tokens -= 1;
-    if (this.tokens >= 0) return;
-    await this.sleep(Math.ceil((-this.tokens / this.profile.refillPerSecond) * 1000));
+    if (this.tokens >= reserve) return;
+    await this.sleep(Math.ceil(((reserve - this.tokens) / this.profile.refillPerSecond) * 1000));
+  }
+
+  /** Milliseconds until {@link take} with the same `reserve` would return at once. */
+  waitMs(reserve = 0): number {
+    this.refill();
+    const short = reserve + 1 - this.tokens;
+    return short <= 0 ? 0 : Math.ceil((short / this.profile.refillPerSecond) * 1000);
   }
 
   /** Tokens available now (negative while callers are queued). */
@@ -145,10 +156,13 @@ export class PacedCaller {
     private readonly retry: RetryOptions = {},
   ) {}
 
-  /** Makes one call, paced by the bucket of `scope` (e.g. `ec2/<account>/<region>`) and `profile`. */
-  call<T>(scope: string, profile: BucketProfile, fn: () => Promise<T>): Promise<T> {
-    return withRetries(async () => {
-      await this.buckets.take(scope, profile);
+  /**
+   * Makes one call, paced by the bucket of `scope` (e.g. `ec2/<account>/<region>`) and `profile`. `prepaid`: the
+   * caller already took the first attempt's token (to gather work while waiting for it); retries take their own.
+   */
+  call<T>(scope: string, profile: BucketProfile, fn: () => Promise<T>, prepaid = false): Promise<T> {
+    return withRetries(async (attempt) => {
+      if (!(prepaid && attempt === 1)) await this.buckets.take(scope, profile);
       this.calls++;
       return fn();
     }, this.retry);

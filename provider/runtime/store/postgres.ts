@@ -12,6 +12,7 @@ import type {
   ConfigScopeStore,
   DiscoveryStatus,
   EnrollmentRecord,
+  JoinRecord,
   NodeCertificateRecord,
   NodeRecord,
   ScopeErrorRecord,
@@ -172,21 +173,15 @@ export class PostgresStore implements Store {
   }
 
   async insertNode(node: NodeRecord): Promise<"inserted" | "exists"> {
+    return this.tx((c) => addNode(c, node));
+  }
+
+  async recordJoin(j: JoinRecord): Promise<"inserted" | "exists"> {
     return this.tx(async (c) => {
-      const r = await c.query(
-        `INSERT INTO nodes (name, labels, join_method, token, host_public_key, principals, joined_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING`,
-        [
-          node.name,
-          json(node.labels),
-          node.joinMethod,
-          node.token,
-          node.hostPublicKey,
-          json(node.principals),
-          node.joinedAt,
-        ],
-      );
-      return r.rowCount === 1 ? "inserted" : "exists";
+      if ((await addNode(c, j.node)) === "exists") return "exists";
+      await setNodeCertificate(c, j.certificate);
+      await addAudit(c, j.audit);
+      return "inserted";
     });
   }
 
@@ -208,14 +203,7 @@ export class PostgresStore implements Store {
   }
 
   async putNodeCertificate(n: NodeCertificateRecord): Promise<void> {
-    await this.tx((c) =>
-      c.query(
-        `INSERT INTO node_certificates (node_name, host_ca_key, user_ca_keys, issued_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (node_name) DO UPDATE SET host_ca_key = EXCLUDED.host_ca_key,
-           user_ca_keys = EXCLUDED.user_ca_keys, issued_at = EXCLUDED.issued_at`,
-        [n.node, n.hostCaKey, json(n.userCaKeys), n.issuedAt],
-      ),
-    );
+    await this.tx((c) => setNodeCertificate(c, n));
   }
 
   async getNodeCertificate(node: string): Promise<NodeCertificateRecord | undefined> {
@@ -325,13 +313,7 @@ export class PostgresStore implements Store {
   }
 
   async appendAudit(event: AuditEvent): Promise<void> {
-    await this.tx((c) =>
-      c.query(
-        `INSERT INTO audit_events (at, type, source, method, token, node, code, reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-        [event.at, event.type, ...OPTIONAL_AUDIT_FIELDS.map((f) => event[f] ?? null)],
-      ),
-    );
+    await this.tx((c) => addAudit(c, event));
   }
 
   async listAudit(limit: number): Promise<AuditEvent[]> {
@@ -463,4 +445,41 @@ export class PostgresStore implements Store {
 /** A fixed total order on strings; for lock ordering any order works as long as every replica uses the same one. */
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Inserts a node unless one of that name exists, on a client inside a transaction. */
+async function addNode(c: PoolClient, node: NodeRecord): Promise<"inserted" | "exists"> {
+  const r = await c.query(
+    `INSERT INTO nodes (name, labels, join_method, token, host_public_key, principals, joined_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING`,
+    [
+      node.name,
+      json(node.labels),
+      node.joinMethod,
+      node.token,
+      node.hostPublicKey,
+      json(node.principals),
+      node.joinedAt,
+    ],
+  );
+  return r.rowCount === 1 ? "inserted" : "exists";
+}
+
+/** Inserts or replaces a node's certificate record, on a client inside a transaction. */
+async function setNodeCertificate(c: PoolClient, n: NodeCertificateRecord): Promise<void> {
+  await c.query(
+    `INSERT INTO node_certificates (node_name, host_ca_key, user_ca_keys, issued_at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (node_name) DO UPDATE SET host_ca_key = EXCLUDED.host_ca_key,
+       user_ca_keys = EXCLUDED.user_ca_keys, issued_at = EXCLUDED.issued_at`,
+    [n.node, n.hostCaKey, json(n.userCaKeys), n.issuedAt],
+  );
+}
+
+/** Appends one audit row, on a client inside a transaction. */
+async function addAudit(c: PoolClient, event: AuditEvent): Promise<void> {
+  await c.query(
+    `INSERT INTO audit_events (at, type, source, method, token, node, code, reason)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    [event.at, event.type, ...OPTIONAL_AUDIT_FIELDS.map((f) => event[f] ?? null)],
+  );
 }

@@ -13,6 +13,7 @@ import type {
   ConfigScopeStore,
   DiscoveryStatus,
   EnrollmentRecord,
+  JoinRecord,
   NodeCertificateRecord,
   NodeRecord,
   ScopeErrorRecord,
@@ -160,22 +161,32 @@ export class SqliteStore implements Store {
   }
 
   async insertNode(node: NodeRecord): Promise<"inserted" | "exists"> {
-    const insert = this.stmt(
+    return this.write(() => this.addNode(node));
+  }
+
+  async recordJoin(j: JoinRecord): Promise<"inserted" | "exists"> {
+    return this.write(() => {
+      if (this.addNode(j.node) === "exists") return "exists";
+      this.setNodeCertificate(j.certificate);
+      this.addAudit(j.audit);
+      return "inserted";
+    });
+  }
+
+  /** Inserts a node unless one of that name exists; inside a transaction. */
+  private addNode(node: NodeRecord): "inserted" | "exists" {
+    const changes = this.stmt(
       `INSERT INTO nodes (name, labels, join_method, token, host_public_key, principals, joined_at)
        VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING`,
-    );
-    const changes = this.write(
-      () =>
-        insert.run(
-          node.name,
-          JSON.stringify(node.labels),
-          node.joinMethod,
-          node.token,
-          node.hostPublicKey,
-          JSON.stringify(node.principals),
-          iso(node.joinedAt),
-        ).changes,
-    );
+    ).run(
+      node.name,
+      JSON.stringify(node.labels),
+      node.joinMethod,
+      node.token,
+      node.hostPublicKey,
+      JSON.stringify(node.principals),
+      iso(node.joinedAt),
+    ).changes;
     return changes === 1 ? "inserted" : "exists";
   }
 
@@ -198,12 +209,16 @@ export class SqliteStore implements Store {
   }
 
   async putNodeCertificate(c: NodeCertificateRecord): Promise<void> {
-    const upsert = this.stmt(
+    this.write(() => this.setNodeCertificate(c));
+  }
+
+  /** Inserts or replaces a node's certificate record; inside a transaction. */
+  private setNodeCertificate(c: NodeCertificateRecord): void {
+    this.stmt(
       `INSERT INTO node_certificates (node_name, host_ca_key, user_ca_keys, issued_at) VALUES (?, ?, ?, ?)
        ON CONFLICT (node_name) DO UPDATE SET host_ca_key = excluded.host_ca_key,
          user_ca_keys = excluded.user_ca_keys, issued_at = excluded.issued_at`,
-    );
-    this.write(() => upsert.run(c.node, c.hostCaKey, JSON.stringify(c.userCaKeys), iso(c.issuedAt)));
+    ).run(c.node, c.hostCaKey, JSON.stringify(c.userCaKeys), iso(c.issuedAt));
   }
 
   async getNodeCertificate(node: string): Promise<NodeCertificateRecord | undefined> {
@@ -270,10 +285,14 @@ export class SqliteStore implements Store {
   }
 
   async appendAudit(event: AuditEvent): Promise<void> {
-    const insert = this.stmt(
+    this.write(() => this.addAudit(event));
+  }
+
+  /** Appends one audit row; inside a transaction. */
+  private addAudit(event: AuditEvent): void {
+    this.stmt(
       `INSERT INTO audit_events (at, type, source, method, token, node, code, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    this.write(() => insert.run(iso(event.at), event.type, ...OPTIONAL_AUDIT_FIELDS.map((f) => event[f] ?? null)));
+    ).run(iso(event.at), event.type, ...OPTIONAL_AUDIT_FIELDS.map((f) => event[f] ?? null));
   }
 
   async listAudit(limit: number): Promise<AuditEvent[]> {

@@ -121,6 +121,13 @@ export interface AuditEvent {
   reason?: string;
 }
 
+/** What an accepted first join writes, together (see {@link Store.recordJoin}). */
+export interface JoinRecord {
+  node: NodeRecord;
+  certificate: NodeCertificateRecord;
+  audit: AuditEvent;
+}
+
 /** The enrollment status of one instance (issue 4 writes these). */
 export interface EnrollmentRecord {
   cloud: string;
@@ -241,6 +248,12 @@ export interface Store extends ScopeLeaseStore, ConfigScopeStore {
 
   /** Inserts a node; "exists" when a node of that name already joined (enforced by a unique key, race-free). */
   insertNode(node: NodeRecord): Promise<"inserted" | "exists">;
+  /**
+   * Records a first join in one transaction: the node (as {@link insertNode}), its certificate record and its audit
+   * row. "exists" when a node of that name already joined, and then nothing is written; when any write fails, none
+   * is kept.
+   */
+  recordJoin(join: JoinRecord): Promise<"inserted" | "exists">;
   getNode(name: string): Promise<NodeRecord | undefined>;
   listNodes(): Promise<NodeRecord[]>;
   /** Deletes the node and its certificate record; false when there was no such node. */
