@@ -9,9 +9,13 @@
  * Run: npm run bench:discovery [-- --instances 10000 --latency 50 --runs 3 --concurrency 32 --skip-sandbox --json]
  */
 import * as fs from "fs";
+import * as http from "http";
 import * as os from "os";
 import * as path from "path";
+import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
 import { ListCommandsCommand, SSMClient } from "@aws-sdk/client-ssm";
+import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
+import { XMLParser } from "fast-xml-parser";
 import type { AwsMatcher } from "../provider/model";
 import { DESCRIBE_INSTANCES_PAGE, fetchEc2 } from "../provider/clouds/aws/fetch";
 import { EC2_NON_MUTATING } from "../provider/clouds/aws/rate-limits";
@@ -132,6 +136,112 @@ function bounds() {
   };
 }
 
+/** A POST over node:http (the SDK's own transport), its answer's bytes collected. */
+function post(url: string, headers: Record<string, string>, body: string): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: "POST", headers, agent: keepAlive }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+const keepAlive = new http.Agent({ keepAlive: true });
+
+/**
+ * The floors under any pass, measured against the same control plane. `wire`: the pass's chain (one STS call per
+ * account, then every region's DescribeInstances pages at once) with each answer's bytes read and nothing else, so
+ * it is what a pass costs with a reader that takes no time. `readers`: CPU time per instance to read one full page of
+ * 1,000 instances (the AWS SDK's DescribeInstances with the network taken out, i.e. exactly the SDK work our fetcher
+ * pays; fast-xml-parser, the other well-kept XML reader here; one Buffer.indexOf pass for a single tag, below which
+ * no reader of the XML can go), beside the CPU a pass within 1.25× its bound leaves per instance.
+ */
+async function floors(cp: RemoteControlPlane, made: number, boundSeconds: number) {
+  await cp.reset("full");
+  const opts = { region: "us-east-1", endpoint: cp.endpoint, credentials: MOTO_CREDENTIALS };
+  const sts = new STSClient(opts);
+  const form = (params: Record<string, string>) => new URLSearchParams({ Version: "2016-11-15", ...params }).toString(); // prettier-ignore
+  const describe = async (akid: string, region: string, next?: string): Promise<{ bytes: number; next?: string }> => {
+    const headers = {
+      "content-type": "application/x-www-form-urlencoded",
+      authorization: `AWS4-HMAC-SHA256 Credential=${akid}/20261130/${region}/ec2/aws4_request, SignedHeaders=host, Signature=0`,
+    };
+    const body = form({ Action: "DescribeInstances", MaxResults: String(DESCRIBE_INSTANCES_PAGE), "Filter.1.Name": "tag:fleet", "Filter.1.Value.1": "bench", ...(next && { NextToken: next }) }); // prettier-ignore
+    const res = await post(cp.endpoint, headers, body);
+    const bytes = res.body;
+    if (res.status !== 200) throw new Error(`wire floor: DescribeInstances answered ${res.status}: ${bytes}`);
+    // The next page's token, if any: the only thing read from the answer.
+    const at = bytes.lastIndexOf("<nextToken>");
+    const more = at < 0 ? undefined : bytes.subarray(at + 11, bytes.indexOf("</nextToken>", at)).toString();
+    return { bytes: bytes.length, next: more };
+  };
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  const perAccount = await Promise.all(
+    ACCOUNTS.map(async (account, k) => {
+      const akid =
+        k === 0
+          ? (await sts.send(new GetCallerIdentityCommand({})), MOTO_CREDENTIALS.accessKeyId)
+          : (await sts.send(new AssumeRoleCommand({ RoleArn: `arn:aws:iam::${account}:role/discovery`, RoleSessionName: "floor" }))).Credentials!.AccessKeyId!; // prettier-ignore
+      const perRegion = await Promise.all(
+        REGIONS.map(async (region) => {
+          let bytes = 0;
+          for (let next: string | undefined, first = true; first || next; first = false) {
+            const page = await describe(akid, region, next);
+            bytes += page.bytes;
+            next = page.next;
+          }
+          return bytes;
+        }),
+      );
+      return perRegion.reduce((a, b) => a + b, 0);
+    }),
+  );
+  const wireSeconds = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
+  sts.destroy();
+  const bytes = perAccount.reduce((a, b) => a + b, 0);
+  // One full page of 1,000 instances, read by each reader.
+  await cp.reset("full");
+  const pageIds = await cp.addInstances("us-east-1", 1000, { tags: { fleet: "page" } });
+  const page = await (async () => {
+    const headers = { "content-type": "application/x-www-form-urlencoded", authorization: `AWS4-HMAC-SHA256 Credential=${MOTO_CREDENTIALS.accessKeyId}/20261130/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0` }; // prettier-ignore
+    const body = form({ Action: "DescribeInstances", MaxResults: "1000", "Filter.1.Name": "tag:fleet", "Filter.1.Value.1": "page" }); // prettier-ignore
+    return (await post(cp.endpoint, headers, body)).body;
+  })();
+  const ec2 = new EC2Client({
+    ...opts,
+    // The page handed to the SDK as its HTTP answer: no socket, so what is timed is the SDK's own work.
+    requestHandler: { handle: async () => ({ response: { statusCode: 200, headers: { "content-type": "text/xml;charset=UTF-8" }, body: new Uint8Array(page) } }) } as never, // prettier-ignore
+  });
+  const count = (out: { Reservations?: { Instances?: unknown[] }[] }) =>
+    (out.Reservations ?? []).reduce((n, r) => n + (r.Instances?.length ?? 0), 0);
+  const perInstance = async (what: string, read: () => Promise<number> | number, runs: number) => {
+    const n = await read(); // warm, and check that the reader saw the whole page
+    if (n !== pageIds.length) throw new Error(`${what} read ${n} of ${pageIds.length} instances`);
+    const c = process.cpuUsage();
+    for (let i = 0; i < runs; i++) await read();
+    const u = process.cpuUsage(c);
+    return { reader: what, cpu_us_per_instance: (u.user + u.system) / runs / pageIds.length };
+  };
+  const xml = page.toString();
+  const readers = [
+    await perInstance("AWS SDK DescribeInstances, no network", async () => count(await ec2.send(new DescribeInstancesCommand({ MaxResults: 1000 }))), 10), // prettier-ignore
+    await perInstance("fast-xml-parser", () => { const r = new XMLParser().parse(xml).DescribeInstancesResponse.reservationSet.item; return (Array.isArray(r) ? r : [r]).reduce((n: number, x: { instancesSet: { item: unknown } }) => n + (Array.isArray(x.instancesSet.item) ? x.instancesSet.item.length : 1), 0); }, 5), // prettier-ignore
+    await perInstance("one Buffer.indexOf scan", () => { let n = 0; for (let i = page.indexOf("<instanceId>"); i >= 0; i = page.indexOf("<instanceId>", i + 1)) n++; return n; }, 200), // prettier-ignore
+  ];
+  ec2.destroy();
+  return {
+    wire: { seconds: wireSeconds, ratio_to_bound: wireSeconds / boundSeconds, bytes, bytes_per_instance: bytes / made, cpu_seconds: (used.user + used.system) / 1e6 }, // prettier-ignore
+    page_bytes_per_instance: page.length / pageIds.length,
+    // What a pass within 1.25× its bound leaves our CPU per instance, on one core.
+    budget_us_per_instance: ((0.25 * boundSeconds) / made) * 1e6,
+    readers: readers.map((r) => ({ ...r, seconds_for_pass: (r.cpu_us_per_instance * made) / 1e6 })),
+  };
+}
+
 /** launch → SendCommand in the sandbox: the runtime polls every 5 minutes and reads EC2 state-change events. */
 async function launchToSendCommand(): Promise<{ singles: number[]; burst: number[] }> {
   ensureBuilt();
@@ -204,6 +314,7 @@ async function main() {
     const concurrent = await medianPass(cp, "concurrent", RUNS);
     const lean = await medianPass(cp, "concurrent", RUNS, "lean");
     const serial = await medianPass(cp, "serial", 1);
+    const floor = await floors(cp, made, b.concurrent_seconds);
     result = {
       bench: "discovery",
       instances: made,
@@ -226,6 +337,7 @@ async function main() {
         chain_plus_cpu_seconds: b.concurrent_seconds + lean.cpu_seconds,
       },
       cold: { seconds: cold.seconds, cpu_us_per_instance: cold.cpu_us_per_instance },
+      floor,
       serial: {
         ...serial,
         bound_seconds: b.serial_seconds,
@@ -276,6 +388,17 @@ async function main() {
         `(${r.concurrent.runs.join(", ")} s) after a cold first pass of ${r.cold.seconds.toFixed(3)} s ` +
         `(${r.cold.cpu_us_per_instance.toFixed(0)} µs CPU/instance); ${r.concurrent.throttled} throttled`,
     );
+    const f = r.floor;
+    console.log(
+      line(["wire floor (bytes only)", String(r.instances), "", String(ACCOUNTS.length + SCOPES), f.wire.seconds.toFixed(3), r.concurrent.bound_seconds.toFixed(3), f.wire.ratio_to_bound.toFixed(2), ((f.wire.cpu_seconds * 1e6) / r.instances).toFixed(1), ""]), // prettier-ignore
+    );
+    console.log(
+      `  wire floor: the same chain, each answer's bytes read and nothing parsed (${(f.wire.bytes / 1e6).toFixed(1)} MB, ` +
+        `${f.wire.bytes_per_instance.toFixed(0)} bytes an instance)`,
+    );
+    console.log(`\nreading one page of 1,000 instances (${f.page_bytes_per_instance.toFixed(0)} bytes each), CPU µs an instance; a pass within 1.25× its bound leaves ${f.budget_us_per_instance.toFixed(1)}:`); // prettier-ignore
+    for (const x of f.readers)
+      console.log(`  ${x.reader.padEnd(40)}${x.cpu_us_per_instance.toFixed(1).padStart(8)} µs   ${x.seconds_for_pass.toFixed(3).padStart(7)} s for ${r.instances}   ÷ budget ${(x.cpu_us_per_instance / f.budget_us_per_instance).toFixed(1)}`); // prettier-ignore
     const l = r.launch_to_send_command_ms as Record<string, { launched: number; sent: number; n?: number; p50?: number; p95?: number; max?: number }> | undefined; // prettier-ignore
     if (l) {
       console.log(`\nlaunch → SendCommand (sandbox runtime, poll_interval 5m, EC2 state-change events on), ms; goal p95 ≤ 10000:`); // prettier-ignore

@@ -23,6 +23,7 @@ import * as https from "https";
 import * as os from "os";
 import * as path from "path";
 import { Worker } from "worker_threads";
+import Fastify from "fastify";
 import pino from "pino";
 import sshpk from "sshpk";
 import { stringify } from "yaml";
@@ -33,8 +34,10 @@ import { sdkInstanceApi } from "../provider/clouds/aws/instance-lookup";
 import { parseBer } from "../provider/util/ber";
 import { EC2_UNFILTERED } from "../provider/clouds/aws/rate-limits";
 import { ControlPlane, startControlPlane } from "./control-plane";
+import type { InstanceAnswers } from "./control-plane-ec2";
 import { parseRuntimeConfig } from "../provider/runtime/config";
 import { startRuntime } from "../provider/runtime/server";
+import { makeSelfSignedCertificate } from "../provider/runtime/tls";
 import { identityDocument, signIdentityDocument, testCa } from "../test/fixtures/iid-signer";
 import { freePort, MOTO_CREDENTIALS, startMoto } from "../test/fixtures/moto";
 import { startPostgres } from "../test/fixtures/postgres";
@@ -51,6 +54,13 @@ const JSON_OUT = process.argv.includes("--json");
 const RATES_AT = process.argv.indexOf("--rates");
 const RATES = RATES_AT > 0 ? process.argv[RATES_AT + 1].split(",").map(Number) : [];
 const SECONDS = arg("seconds", 5);
+// `--floor` (with --rates): the same load against a server that does none of a join's work, after the runtime.
+const FLOOR = process.argv.includes("--floor");
+// `--answers full`: DescribeInstances answers with every field AWS returns (about 3.7 KB an instance, which the SDK
+// reads for every join's check) instead of the lean ones (only the fields read).
+const ANSWERS_AT = process.argv.indexOf("--answers");
+const ANSWERS = (ANSWERS_AT > 0 ? process.argv[ANSWERS_AT + 1] : "lean") as InstanceAnswers;
+if (ANSWERS !== "lean" && ANSWERS !== "full") throw new Error(`--answers ${ANSWERS}: give lean or full`);
 // Ordinary load comes from many regions (and accounts): each region has its own EC2 buckets.
 const LOAD_REGIONS = ["us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-north-1", "ap-south-1", "ap-northeast-1", "ap-northeast-2", "ap-southeast-1", "ap-southeast-2", "ca-central-1", "sa-east-1"]; // prettier-ignore
 const REGIONS = Math.min(LOAD_REGIONS.length, arg("regions", 1));
@@ -80,8 +90,18 @@ type StepResult = { joins: number; failed: number; seconds: number; rate: number
   client_cpu_ms_per_join: number;
 };
 
-/** Runs `steps` against a fresh runtime on `storage`, the clients in a worker thread over `sockets` keep-alive connections. */
-async function run(storage: object, caFile: string, steps: Step[], sockets: number): Promise<StepResult[]> {
+/**
+ * Runs `steps` against a fresh runtime on `storage`, the clients in a worker thread over `sockets` keep-alive
+ * connections. `sample`, a join body kept out of the steps, is sent first and its answer returned, so the platform
+ * floor (`floor`) can send answers of the same size.
+ */
+async function run(
+  storage: object,
+  caFile: string,
+  steps: Step[],
+  sockets: number,
+  sample?: string,
+): Promise<StepResult[] & { answer?: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-bench-join-"));
   const port = await freePort();
   const cfg = {
@@ -104,35 +124,75 @@ async function run(storage: object, caFile: string, steps: Step[], sockets: numb
       spec: { roles: ["Node"], join_method: "ec2", allow: [{ aws_account: "123456789012" }] },
     };
     const put = await fetchTls(`${runtime.url}/v1/resources`, runtime.tls.cert, runtime.adminToken, token);
-    if (put !== 200) throw new Error(`could not apply the token: HTTP ${put}`);
-    const workerData = { url: runtime.url, ca: runtime.tls.cert, sockets, steps };
-    const worker = new Worker(path.join(__dirname, "join-client.js"), { workerData });
-    return await new Promise<StepResult[]>((resolve, reject) => {
-      const results: StepResult[] = [];
-      // The runtime runs on this thread: its CPU time per join is what bounds one runtime, however loaded the machine.
-      let cpu = process.threadCpuUsage();
-      worker.on("message", (r: StepResult) => {
-        const used = process.threadCpuUsage(cpu);
-        cpu = process.threadCpuUsage();
-        const server = (used.user + used.system) / 1000 / steps[results.length].bodies.length;
-        if (results.push({ ...r, server_cpu_ms_per_join: server }) === steps.length) resolve(results);
-      });
-      worker.on("error", reject);
-      worker.on("exit", (code) => results.length < steps.length && reject(new Error(`client exited ${code}`)));
-    });
+    if (put.status !== 200) throw new Error(`could not apply the token: HTTP ${put.status}`);
+    let answer: string | undefined;
+    if (sample) {
+      const got = await fetchTls(`${runtime.url}/v1/join`, runtime.tls.cert, "", JSON.parse(sample), "POST");
+      if (got.status !== 200) throw new Error(`the sample join was refused: HTTP ${got.status} ${got.body}`);
+      answer = got.body;
+    }
+    return Object.assign(await drive(runtime.url, runtime.tls.cert, steps, sockets), { answer });
   } finally {
     await runtime.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-/** A PUT with the admin token (applying the bench's join token). */
-function fetchTls(url: string, ca: string, adminToken: string, body: object): Promise<number> {
+/**
+ * The platform floor: the same steps, clients and connections against a server that does none of a join's work.
+ * It is built as the runtime's is (Fastify over HTTPS with a self-signed ECDSA P-256 certificate, the 64 KiB body
+ * limit, JSON parsed) and answers every POST /v1/join with `answer`, a real join's answer. What it costs per join
+ * is what HTTPS, HTTP and JSON cost on this machine under this load: no runtime can answer for less.
+ */
+async function floor(steps: Step[], sockets: number, answer: string): Promise<StepResult[]> {
+  const made = await makeSelfSignedCertificate("bench", ["127.0.0.1", "localhost"]);
+  const app = Fastify({ bodyLimit: 64 * 1024, https: { cert: made.cert, key: made.key } });
+  app.post("/v1/join", async (req, reply) => {
+    const body = req.body as { iid?: unknown; host_public_key?: unknown };
+    if (typeof body?.iid !== "string" || typeof body.host_public_key !== "string") return reply.code(400).send({});
+    return reply.type("application/json; charset=utf-8").send(answer);
+  });
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  try {
+    const { port } = app.server.address() as { port: number };
+    return await drive(`https://127.0.0.1:${port}`, made.cert, steps, sockets);
+  } finally {
+    await app.close();
+  }
+}
+
+/** Sends `steps` to `url` from the clients' worker thread; this thread's CPU time per join is the server's. */
+function drive(url: string, ca: string, steps: Step[], sockets: number): Promise<StepResult[]> {
+  const worker = new Worker(path.join(__dirname, "join-client.js"), { workerData: { url, ca, sockets, steps } });
+  return new Promise<StepResult[]>((resolve, reject) => {
+    const results: StepResult[] = [];
+    // The server runs on this thread: its CPU time per join is what bounds one runtime, however loaded the machine.
+    let cpu = process.threadCpuUsage();
+    worker.on("message", (r: StepResult) => {
+      const used = process.threadCpuUsage(cpu);
+      cpu = process.threadCpuUsage();
+      const server = (used.user + used.system) / 1000 / steps[results.length].bodies.length;
+      if (results.push({ ...r, server_cpu_ms_per_join: server }) === steps.length) resolve(results);
+    });
+    worker.on("error", reject);
+    worker.on("exit", (code) => results.length < steps.length && reject(new Error(`client exited ${code}`)));
+  });
+}
+
+/** A request over TLS trusting `ca`: a PUT with the admin token (applying the bench's join token), or a POST. */
+function fetchTls(
+  url: string,
+  ca: string,
+  adminToken: string,
+  body: object,
+  method = "PUT",
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const headers = { "content-type": "application/json", authorization: `Bearer ${adminToken}` };
-    const req = https.request(url, { method: "PUT", ca, headers }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
+    const headers = { "content-type": "application/json", ...(adminToken && { authorization: `Bearer ${adminToken}` }) }; // prettier-ignore
+    const req = https.request(url, { method, ca, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
     });
     req.on("error", reject);
     req.end(JSON.stringify(body));
@@ -195,7 +255,7 @@ async function stormChecks(cp: ControlPlane, ids: string[], how: "naive" | "ours
 async function storm() {
   // Lean answers (id, state, addresses), as the control plane answered when the documented figures were taken; the
   // full ~3.7 KB an instance AWS returns is measured by bench/discovery.
-  const cp = await startControlPlane({ latencyMs: LATENCY_MS, answers: "lean" });
+  const cp = await startControlPlane({ latencyMs: LATENCY_MS, answers: ANSWERS });
   const ids = cp.addInstances("us-east-1", STORM);
   Object.assign(process.env, {
     AWS_ENDPOINT_URL: cp.endpoint,
@@ -263,9 +323,13 @@ async function storm() {
  * connections; each join a distinct instance, so every one is a first join.
  */
 async function load() {
-  const cp = await startControlPlane({ latencyMs: LATENCY_MS, answers: "lean" }); // as in storm()
+  const cp = await startControlPlane({ latencyMs: LATENCY_MS, answers: ANSWERS });
   const counts = RATES.map((r) => Math.round(r * SECONDS));
-  const total = counts.reduce((a, b) => a + b, 0);
+  // First a warm-up step (closed loop, one join per connection) so every step measured runs over open
+  // connections (512 TLS handshakes cost the first step half a second otherwise), and one sample join whose
+  // answer the floor sends back.
+  const warm = CONCURRENCY;
+  const total = warm + 1 + counts.reduce((a, b) => a + b, 0);
   // Round robin over the regions, so consecutive joins (and each step) spread over every region's bucket.
   const regions = LOAD_REGIONS.slice(0, REGIONS);
   const perRegion = regions.map((r, k) => cp.addInstances(r, Math.ceil((total - k) / regions.length)));
@@ -274,22 +338,37 @@ async function load() {
   try {
     const { caFile, iids, hostKeys } = await joinRequests(ids, (i) => regions[i % regions.length]);
     const bodies = joinBodies(iids, hostKeys);
-    let at = 0;
-    const steps = RATES.map((rate, i) => ({ rate, bodies: bodies.slice(at, (at += counts[i])) }));
+    const sample = bodies[warm];
+    let at = warm + 1;
+    const steps = [
+      { bodies: bodies.slice(0, warm), concurrency: warm },
+      ...RATES.map((rate, i) => ({ rate, bodies: bodies.slice(at, (at += counts[i])) })),
+    ];
     const before = machine();
-    const results = await run(SQLITE, caFile, steps, CONCURRENCY);
+    const results = await run(SQLITE, caFile, steps, CONCURRENCY, sample);
     fs.rmSync(caFile, { force: true });
-    const rows = results.map((r, i) => ({ offered: RATES[i], ...r }));
-    const result = { bench: "join --rates", seconds_per_step: SECONDS, latency_ms: LATENCY_MS, regions: regions.length, connections: CONCURRENCY, ...before, steps: rows, ...cp.stats() }; // prettier-ignore
+    const rows = results.slice(1).map((r, i) => ({ offered: RATES[i], ...r }));
+    // The platform floor, right after and over the same bodies: HTTPS, HTTP and JSON alone.
+    const floorRows = FLOOR
+      ? (await floor(steps, CONCURRENCY, results.answer!)).slice(1).map((r, i) => ({ offered: RATES[i], ...r }))
+      : undefined;
+    const result = { bench: "join --rates", seconds_per_step: SECONDS, latency_ms: LATENCY_MS, regions: regions.length, connections: CONCURRENCY, answers: ANSWERS, ...before, steps: rows, ...(floorRows && { floor: floorRows, answer_bytes: results.answer!.length }), ...cp.stats() }; // prettier-ignore
     if (JSON_OUT) return console.log(JSON.stringify(result));
     const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(10) : x.padStart(12))).join("");
     console.log(
       `\nbench/join --rates: open loop, ${SECONDS} s a step, ${CONCURRENCY} keep-alive HTTPS connections, ` +
-        `${regions.length} region(s), EC2 at ${LATENCY_MS} ms a call (${result.calls} calls, ${result.throttled} throttled), ${before.cores} cores, node ${process.version}, load average ${before.load_average.join(" ")}`,
+        `${regions.length} region(s), EC2 at ${LATENCY_MS} ms a call with ${ANSWERS} answers (${result.calls} calls, ${result.throttled} throttled), ${before.cores} cores, node ${process.version}, load average ${before.load_average.join(" ")}`,
     );
-    console.log(line(["offered/s", "joins", "failed", "seconds", "joins/s", "p50 ms", "p99 ms", "server ms", "client ms"])); // prettier-ignore
-    for (const r of rows)
-      console.log(line([String(r.offered), String(r.joins), String(r.failed), r.seconds.toFixed(2), r.rate.toFixed(0), r.p50.toFixed(1), r.p99.toFixed(1), r.server_cpu_ms_per_join.toFixed(3), r.client_cpu_ms_per_join.toFixed(3)])); // prettier-ignore
+    const table = (what: string, rs: typeof rows) => {
+      console.log(line([what, "joins", "failed", "seconds", "joins/s", "p50 ms", "p99 ms", "server ms", "client ms"])); // prettier-ignore
+      for (const r of rs)
+        console.log(line([String(r.offered), String(r.joins), String(r.failed), r.seconds.toFixed(2), r.rate.toFixed(0), r.p50.toFixed(1), r.p99.toFixed(1), r.server_cpu_ms_per_join.toFixed(3), r.client_cpu_ms_per_join.toFixed(3)])); // prettier-ignore
+    };
+    table("offered/s", rows);
+    if (floorRows) {
+      console.log(`floor: the same load against Fastify over HTTPS answering a real join's ${result.answer_bytes} bytes, no join work:`); // prettier-ignore
+      table("offered/s", floorRows);
+    }
     console.log("(server ms, client ms: CPU time per join of the runtime's thread and of the clients' thread)");
   } finally {
     await cp.close();

@@ -1,6 +1,13 @@
 import * as http from "http";
 import { AddressInfo } from "net";
-import { DescribeImagesCommand, EC2Client, RunInstancesCommand, StopInstancesCommand } from "@aws-sdk/client-ec2";
+import {
+  DescribeImagesCommand,
+  DescribeInstancesCommand,
+  DescribeInstancesCommandOutput,
+  EC2Client,
+  RunInstancesCommand,
+  StopInstancesCommand,
+} from "@aws-sdk/client-ec2";
 import {
   CreateAccountCommand,
   CreateOrganizationalUnitCommand,
@@ -10,6 +17,7 @@ import {
   OrganizationsClient,
 } from "@aws-sdk/client-organizations";
 import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
+import { readDescribeInstances } from "../../provider/clouds/aws/describe-instances-reader";
 import { fetchEc2, FetchOptions } from "../../provider/clouds/aws/fetch";
 import { awsMatcher } from "../../provider/model/discovery-config";
 import type { ScopeReport } from "../../provider/enroll/types";
@@ -163,6 +171,46 @@ describe("the EC2 fetcher against moto", () => {
     expect(r.candidates[0].privateIp).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
     expect(r.candidates[0].launchTime).toMatch(/^\d{4}-\d\d-\d\dT/);
     expect(r.scopes).toEqual([{ cloud: "aws", account, region: "us-east-1", instances: 1100, apiCalls: 2 }]);
+  });
+
+  it("reads moto's DescribeInstances answers with the lean reader, exactly as the SDK reads them", async () => {
+    const account = "100000000009";
+    await launch(account, "us-west-2", 3, { fleet: "lean", Name: 'a & b <c> "d"' });
+    const credentials = await credsFor(account);
+    // moto's raw answer: indented XML, as moto writes it
+    const sdk = new EC2Client({ region: "us-west-2", endpoint: moto.endpoint, credentials });
+    const raw: string[] = [];
+    sdk.middlewareStack.add(
+      (next) => async (args) => {
+        const out = await next(args);
+        const body = (out.response as { body: AsyncIterable<Buffer> }).body;
+        const chunks: Buffer[] = [];
+        for await (const c of body) chunks.push(Buffer.from(c));
+        raw.push(Buffer.concat(chunks).toString());
+        (out.response as { body: unknown }).body = Buffer.concat(chunks);
+        return out;
+      },
+      { step: "deserialize", priority: "low" },
+    );
+    const viaSdk = await sdk.send(new DescribeInstancesCommand({ Filters: [{ Name: "tag:fleet", Values: ["lean"] }] }));
+    const lean = readDescribeInstances(raw[0]);
+    expect(lean).toBeDefined(); // moto's shape is read, not stepped aside from
+    const pick = (o: Pick<DescribeInstancesCommandOutput, "Reservations">) =>
+      (o.Reservations ?? []).flatMap((r) =>
+        (r.Instances ?? []).map((i) => ({
+          owner: r.OwnerId,
+          id: i.InstanceId,
+          state: i.State?.Name,
+          names: [i.PrivateDnsName, i.PublicDnsName, i.PrivateIpAddress, i.PublicIpAddress],
+          platform: [i.Platform, i.PlatformDetails],
+          launch: i.LaunchTime?.toISOString(),
+          tags: i.Tags,
+        })),
+      );
+    expect(pick(lean!)).toEqual(pick(viaSdk));
+    expect(pick(lean!)).toHaveLength(3);
+    expect(pick(lean!)[0].tags).toEqual(expect.arrayContaining([{ Key: "Name", Value: 'a & b <c> "d"' }]));
+    sdk.destroy();
   });
 
   it('matches any value of a tag with "*" and every instance with the key "*"', async () => {

@@ -4,6 +4,7 @@
  * the whole call with InvalidInstanceID.NotFound.
  */
 import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { leanDescribeInstances } from "./describe-instances-reader";
 import type { ExistenceQuery } from "../../enroll/clouds";
 import type { AwsMatcher } from "../../model";
 import { accountCredentials } from "./credentials";
@@ -38,7 +39,9 @@ export async function existingInstances(
   let roles = rolesOf.get(matcher);
   if (!roles) rolesOf.set(matcher, (roles = accountCredentials(matcher, "discovery-stale-check")));
   const credentials = await (opts.credentials ?? roles)(query.account, query.region);
-  const ec2 = new EC2Client({ region: query.region, maxAttempts: 1, ...(credentials && { credentials }) });
+  const ec2 = leanDescribeInstances(
+    new EC2Client({ region: query.region, maxAttempts: 1, ...(credentials && { credentials }) }),
+  );
   const caller = new PacedCaller(opts.buckets ?? new BucketRegistry());
   const found = new Set<string>();
   try {

@@ -4,6 +4,7 @@
  * failing account or region is reported in its ScopeReport and never stops the others.
  */
 import { DescribeInstancesCommand, EC2Client, Filter, Instance } from "@aws-sdk/client-ec2";
+import { leanDescribeInstances } from "./describe-instances-reader";
 import { OrganizationsClient } from "@aws-sdk/client-organizations";
 import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
 import type { AwsMatcher } from "../../model";
@@ -276,7 +277,7 @@ async function scanRegion(
   const left = await scopeLeftToOthers(run.opts.acquireScope, { cloud: "aws", account, region });
   if (left) return run.report(left);
   const caller = run.caller();
-  const ec2 = new EC2Client(run.config(region, credentials));
+  const ec2 = leanDescribeInstances(new EC2Client(run.config(region, credentials)));
   const found: Candidate[] = [];
   let error: ScopeReport["error"];
   try {

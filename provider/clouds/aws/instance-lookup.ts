@@ -3,6 +3,7 @@
  * instance profile (IAM GetInstanceProfile), in the instance's account (assuming a rule's role) and region.
  */
 import { DescribeInstancesCommand, DescribeInstancesCommandInput, EC2Client } from "@aws-sdk/client-ec2";
+import { leanDescribeInstances } from "./describe-instances-reader";
 import { GetInstanceProfileCommand, IAMClient, Role } from "@aws-sdk/client-iam";
 import { AssumeRoleCommand, STSClient } from "@aws-sdk/client-sts";
 import { JoinRefusal } from "../../join/errors";
@@ -169,7 +170,7 @@ export function sdkInstanceApi(scope: InstanceScope, opts: Ec2CheckOptions = {})
   const byFilter = buckets.get(bucketScope, EC2_NON_MUTATING);
   const byId = buckets.get(bucketScope, EC2_UNFILTERED);
   const describe = async (input: DescribeInstancesCommandInput, profile: typeof EC2_NON_MUTATING, prepaid = false) => {
-    ec2 ??= new EC2Client({ ...base, ...auth });
+    ec2 ??= leanDescribeInstances(new EC2Client({ ...base, ...auth }));
     const client = ec2;
     return pacer.call(bucketScope, profile, () => client.send(new DescribeInstancesCommand(input)), prepaid);
   };
