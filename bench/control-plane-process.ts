@@ -67,7 +67,12 @@ async function serve(opts: ControlPlaneOptions): Promise<void> {
     try {
       const result =
         op === "add"
-          ? cp.addInstances(args[0] as string, args[1] as number, args[2] as AddInstancesOptions)
+          ? // an absent options argument arrives as null (IPC is JSON)
+            cp.addInstances(
+              args[0] as string,
+              args[1] as number,
+              (args[2] ?? undefined) as AddInstancesOptions | undefined,
+            )
           : op === "stats"
             ? cp.stats()
             : cp.reset(args[0] as InstanceAnswers | undefined);

@@ -17,6 +17,7 @@ import { ListCommandsCommand, SSMClient } from "@aws-sdk/client-ssm";
 import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
 import { XMLParser } from "fast-xml-parser";
 import type { AwsMatcher } from "../provider/model";
+import { leanDescribeInstances } from "../provider/clouds/aws/describe-instances-reader";
 import { DESCRIBE_INSTANCES_PAGE, fetchEc2 } from "../provider/clouds/aws/fetch";
 import { EC2_NON_MUTATING } from "../provider/clouds/aws/rate-limits";
 import { MOTO_CREDENTIALS } from "../provider/sandbox/moto";
@@ -154,8 +155,8 @@ const keepAlive = new http.Agent({ keepAlive: true });
  * The floors under any pass, measured against the same control plane. `wire`: the pass's chain (one STS call per
  * account, then every region's DescribeInstances pages at once) with each answer's bytes read and nothing else, so
  * it is what a pass costs with a reader that takes no time. `readers`: CPU time per instance to read one full page of
- * 1,000 instances (the AWS SDK's DescribeInstances with the network taken out, i.e. exactly the SDK work our fetcher
- * pays; fast-xml-parser, the other well-kept XML reader here; one Buffer.indexOf pass for a single tag, below which
+ * 1,000 instances (the AWS SDK's DescribeInstances with the network taken out, and the same with the lean reader our
+ * fetcher uses; fast-xml-parser, the other well-kept XML reader here; one Buffer.indexOf pass for a single tag, below which
  * no reader of the XML can go), beside the CPU a pass within 1.25× its bound leaves per instance.
  */
 async function floors(cp: RemoteControlPlane, made: number, boundSeconds: number) {
@@ -211,11 +212,14 @@ async function floors(cp: RemoteControlPlane, made: number, boundSeconds: number
     const body = form({ Action: "DescribeInstances", MaxResults: "1000", "Filter.1.Name": "tag:fleet", "Filter.1.Value.1": "page" }); // prettier-ignore
     return (await post(cp.endpoint, headers, body)).body;
   })();
-  const ec2 = new EC2Client({
-    ...opts,
-    // The page handed to the SDK as its HTTP answer: no socket, so what is timed is the SDK's own work.
-    requestHandler: { handle: async () => ({ response: { statusCode: 200, headers: { "content-type": "text/xml;charset=UTF-8" }, body: new Uint8Array(page) } }) } as never, // prettier-ignore
-  });
+  // The page handed to the SDK as its HTTP answer: no socket, so what is timed is the SDK's own work.
+  const offline = () =>
+    new EC2Client({
+      ...opts,
+      requestHandler: { handle: async () => ({ response: { statusCode: 200, headers: { "content-type": "text/xml;charset=UTF-8" }, body: new Uint8Array(page) } }) } as never, // prettier-ignore
+    });
+  const ec2 = offline();
+  const lean = leanDescribeInstances(offline());
   const count = (out: { Reservations?: { Instances?: unknown[] }[] }) =>
     (out.Reservations ?? []).reduce((n, r) => n + (r.Instances?.length ?? 0), 0);
   const perInstance = async (what: string, read: () => Promise<number> | number, runs: number) => {
@@ -229,10 +233,12 @@ async function floors(cp: RemoteControlPlane, made: number, boundSeconds: number
   const xml = page.toString();
   const readers = [
     await perInstance("AWS SDK DescribeInstances, no network", async () => count(await ec2.send(new DescribeInstancesCommand({ MaxResults: 1000 }))), 10), // prettier-ignore
+    await perInstance("the same, lean reader (this project)", async () => count(await lean.send(new DescribeInstancesCommand({ MaxResults: 1000 }))), 20), // prettier-ignore
     await perInstance("fast-xml-parser", () => { const r = new XMLParser().parse(xml).DescribeInstancesResponse.reservationSet.item; return (Array.isArray(r) ? r : [r]).reduce((n: number, x: { instancesSet: { item: unknown } }) => n + (Array.isArray(x.instancesSet.item) ? x.instancesSet.item.length : 1), 0); }, 5), // prettier-ignore
     await perInstance("one Buffer.indexOf scan", () => { let n = 0; for (let i = page.indexOf("<instanceId>"); i >= 0; i = page.indexOf("<instanceId>", i + 1)) n++; return n; }, 200), // prettier-ignore
   ];
   ec2.destroy();
+  lean.destroy();
   return {
     wire: { seconds: wireSeconds, ratio_to_bound: wireSeconds / boundSeconds, bytes, bytes_per_instance: bytes / made, cpu_seconds: (used.user + used.system) / 1e6 }, // prettier-ignore
     page_bytes_per_instance: page.length / pageIds.length,

@@ -34,6 +34,7 @@ import { sdkInstanceApi } from "../provider/clouds/aws/instance-lookup";
 import { parseBer } from "../provider/util/ber";
 import { EC2_UNFILTERED } from "../provider/clouds/aws/rate-limits";
 import { ControlPlane, startControlPlane } from "./control-plane";
+import { startControlPlaneProcess } from "./control-plane-process";
 import type { InstanceAnswers } from "./control-plane-ec2";
 import { parseRuntimeConfig } from "../provider/runtime/config";
 import { startRuntime } from "../provider/runtime/server";
@@ -323,7 +324,8 @@ async function storm() {
  * connections; each join a distinct instance, so every one is a first join.
  */
 async function load() {
-  const cp = await startControlPlane({ latencyMs: LATENCY_MS, answers: ANSWERS });
+  // In a process of its own, so the runtime thread's CPU figures are the runtime's alone (AWS answers elsewhere too).
+  const cp = await startControlPlaneProcess({ latencyMs: LATENCY_MS, answers: ANSWERS });
   const counts = RATES.map((r) => Math.round(r * SECONDS));
   // First a warm-up step (closed loop, one join per connection) so every step measured runs over open
   // connections (512 TLS handshakes cost the first step half a second otherwise), and one sample join whose
@@ -332,7 +334,7 @@ async function load() {
   const total = warm + 1 + counts.reduce((a, b) => a + b, 0);
   // Round robin over the regions, so consecutive joins (and each step) spread over every region's bucket.
   const regions = LOAD_REGIONS.slice(0, REGIONS);
-  const perRegion = regions.map((r, k) => cp.addInstances(r, Math.ceil((total - k) / regions.length)));
+  const perRegion = await Promise.all(regions.map((r, k) => cp.addInstances(r, Math.ceil((total - k) / regions.length)))); // prettier-ignore
   const ids = Array.from({ length: total }, (_, i) => perRegion[i % regions.length][Math.floor(i / regions.length)]);
   Object.assign(process.env, { AWS_ENDPOINT_URL: cp.endpoint, AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing" }); // prettier-ignore
   try {
@@ -352,7 +354,7 @@ async function load() {
     const floorRows = FLOOR
       ? (await floor(steps, CONCURRENCY, results.answer!)).slice(1).map((r, i) => ({ offered: RATES[i], ...r }))
       : undefined;
-    const result = { bench: "join --rates", seconds_per_step: SECONDS, latency_ms: LATENCY_MS, regions: regions.length, connections: CONCURRENCY, answers: ANSWERS, ...before, steps: rows, ...(floorRows && { floor: floorRows, answer_bytes: results.answer!.length }), ...cp.stats() }; // prettier-ignore
+    const result = { bench: "join --rates", seconds_per_step: SECONDS, latency_ms: LATENCY_MS, regions: regions.length, connections: CONCURRENCY, answers: ANSWERS, ...before, steps: rows, ...(floorRows && { floor: floorRows, answer_bytes: results.answer!.length }), ...(await cp.stats()) }; // prettier-ignore
     if (JSON_OUT) return console.log(JSON.stringify(result));
     const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(10) : x.padStart(12))).join("");
     console.log(

@@ -287,6 +287,40 @@ describe.each(backends)("the $name store", (backend) => {
       expect(await store.recordJoin({ node: n, certificate, audit: { ...audit, type: "join.accepted" } })).toBe("inserted"); // prettier-ignore
     });
 
+    it("record joins made at once each all or nothing: a failing one alone refused, one name let in once", async () => {
+      const at = "2026-12-01T10:00:00.000Z";
+      const join = (name: string, key: string, type: string | null = "join.accepted") => ({
+        node: node(name, key),
+        certificate: { node: name, hostCaKey: "ssh-ed25519 HOSTCA", userCaKeys: [], issuedAt: at },
+        audit: { at, type: type as string, node: name },
+      });
+      // Made in one turn of the event loop, as a DescribeInstances answer releases a batch of joins.
+      const settled = await Promise.all(
+        [
+          join("g-1", "ssh-ed25519 A"),
+          join("g-bad", "ssh-ed25519 B", null),
+          join("g-2", "ssh-ed25519 C"),
+          join("g-1", "ssh-ed25519 D"),
+          join("g-3", "ssh-ed25519 E"),
+        ].map((j) =>
+          store.recordJoin(j).then(
+            (r) => r,
+            (e: { message?: string }) => `refused: ${e?.message}`,
+          ),
+        ),
+      );
+      expect(settled[0]).toBe("inserted");
+      expect(settled[1]).toMatch(/^refused: .*(NOT NULL|null value)/i);
+      expect(settled.slice(2)).toEqual(["inserted", "exists", "inserted"]);
+      expect((await store.getNode("g-1"))?.hostPublicKey).toBe("ssh-ed25519 A");
+      expect(await store.getNode("g-bad")).toBeUndefined();
+      expect(await store.getNodeCertificate("g-bad")).toBeUndefined();
+      expect((await store.listAudit(10)).map((a) => a.node).sort()).toEqual(["g-1", "g-2", "g-3"]);
+      // Committed when answered: another connection to the same store sees every accepted join.
+      const other = await open();
+      expect((await other.listNodes()).map((x) => x.name).sort()).toEqual(["g-1", "g-2", "g-3"]);
+    });
+
     it("let exactly one of 20 concurrent joins of one name from two replicas in", async () => {
       const replicas = [store, await open()];
       const results = await Promise.all(

@@ -106,6 +106,8 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    // Joins waiting for their group's commit get it before the database closes.
+    if (this.db.open) this.flushJoins();
     if (this.db.open) this.db.close();
   }
 
@@ -164,12 +166,54 @@ export class SqliteStore implements Store {
     return this.write(() => this.addNode(node));
   }
 
+  /**
+   * Group commit: the joins recorded in one turn of the event loop (a DescribeInstances answer releases up to a
+   * thousand at once) share one transaction, so one durable commit (one WAL fsync) instead of one each. Each join's
+   * writes run in a savepoint of their own: one that fails is rolled back alone, all of its writes and none of the
+   * others'; and no join is answered before the commit that holds it returns.
+   */
   async recordJoin(j: JoinRecord): Promise<"inserted" | "exists"> {
-    return this.write(() => {
-      if (this.addNode(j.node) === "exists") return "exists";
-      this.setNodeCertificate(j.certificate);
-      this.addAudit(j.audit);
-      return "inserted";
+    return new Promise((resolve, reject) => {
+      if (this.pendingJoins.push({ j, resolve, reject }) === 1) setImmediate(() => this.flushJoins());
+    });
+  }
+
+  private pendingJoins: {
+    j: JoinRecord;
+    resolve: (r: "inserted" | "exists") => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+
+  private flushJoins(): void {
+    const group = this.pendingJoins.splice(0);
+    if (!group.length) return;
+    const outcomes: ({ ok: "inserted" | "exists" } | { error: unknown })[] = [];
+    try {
+      this.write(() => {
+        for (const { j } of group) {
+          // Nested, better-sqlite3 makes this a SAVEPOINT: rolled back alone when it throws.
+          const one = this.db.transaction(() => {
+            if (this.addNode(j.node) === "exists") return "exists" as const;
+            this.setNodeCertificate(j.certificate);
+            this.addAudit(j.audit);
+            return "inserted" as const;
+          });
+          try {
+            outcomes.push({ ok: one() });
+          } catch (error) {
+            outcomes.push({ error });
+          }
+        }
+      });
+    } catch (error) {
+      // The commit itself failed (or the database is closed): nothing of the group is kept.
+      for (const g of group) g.reject(error);
+      return;
+    }
+    group.forEach((g, k) => {
+      const o = outcomes[k];
+      if ("ok" in o) g.resolve(o.ok);
+      else g.reject(o.error);
     });
   }
 
