@@ -12,10 +12,14 @@
  * `--verify`: the CPU cost of verifying one identity document, with its BER parse and RSA verify, beside asn1js's
  * parse alone.
  *
- * `--rates 500,1000,2000 [--seconds 5] [--regions 1]`: ordinary load, open loop: each rate offered for that many
+ * `--rates 500,1000,2000 [--seconds 5] [--regions 1] [--answers lean|full] [--floor]`: ordinary load, open loop
+ * (after one unmeasured join per connection), the control plane in its own process: each rate offered for that many
  * seconds over `--concurrency` keep-alive HTTPS connections, against the control plane, the instances spread over
- * `--regions` regions (each with its own EC2 buckets); joins/s achieved, p50 and p99 from the scheduled send time. In every mode the clients run in a worker thread (bench/join-client.js), off the runtime's
- * event loop, and `--json` prints one JSON object instead of the tables.
+ * `--regions` regions (each with its own EC2 buckets); joins/s achieved, p50 and p99 from the scheduled send time.
+ * `--answers full` answers DescribeInstances as AWS does (about 3.7 KB an instance) instead of the lean form;
+ * `--floor` then runs the same steps against a server that does none of a join's work (HTTPS, HTTP and JSON only).
+ * In every mode the clients run in a worker thread (bench/join-client.js), off the runtime's event loop, and
+ * `--json` prints one JSON object instead of the tables.
  */
 import * as crypto from "crypto";
 import * as fs from "fs";
