@@ -4,7 +4,7 @@ import { createPrivateFile } from "../file-modes";
 import { applySqliteMigrations } from "./migrations";
 import * as Rows from "./rows";
 import { OPTIONAL_AUDIT_FIELDS, rowMappers } from "./rows";
-import { scopeLeaseMethods, sqliteParams } from "./scope-lease-sql";
+import { iso, scopeLeaseMethods, sqliteParams } from "./scope-lease-sql";
 import { configScopeMethods, statusesOverScopes } from "./config-scope-sql";
 import type {
   AuditEvent,
@@ -36,8 +36,6 @@ type ScopeErrorRow = Rows.ScopeErrorRow<string>;
 type NodeCertificateRow = Rows.NodeCertificateRow<string, string>;
 
 // Normalised on write, so `expires_at > ?` compares correctly as text and both backends return the same form.
-const iso = (t: string | Date) => new Date(t).toISOString();
-
 const { toResource, toNode, toChallenge, toCa, toAudit, toEnrollment, toScopeError, toNodeCertificate } = rowMappers<
   string,
   string,
