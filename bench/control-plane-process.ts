@@ -13,12 +13,13 @@ export interface RemoteControlPlane {
   endpoint: string;
   account: string;
   addInstances(region: string, count: number, opts?: AddInstancesOptions): Promise<string[]>;
+  addGceVms(project: string, zone: string, count: number, labels?: Record<string, string>): Promise<string[]>;
   stats(): Promise<ControlPlaneStats>;
   reset(answers?: InstanceAnswers): Promise<void>;
   close(): Promise<void>;
 }
 
-type Request = { id: number; op: "add" | "stats" | "reset"; args?: unknown[] };
+type Request = { id: number; op: "add" | "addGce" | "stats" | "reset"; args?: unknown[] };
 type Reply = { id: number; result?: unknown; error?: string };
 
 /** Forks a child process running a control plane; resolves once it listens. */
@@ -49,6 +50,7 @@ export async function startControlPlaneProcess(opts: ControlPlaneOptions): Promi
     endpoint,
     account,
     addInstances: (region, count, add) => ask("add", [region, count, add]),
+    addGceVms: (project, zone, count, labels) => ask("addGce", [project, zone, count, labels]),
     stats: () => ask("stats"),
     reset: (answers) => ask("reset", [answers]),
     close: () =>
@@ -66,16 +68,18 @@ async function serve(opts: ControlPlaneOptions): Promise<void> {
     const { id, op, args = [] } = m as Request;
     try {
       const result =
-        op === "add"
-          ? // an absent options argument arrives as null (IPC is JSON)
-            cp.addInstances(
-              args[0] as string,
-              args[1] as number,
-              (args[2] ?? undefined) as AddInstancesOptions | undefined,
-            )
-          : op === "stats"
-            ? cp.stats()
-            : cp.reset(args[0] as InstanceAnswers | undefined);
+        op === "addGce"
+          ? cp.addGceVms(args[0] as string, args[1] as string, args[2] as number, (args[3] ?? undefined) as Record<string, string> | undefined) // prettier-ignore
+          : op === "add"
+            ? // an absent options argument arrives as null (IPC is JSON)
+              cp.addInstances(
+                args[0] as string,
+                args[1] as number,
+                (args[2] ?? undefined) as AddInstancesOptions | undefined,
+              )
+            : op === "stats"
+              ? cp.stats()
+              : cp.reset(args[0] as InstanceAnswers | undefined);
       process.send!({ id, result } satisfies Reply);
     } catch (err) {
       process.send!({ id, error: String(err) } satisfies Reply);

@@ -12,12 +12,17 @@
  * Buckets (FIELD-NOTES, "EC2 API token buckets"): DescribeInstances unfiltered and unpaginated (e.g. by InstanceIds)
  * draws from the unfiltered bucket (50, refill 10/s); with filters or MaxResults from the non-mutating one (100,
  * 20/s). STS and SSM publish no per-action bucket and are not throttled here.
+ *
+ * GCP: Compute Engine's instance listings and an OAuth token endpoint (bench/control-plane-compute.ts), with
+ * Compute's per-project read quota per minute, on the same port: requests whose path starts with `/compute/v1/`,
+ * and `POST /token`.
  */
 import * as http from "http";
 import type { AddressInfo } from "net";
 import { BucketProfile, BucketRegistry, EC2_NON_MUTATING, EC2_UNFILTERED } from "../provider/clouds/aws/rate-limits";
 import { describeInstances, ec2Error, esc, InstanceAnswers, instanceXml, isFilteredOrPaged, leanInstanceXml, PlaneAnswer, PlaneInstance } from "./control-plane-ec2"; // prettier-ignore
 import { jsonError, PlaneSsm } from "./control-plane-ssm";
+import { computePlane } from "./control-plane-compute";
 
 /** How a control plane answers. */
 export interface ControlPlaneOptions {
@@ -29,6 +34,11 @@ export interface ControlPlaneOptions {
   account?: string;
   /** DescribeInstances answers with every field AWS returns (default) or only those the fetcher reads. */
   answers?: InstanceAnswers;
+  /**
+   * Compute's read requests per project and minute (default 1,500); past it, 403 rateLimitExceeded until the next
+   * minute. Google sets the value per project and quota group; raise it as a project's quota page shows.
+   */
+  gceReadsPerMinute?: number;
 }
 
 /** What the control plane was asked since the last reset. */
@@ -58,8 +68,10 @@ export interface ControlPlane {
   account: string;
   /** Makes `count` running instances in `region` (one reservation); their ids. */
   addInstances(region: string, count: number, opts?: AddInstancesOptions): string[];
+  /** Makes `count` RUNNING Compute Engine VMs in a project's zone, with `labels`; their names. */
+  addGceVms(project: string, zone: string, count: number, labels?: Record<string, string>): string[];
   stats(): ControlPlaneStats;
-  /** Clears the stats and refills every bucket; `answers` changes how DescribeInstances answers from now on. */
+  /** Clears the stats, refills every bucket and quota; `answers` changes how DescribeInstances answers from now on. */
   reset(answers?: InstanceAnswers): void;
   close(): Promise<void>;
 }
@@ -87,6 +99,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const byScope = new Map<string, PlaneInstance[]>(); // `${account}/${region}` → instances, in launch order
   const keys = new Map<string, string>(); // access key from AssumeRole → its account
   const ssm = new PlaneSsm();
+  const compute = computePlane({ readsPerMinute: opts.gceReadsPerMinute ?? 1500 });
   let buckets = new BucketRegistry();
   const fresh = (): ControlPlaneStats => ({ calls: 0, throttled: 0, idsAsked: 0, byAction: {}, unknown: [] });
   let stats = fresh();
@@ -184,8 +197,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     req.on("data", (d: Buffer) => chunks.push(d));
     req.on("end", () => {
       stats.calls++;
-      const a = answer(req, Buffer.concat(chunks).toString());
-      const type = a.body.startsWith("{") ? "application/x-amz-json-1.1" : "text/xml";
+      const url = new URL(req.url ?? "/", "http://bench");
+      const google = url.pathname.startsWith("/compute/v1/") || url.pathname === "/token";
+      const a = google
+        ? compute.answer(req.method ?? "GET", url, req.headers.authorization, stats)
+        : answer(req, Buffer.concat(chunks).toString());
+      const type = google ? "application/json; charset=UTF-8" : a.body.startsWith("{") ? "application/x-amz-json-1.1" : "text/xml"; // prettier-ignore
       setTimeout(() => res.writeHead(a.status, { "content-type": type }).end(a.body), opts.latencyMs);
     });
   });
@@ -221,9 +238,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       }
       return ids;
     },
+    addGceVms: (project, zone, count, labels) => compute.addVms(project, zone, count, labels),
     stats: () => ({ ...stats, byAction: { ...stats.byAction }, unknown: [...stats.unknown] }),
     reset(next) {
       stats = fresh();
+      compute.resetQuota();
       answers = next ?? answers;
       buckets = new BucketRegistry();
     },

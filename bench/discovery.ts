@@ -3,7 +3,8 @@
  * every region) over 10,000 instances in 3 accounts × 17 regions, against the benchmark control plane
  * (bench/control-plane.ts, in a process of its own: STS and EC2 over the real wire protocol, 50 ms per call, EC2's
  * token buckets), beside the bound the API allows: the chain of calls no pass can avoid. Also the CPU our process
- * spends per instance, the same pass one scope after another (as Teleport scans) for comparison, and the time from
+ * spends per instance, the same pass one scope after another (as Teleport scans) for comparison, the same fleet
+ * on GCP (3 projects × 17 zones, the GCE fetcher and Google's clients against the plane's Compute), and the time from
  * an instance's launch to its SendCommand in the sandbox (moto; the runtime polls every 5 minutes and reads EC2
  * state-change events).
  * Run: npm run bench:discovery [-- --instances 10000 --latency 50 --runs 3 --concurrency 32 --skip-sandbox --json]
@@ -16,9 +17,11 @@ import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
 import { ListCommandsCommand, SSMClient } from "@aws-sdk/client-ssm";
 import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
 import { XMLParser } from "fast-xml-parser";
-import type { AwsMatcher } from "../provider/model";
+import { gcpMatcher, type AwsMatcher } from "../provider/model";
 import { leanDescribeInstances } from "../provider/clouds/aws/describe-instances-reader";
 import { DESCRIBE_INSTANCES_PAGE, fetchEc2 } from "../provider/clouds/aws/fetch";
+import { googleClients } from "../provider/clouds/gcp/clients";
+import { fetchGce, GCE_LIST_PAGE } from "../provider/clouds/gcp/fetch";
 import { EC2_NON_MUTATING } from "../provider/clouds/aws/rate-limits";
 import { MOTO_CREDENTIALS } from "../provider/sandbox/moto";
 import { discoveryAsync } from "../test/fixtures/cli";
@@ -248,6 +251,80 @@ async function floors(cp: RemoteControlPlane, made: number, boundSeconds: number
   };
 }
 
+/** GCP: the same fleet shape over projects × zones, listed by the real fetcher (`fetchGce`) and Google's clients. */
+const PROJECTS = ["bench-proj-a", "bench-proj-b", "bench-proj-c"];
+const ZONES = [
+  "us-central1-a", "us-central1-b", "us-central1-c", "us-east1-b", "us-east1-c", "us-west1-a", "us-west1-b",
+  "europe-west1-b", "europe-west1-c", "europe-west4-a", "europe-north1-a", "asia-east1-a", "asia-east1-b",
+  "asia-northeast1-a", "asia-south1-a", "australia-southeast1-a", "southamerica-east1-a",
+]; // prettier-ignore
+
+/**
+ * One GCP pass per run after a cold one: every project's matcher at once (zones listed by name, so one
+ * `instances.list` chain per zone), through ADC's token, against the control plane's Compute. The bound: each zone's
+ * pages one after another, every zone at once (the token, fetched by the cold pass, is cached for an hour).
+ */
+async function gcePasses(cp: RemoteControlPlane) {
+  let made = 0;
+  for (const [k, project] of PROJECTS.entries())
+    for (const [z, zone] of ZONES.entries()) {
+      const scope = k * ZONES.length + z;
+      const n = Math.floor((INSTANCES * (scope + 1)) / SCOPES) - Math.floor((INSTANCES * scope) / SCOPES);
+      made += (await cp.addGceVms(project, zone, n, { fleet: "bench" })).length;
+      await cp.addGceVms(project, zone, 1, { fleet: "other" });
+    }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-bench-gce-"));
+  const adc = path.join(dir, "adc.json");
+  // Google's ADC as the sandbox writes it: a user credential whose file names the token endpoint.
+  fs.writeFileSync(adc, JSON.stringify({ type: "external_account_authorized_user", audience: "//iam.googleapis.com/locations/global/workforcePools/bench/providers/bench", client_id: "bench", client_secret: "bench", refresh_token: "bench", token_url: `${cp.endpoint}/token`, universe_domain: "googleapis.com" }), { mode: 0o600 }); // prettier-ignore
+  const saved = process.env.GOOGLE_APPLICATION_CREDENTIALS;
+  process.env.GOOGLE_APPLICATION_CREDENTIALS = adc;
+  const clients = googleClients({ apiEndpoint: new URL(cp.endpoint).host, protocol: "http" });
+  const matchers = PROJECTS.map((p) => gcpMatcher.parse({ types: ["gce"], project_ids: [p], locations: ZONES, labels: { fleet: "bench" } })); // prettier-ignore
+  const one = async () => {
+    await cp.reset();
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    const results = await Promise.all(matchers.map((m) => fetchGce(m, { clients, ...(CONCURRENCY && { concurrency: CONCURRENCY }) }))); // prettier-ignore
+    const seconds = (performance.now() - started) / 1000;
+    const used = process.cpuUsage(cpu);
+    const stats = await cp.stats();
+    if (stats.unknown.length) throw new Error(`the control plane does not serve ${stats.unknown.join(", ")}`);
+    const found = results.reduce((n, r) => n + r.candidates.length, 0);
+    const cpuSeconds = (used.user + used.system) / 1e6;
+    return {
+      seconds,
+      found,
+      failed: results.reduce((n, r) => n + r.scopes.filter((x) => x.error).length, 0),
+      api_calls: Object.values(stats.byAction).reduce((a, b) => a + b, 0),
+      throttled: stats.throttled,
+      by_action: stats.byAction,
+      cpu_seconds: cpuSeconds,
+      cpu_us_per_instance: (cpuSeconds * 1e6) / Math.max(1, found),
+    };
+  };
+  try {
+    const cold = await one();
+    progress(`GCP cold pass: ${cold.seconds.toFixed(3)} s, ${cold.found} found`);
+    const all = [];
+    for (let i = 0; i < RUNS; i++) {
+      all.push(await one());
+      progress(`GCP pass ${i + 1}/${RUNS}: ${all[i].seconds.toFixed(3)} s, ${all[i].found} found`);
+    }
+    const mid = [...all].sort((a, b) => a.seconds - b.seconds)[Math.floor(RUNS / 2)];
+    const L = LATENCY_MS / 1000;
+    const pages = Math.max(1, Math.ceil(Math.ceil(INSTANCES / SCOPES) / GCE_LIST_PAGE));
+    // The token is cached for an hour (the cold pass fetched it), so the chain is each zone's pages alone.
+    const bound = pages * L;
+    return { instances: made, projects: PROJECTS.length, zones: ZONES.length, ...mid, runs: all.map((r) => Number(r.seconds.toFixed(4))), cold: { seconds: cold.seconds, cpu_us_per_instance: cold.cpu_us_per_instance }, bound_seconds: bound, ratio_to_bound: mid.seconds / bound, chain_plus_cpu_seconds: bound + mid.cpu_seconds, chain: `${pages} instances.list page(s) per zone, zones in parallel (ADC's token cached)` }; // prettier-ignore
+  } finally {
+    await clients.close();
+    if (saved === undefined) delete process.env.GOOGLE_APPLICATION_CREDENTIALS;
+    else process.env.GOOGLE_APPLICATION_CREDENTIALS = saved;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** launch → SendCommand in the sandbox: the runtime polls every 5 minutes and reads EC2 state-change events. */
 async function launchToSendCommand(): Promise<{ singles: number[]; burst: number[] }> {
   ensureBuilt();
@@ -321,6 +398,7 @@ async function main() {
     const lean = await medianPass(cp, "concurrent", RUNS, "lean");
     const serial = await medianPass(cp, "serial", 1);
     const floor = await floors(cp, made, b.concurrent_seconds);
+    const gce = await gcePasses(cp);
     result = {
       bench: "discovery",
       instances: made,
@@ -344,6 +422,7 @@ async function main() {
       },
       cold: { seconds: cold.seconds, cpu_us_per_instance: cold.cpu_us_per_instance },
       floor,
+      gce,
       serial: {
         ...serial,
         bound_seconds: b.serial_seconds,
@@ -389,10 +468,15 @@ async function main() {
     row("concurrent (this project)", r.concurrent);
     row("  same, lean answers", r.lean);
     row("one scope at a time", r.serial);
+    row("GCP concurrent (this proj.)", r.gce);
     console.log(
       `  bound: ${r.bound.chain}; concurrent is the median of ${r.concurrent.runs.length} passes ` +
         `(${r.concurrent.runs.join(", ")} s) after a cold first pass of ${r.cold.seconds.toFixed(3)} s ` +
         `(${r.cold.cpu_us_per_instance.toFixed(0)} µs CPU/instance); ${r.concurrent.throttled} throttled`,
+    );
+    console.log(
+      `  GCP: ${r.gce.instances} VMs in ${r.gce.projects} projects × ${r.gce.zones} zones; bound: ${r.gce.chain}; ` +
+        `median of ${r.gce.runs.length} passes (${r.gce.runs.join(", ")} s) after a cold one of ${r.gce.cold.seconds.toFixed(3)} s; ${r.gce.throttled} throttled`, // prettier-ignore
     );
     const f = r.floor;
     console.log(

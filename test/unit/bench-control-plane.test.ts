@@ -14,7 +14,12 @@ import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from "@aws-sdk
 import { DescribeRegionsCommand } from "@aws-sdk/client-ec2";
 import { ControlPlane, startControlPlane } from "../../bench/control-plane";
 import { fetchEc2 } from "../../provider/clouds/aws/fetch";
-import { awsMatcher } from "../../provider/model";
+import { awsMatcher, gcpMatcher } from "../../provider/model";
+import { googleClients } from "../../provider/clouds/gcp/clients";
+import { fetchGce } from "../../provider/clouds/gcp/fetch";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 
 const OWN = { accessKeyId: "testing", secretAccessKey: "testing" };
 const MEMBER = "210987654321";
@@ -150,4 +155,74 @@ test("an action the plane does not serve is a 400 naming it, never a made-up ans
   expect(cp.stats().unknown).toEqual(["ec2:DescribeRegions"]);
   expect(logged).toHaveBeenCalledWith(expect.stringContaining("ec2:DescribeRegions is not served"));
   logged.mockRestore();
+});
+
+describe("Compute Engine (the GCP side)", () => {
+  let credentialsFile: string;
+  const saved = process.env.GOOGLE_APPLICATION_CREDENTIALS;
+  beforeEach(() => {
+    // Google's ADC as the sandbox writes it: a user credential whose file names the token endpoint.
+    credentialsFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "pd-bench-gce-")), "adc.json");
+    fs.writeFileSync(credentialsFile, JSON.stringify({ type: "external_account_authorized_user", audience: "//iam.googleapis.com/locations/global/workforcePools/bench/providers/bench", client_id: "bench", client_secret: "bench", refresh_token: "bench", token_url: `${cp.endpoint}/token`, universe_domain: "googleapis.com" })); // prettier-ignore
+    process.env.GOOGLE_APPLICATION_CREDENTIALS = credentialsFile;
+  });
+  afterEach(() => {
+    if (saved === undefined) delete process.env.GOOGLE_APPLICATION_CREDENTIALS;
+    else process.env.GOOGLE_APPLICATION_CREDENTIALS = saved;
+    fs.rmSync(path.dirname(credentialsFile), { recursive: true, force: true });
+  });
+  const google = () => {
+    const clients = googleClients({ apiEndpoint: new URL(cp.endpoint).host, protocol: "http" });
+    clients_.push(clients);
+    return clients;
+  };
+  const clients_: { close(): Promise<void> }[] = [];
+  afterEach(async () => {
+    for (const c of clients_.splice(0)) await c.close();
+  });
+  const gce = (m: Record<string, unknown>) => gcpMatcher.parse({ types: ["gce"], ...m });
+
+  test("the real fetcher lists zones page by page and by the aggregated listing, through ADC's token", async () => {
+    const web = cp.addGceVms("proj-a", "europe-west1-b", 11, { fleet: "web" });
+    cp.addGceVms("proj-a", "europe-west1-c", 3, { fleet: "db" });
+    cp.addGceVms("proj-b", "us-central1-a", 7, { fleet: "web" });
+    const zonal = await fetchGce(gce({ project_ids: ["proj-a"], locations: ["europe-west1-b"], labels: { fleet: "web" } }), { clients: google(), pageSize: 5 }); // prettier-ignore
+    expect(zonal.candidates.map((c) => c.nodeName ?? c.instanceId)).toHaveLength(11);
+    expect(zonal.scopes).toMatchObject([{ cloud: "gcp", account: "proj-a", region: "europe-west1-b", instances: 11, apiCalls: 3 }]); // prettier-ignore
+    expect(zonal.candidates[0]).toMatchObject({ cloud: "gcp", account: "proj-a", privateIp: expect.stringMatching(/^10\./) }); // prettier-ignore
+    expect(web).toHaveLength(11);
+    const all = await fetchGce(gce({ project_ids: ["proj-a", "proj-b"], labels: { fleet: "web" } }), { clients: google(), pageSize: 5 }); // prettier-ignore
+    expect(all.candidates).toHaveLength(18);
+    expect(cp.stats().byAction).toMatchObject({ "compute:GET instances.list": 3, "compute:GET instances.aggregatedList": 5 }); // prettier-ignore
+    expect(cp.stats().byAction["oauth:token"]).toBeGreaterThanOrEqual(1);
+    expect(cp.stats().unknown).toEqual([]);
+  }, 30_000); // Google's clients load their protos on first use, seconds under ts-jest
+
+  // prettier-ignore
+  test("past the project's reads per minute, 403 rateLimitExceeded, which the fetcher reports for the scope", async () => {
+    const plane = await startControlPlane({ latencyMs: 0, gceReadsPerMinute: 2 });
+    try {
+      plane.addGceVms("proj-q", "asia-east1-a", 1);
+      const clients = googleClients({ apiEndpoint: new URL(plane.endpoint).host, protocol: "http" });
+      clients_.push(clients);
+      fs.writeFileSync(credentialsFile, fs.readFileSync(credentialsFile, "utf8").replace(cp.endpoint, plane.endpoint));
+      const m = gce({ project_ids: ["proj-q"], locations: ["asia-east1-a"] });
+      for (let i = 0; i < 2; i++) expect((await fetchGce(m, { clients })).candidates).toHaveLength(1);
+      const third = await fetchGce(m, { clients });
+      expect(third.candidates).toEqual([]);
+      expect(third.scopes[0].error?.message).toMatch(/Quota exceeded for quota metric 'Read requests'/);
+      expect(plane.stats().throttled).toBe(1);
+    } finally {
+      await plane.close();
+    }
+  }, 30_000);
+
+  test("a call without the token is 401, and a Compute request it does not serve is a 400 naming it", async () => {
+    const unauthenticated = await fetch(`${cp.endpoint}/compute/v1/projects/p/zones/z/instances`);
+    expect(unauthenticated.status).toBe(401);
+    const other = await fetch(`${cp.endpoint}/compute/v1/projects/p/zones/z/disks`, { headers: { authorization: "Bearer bench-access-token" } }); // prettier-ignore
+    expect(other.status).toBe(400);
+    expect(((await other.json()) as { error: { message: string } }).error.message).toMatch(/GET \/compute\/v1\/projects\/p\/zones\/z\/disks is not served/); // prettier-ignore
+    expect(cp.stats().unknown).toEqual(["compute:GET /compute/v1/projects/p/zones/z/disks"]);
+  });
 });
