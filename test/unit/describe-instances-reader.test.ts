@@ -185,6 +185,17 @@ describe("readDescribeInstances against the AWS SDK", () => {
     expect(read).toBeGreaterThan(150); // a fair share lands in text or skipped fields and is read, not stepped aside from
   });
 
+  it("is what the client reads with: an answer the SDK refuses over a field this project does not use is read", async () => {
+    const xml = response(reservation("123456789012", instanceXml(plane(5, { a: "b" })).replace(/<usageOperationUpdateTime>[^<]*/, "<usageOperationUpdateTime>not a date"))); // prettier-ignore
+    await expect(describe_(answering(xml, 200, false))).rejects.toThrow();
+    const lean = await describe_(answering(xml));
+    expect(fields(lean).reservations[0].instances[0]).toMatchObject({
+      id: "i-00000000000000005",
+      privateIp: "10.0.0.5",
+    });
+    expect(lean.$metadata.httpStatusCode).toBe(200);
+  });
+
   it("leaves errors to the SDK: throttling keeps its code, so it is retried, not refused", async () => {
     const body = `<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>x</RequestID></Response>`; // prettier-ignore
     const err = await describe_(answering(body, 503)).then(

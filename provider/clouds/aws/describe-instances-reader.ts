@@ -8,7 +8,9 @@
  * character references, attributes on the root). Anything else (a comment, CDATA, a processing instruction inside,
  * text where elements belong, a field twice, an element inside a field, a date that is not RFC 3339, tags that do
  * not nest) makes it return `undefined`, and the SDK's own deserializer reads the answer as it always did. Errors
- * (status ≥ 300) always go to the SDK, so throttling and access errors keep their types and codes.
+ * (status ≥ 300) always go to the SDK, so throttling and access errors keep their types and codes. The one way it
+ * is not the SDK: a damaged value in a field it does not read (a malformed date the SDK would refuse the whole
+ * answer over, say) does not stop it reading the fields it does.
  *
  * A field is taken only at its exact path, so a `privateIpAddress` of a network interface is never read as the
  * instance's, and a tag's text can never open an element: XML text cannot hold `<`.
@@ -18,7 +20,7 @@ import type { DescribeInstancesCommandOutput, EC2Client, Instance, Reservation }
 /** What this reader gives: the SDK's output, with only these fields. */
 export type LeanDescribeInstances = Pick<DescribeInstancesCommandOutput, "Reservations" | "NextToken">;
 
-// Where the reader is: one state per open element. Fields (F_*) hold text only.
+// Where the reader is: one state per open element. A Field holds text only.
 enum S {
   Skip,
   Root,
@@ -289,17 +291,19 @@ async function bodyBytes(body: unknown): Promise<Uint8Array> {
  * any DescribeInstances answer that reader steps aside from) with the SDK's own deserializer, as before.
  */
 export function leanDescribeInstances<C extends EC2Client>(client: C): C {
-  const protocol = client.config.protocol as unknown as {
-    deserializeResponse: Deserialize;
-    deserializeMetadata(response: HttpAnswer): DescribeInstancesCommandOutput["$metadata"];
-  };
+  const protocol = client.config.protocol as unknown as
+    | { deserializeResponse?: Deserialize; deserializeMetadata?(r: HttpAnswer): DescribeInstancesCommandOutput["$metadata"] } // prettier-ignore
+    | undefined;
+  // An SDK without this hook keeps its own deserializer for everything: slower, never wrong.
+  if (typeof protocol?.deserializeResponse !== "function" || typeof protocol.deserializeMetadata !== "function")
+    return client;
   const sdk = protocol.deserializeResponse.bind(protocol);
   protocol.deserializeResponse = async (schema, context, response) => {
     if (response.statusCode >= 300 || !/(^|#)DescribeInstances$/.test(schema?.name ?? "")) return sdk(schema, context, response); // prettier-ignore
     const bytes = await bodyBytes(response.body);
     const lean = readDescribeInstances(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
     if (!lean) return sdk(schema, context, { ...response, body: bytes });
-    return { ...lean, $metadata: protocol.deserializeMetadata(response) };
+    return { ...lean, $metadata: protocol.deserializeMetadata!(response) };
   };
   return client;
 }
