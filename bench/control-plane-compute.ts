@@ -29,6 +29,22 @@ export interface PlaneVm {
 const COMPUTE = "https://www.googleapis.com/compute/v1";
 /** The bearer token `/token` hands out; calls without it get 401, as Google's would. */
 export const BENCH_ACCESS_TOKEN = "bench-access-token";
+/**
+ * Google's ADC file for the plane, as the sandbox writes its own: a user credential whose file names the token
+ * endpoint (`<endpoint>/token`), so the official clients fetch their token from the plane.
+ */
+export function benchAdcCredentials(endpoint: string): string {
+  return JSON.stringify({
+    type: "external_account_authorized_user",
+    audience: "//iam.googleapis.com/locations/global/workforcePools/bench/providers/bench",
+    client_id: "bench",
+    client_secret: "bench",
+    refresh_token: "bench",
+    token_url: `${endpoint}/token`,
+    universe_domain: "googleapis.com",
+  });
+}
+
 /** Compute's default cap on `maxResults`. */
 const MAX_PAGE = 500;
 

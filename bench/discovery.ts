@@ -27,6 +27,7 @@ import { MOTO_CREDENTIALS } from "../provider/sandbox/moto";
 import { discoveryAsync } from "../test/fixtures/cli";
 import { ensureBuilt, parseEnvFile } from "../test/fixtures/sandbox";
 import type { InstanceAnswers } from "./control-plane-ec2";
+import { benchAdcCredentials } from "./control-plane-compute";
 import { RemoteControlPlane, startControlPlaneProcess } from "./control-plane-process";
 import { emit, flag, machine, numberArg, progress, tableLine } from "./report";
 
@@ -166,14 +167,17 @@ async function floors(cp: RemoteControlPlane, made: number, boundSeconds: number
   await cp.reset("full");
   const opts = { region: "us-east-1", endpoint: cp.endpoint, credentials: MOTO_CREDENTIALS };
   const sts = new STSClient(opts);
-  const form = (params: Record<string, string>) => new URLSearchParams({ Version: "2016-11-15", ...params }).toString(); // prettier-ignore
-  const describe = async (akid: string, region: string, next?: string): Promise<{ bytes: number; next?: string }> => {
+  /** DescribeInstances of `fleet` in `region` as `akid`'s account, over node:http: its status and raw bytes. */
+  const describeRaw = (akid: string, region: string, fleet: string, max: number, next?: string) => {
     const headers = {
       "content-type": "application/x-www-form-urlencoded",
       authorization: `AWS4-HMAC-SHA256 Credential=${akid}/20261130/${region}/ec2/aws4_request, SignedHeaders=host, Signature=0`,
     };
-    const body = form({ Action: "DescribeInstances", MaxResults: String(DESCRIBE_INSTANCES_PAGE), "Filter.1.Name": "tag:fleet", "Filter.1.Value.1": "bench", ...(next && { NextToken: next }) }); // prettier-ignore
-    const res = await post(cp.endpoint, headers, body);
+    const form = { Action: "DescribeInstances", Version: "2016-11-15", MaxResults: String(max), "Filter.1.Name": "tag:fleet", "Filter.1.Value.1": fleet, ...(next && { NextToken: next }) }; // prettier-ignore
+    return post(cp.endpoint, headers, new URLSearchParams(form).toString());
+  };
+  const describe = async (akid: string, region: string, next?: string): Promise<{ bytes: number; next?: string }> => {
+    const res = await describeRaw(akid, region, "bench", DESCRIBE_INSTANCES_PAGE, next);
     const bytes = res.body;
     if (res.status !== 200) throw new Error(`wire floor: DescribeInstances answered ${res.status}: ${bytes}`);
     // The next page's token, if any: the only thing read from the answer.
@@ -210,11 +214,7 @@ async function floors(cp: RemoteControlPlane, made: number, boundSeconds: number
   // One full page of 1,000 instances, read by each reader.
   await cp.reset("full");
   const pageIds = await cp.addInstances("us-east-1", 1000, { tags: { fleet: "page" } });
-  const page = await (async () => {
-    const headers = { "content-type": "application/x-www-form-urlencoded", authorization: `AWS4-HMAC-SHA256 Credential=${MOTO_CREDENTIALS.accessKeyId}/20261130/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0` }; // prettier-ignore
-    const body = form({ Action: "DescribeInstances", MaxResults: "1000", "Filter.1.Name": "tag:fleet", "Filter.1.Value.1": "page" }); // prettier-ignore
-    return (await post(cp.endpoint, headers, body)).body;
-  })();
+  const page = (await describeRaw(MOTO_CREDENTIALS.accessKeyId, "us-east-1", "page", 1000)).body;
   // The page handed to the SDK as its HTTP answer: no socket, so what is timed is the SDK's own work.
   const offline = () =>
     new EC2Client({
@@ -275,8 +275,7 @@ async function gcePasses(cp: RemoteControlPlane) {
     }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pd-bench-gce-"));
   const adc = path.join(dir, "adc.json");
-  // Google's ADC as the sandbox writes it: a user credential whose file names the token endpoint.
-  fs.writeFileSync(adc, JSON.stringify({ type: "external_account_authorized_user", audience: "//iam.googleapis.com/locations/global/workforcePools/bench/providers/bench", client_id: "bench", client_secret: "bench", refresh_token: "bench", token_url: `${cp.endpoint}/token`, universe_domain: "googleapis.com" }), { mode: 0o600 }); // prettier-ignore
+  fs.writeFileSync(adc, benchAdcCredentials(cp.endpoint), { mode: 0o600 });
   const saved = process.env.GOOGLE_APPLICATION_CREDENTIALS;
   process.env.GOOGLE_APPLICATION_CREDENTIALS = adc;
   const clients = googleClients({ apiEndpoint: new URL(cp.endpoint).host, protocol: "http" });

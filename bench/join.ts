@@ -39,6 +39,7 @@ import { parseBer } from "../provider/util/ber";
 import { EC2_UNFILTERED } from "../provider/clouds/aws/rate-limits";
 import { ControlPlane, startControlPlane } from "./control-plane";
 import { startControlPlaneProcess } from "./control-plane-process";
+import { flag, JSON_OUT, machine, numberArg, stringArg, tableLine } from "./report";
 import type { InstanceAnswers } from "./control-plane-ec2";
 import { parseRuntimeConfig } from "../provider/runtime/config";
 import { startRuntime } from "../provider/runtime/server";
@@ -47,28 +48,22 @@ import { identityDocument, signIdentityDocument, testCa } from "../test/fixtures
 import { freePort, MOTO_CREDENTIALS, startMoto } from "../test/fixtures/moto";
 import { startPostgres } from "../test/fixtures/postgres";
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const JOINS = arg("joins", 512);
-const STORM = arg("storm", 0);
-const CONCURRENCY = arg("concurrency", STORM ? 256 : 64);
-const LATENCY_MS = arg("latency-ms", 50);
-const JSON_OUT = process.argv.includes("--json");
-const RATES_AT = process.argv.indexOf("--rates");
-const RATES = RATES_AT > 0 ? process.argv[RATES_AT + 1].split(",").map(Number) : [];
-const SECONDS = arg("seconds", 5);
+const JOINS = numberArg("joins", 512);
+const STORM = numberArg("storm", 0);
+const CONCURRENCY = numberArg("concurrency", STORM ? 256 : 64);
+const LATENCY_MS = numberArg("latency-ms", 50);
+const RATES_RAW = stringArg("rates", "");
+const RATES = RATES_RAW ? RATES_RAW.split(",").map(Number) : [];
+const SECONDS = numberArg("seconds", 5);
 // `--floor` (with --rates): the same load against a server that does none of a join's work, after the runtime.
-const FLOOR = process.argv.includes("--floor");
+const FLOOR = flag("floor");
 // `--answers full`: DescribeInstances answers with every field AWS returns (about 3.7 KB an instance, which the SDK
 // reads for every join's check) instead of the lean ones (only the fields read).
-const ANSWERS_AT = process.argv.indexOf("--answers");
-const ANSWERS = (ANSWERS_AT > 0 ? process.argv[ANSWERS_AT + 1] : "lean") as InstanceAnswers;
+const ANSWERS = stringArg("answers", "lean") as InstanceAnswers;
 if (ANSWERS !== "lean" && ANSWERS !== "full") throw new Error(`--answers ${ANSWERS}: give lean or full`);
 // Ordinary load comes from many regions (and accounts): each region has its own EC2 buckets.
 const LOAD_REGIONS = ["us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-north-1", "ap-south-1", "ap-northeast-1", "ap-northeast-2", "ap-southeast-1", "ap-southeast-2", "ca-central-1", "sa-east-1"]; // prettier-ignore
-const REGIONS = Math.min(LOAD_REGIONS.length, arg("regions", 1));
+const REGIONS = Math.min(LOAD_REGIONS.length, numberArg("regions", 1));
 const SQLITE = { type: "sqlite", path: "./data/discovery.db" };
 if (RATES.some((r) => !(r > 0)))
   throw new Error("--rates takes joins a second, comma-separated, e.g. --rates 500,1000");
@@ -300,7 +295,7 @@ async function storm() {
       console.log(JSON.stringify(result));
       return;
     }
-    const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(10) : x.padStart(12))).join("");
+    const line = tableLine();
     console.log(
       `\nbench/join --storm ${STORM}: one account and region, EC2 at ${LATENCY_MS} ms a call with AWS's buckets, ` +
         `${os.cpus().length} cores, node ${process.version}, load average ${result.load_average.join(" ")}`,
@@ -360,7 +355,7 @@ async function load() {
       : undefined;
     const result = { bench: "join --rates", seconds_per_step: SECONDS, latency_ms: LATENCY_MS, regions: regions.length, connections: CONCURRENCY, answers: ANSWERS, ...before, steps: rows, ...(floorRows && { floor: floorRows, answer_bytes: results.answer!.length }), ...(await cp.stats()) }; // prettier-ignore
     if (JSON_OUT) return console.log(JSON.stringify(result));
-    const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(10) : x.padStart(12))).join("");
+    const line = tableLine();
     console.log(
       `\nbench/join --rates: open loop, ${SECONDS} s a step, ${CONCURRENCY} keep-alive HTTPS connections, ` +
         `${regions.length} region(s), EC2 at ${LATENCY_MS} ms a call with ${ANSWERS} answers (${result.calls} calls, ${result.throttled} throttled), ${before.cores} cores, node ${process.version}, load average ${before.load_average.join(" ")}`,
@@ -380,13 +375,6 @@ async function load() {
     await cp.close();
   }
 }
-
-/** The machine a figure was measured on; the load average shows whether other work shared it. */
-const machine = () => ({
-  cores: os.cpus().length,
-  node: process.version,
-  load_average: os.loadavg().map((l) => Number(l.toFixed(2))),
-});
 
 /**
  * `--verify`: the CPU cost of checking one identity document, ours beside its parts and beside what a library
@@ -422,7 +410,7 @@ async function verifyCost() {
 }
 
 async function main() {
-  if (process.argv.includes("--verify")) return verifyCost();
+  if (flag("verify")) return verifyCost();
   if (STORM > 0) return storm();
   if (RATES.length) return load();
   const moto = await startMoto();
@@ -456,7 +444,7 @@ async function main() {
       console.log(JSON.stringify({ ...out, backends: rows }));
       return;
     }
-    const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(10) : x.padStart(12))).join("");
+    const line = tableLine();
     console.log(`\nbench/join: ${JOINS} ec2 joins, ${CONCURRENCY} concurrent clients, ${os.cpus().length} cores`);
     console.log(line(["backend", "joins", "failed", "seconds", "joins/s", "p50 ms", "p99 ms", "÷ verify/s"]));
     for (const r of rows)

@@ -13,6 +13,7 @@ import {
 import { AssumeRoleCommand, GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
 import { DescribeRegionsCommand } from "@aws-sdk/client-ec2";
 import { ControlPlane, startControlPlane } from "../../bench/control-plane";
+import { benchAdcCredentials } from "../../bench/control-plane-compute";
 import { fetchEc2 } from "../../provider/clouds/aws/fetch";
 import { awsMatcher, gcpMatcher } from "../../provider/model";
 import { googleClients } from "../../provider/clouds/gcp/clients";
@@ -163,7 +164,7 @@ describe("Compute Engine (the GCP side)", () => {
   beforeEach(() => {
     // Google's ADC as the sandbox writes it: a user credential whose file names the token endpoint.
     credentialsFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "pd-bench-gce-")), "adc.json");
-    fs.writeFileSync(credentialsFile, JSON.stringify({ type: "external_account_authorized_user", audience: "//iam.googleapis.com/locations/global/workforcePools/bench/providers/bench", client_id: "bench", client_secret: "bench", refresh_token: "bench", token_url: `${cp.endpoint}/token`, universe_domain: "googleapis.com" })); // prettier-ignore
+    fs.writeFileSync(credentialsFile, benchAdcCredentials(cp.endpoint));
     process.env.GOOGLE_APPLICATION_CREDENTIALS = credentialsFile;
   });
   afterEach(() => {

@@ -59,15 +59,14 @@ const notLean = (why: string): never => {
 
 function decodeText(raw: string): string {
   if (raw.indexOf("&") < 0) return raw;
-  const out = raw.replace(ENTITY, (_m, named: string, dec: string, hex: string) => {
+  if (raw.replace(ENTITY, "").indexOf("&") >= 0) notLean("an unknown entity");
+  return raw.replace(ENTITY, (_m, named: string, dec: string, hex: string) => {
     if (named) return NAMED[named];
     const cp = dec ? Number(dec) : parseInt(hex, 16);
     // Beyond the Basic Multilingual Plane the SDK's reader differs (it keeps 16 bits), so it reads those itself.
     if (cp > 0xffff || (cp >= 0xd800 && cp <= 0xdfff) || cp === 0) notLean("a character reference the SDK reads");
     return String.fromCodePoint(cp);
   });
-  if (out.indexOf("&") >= 0 && raw.replace(ENTITY, "").indexOf("&") >= 0) notLean("an unknown entity");
-  return out;
 }
 
 /** Characters of the element names AWS writes (and XML's other name characters in ASCII). */
